@@ -1,0 +1,83 @@
+/* Dispatches the backend interface to the implementation named in the
+ * options. */
+#include "backend_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mb_backend {
+  const mb_backend_ops_t *ops;
+  void *priv; /* owned; released by ops->close */
+};
+
+static const mb_backend_ops_t *const mb_backends[] = {
+#ifdef MEMBAL_HAVE_SIM
+    &mb_backend_sim_ops,
+#endif
+#ifdef MEMBAL_HAVE_LIBXL
+    &mb_backend_libxl_ops,
+#endif
+#ifdef MEMBAL_HAVE_LIBVIRT
+    &mb_backend_libvirt_ops,
+#endif
+    NULL};
+
+mb_backend_t *mb_backend_open(const mb_backend_opts_t *opts, char *err,
+                              size_t errlen) {
+  const char *kind = (opts && opts->kind) ? opts->kind : "";
+  for (size_t i = 0; mb_backends[i] != NULL; i++) {
+    if (strcmp(mb_backends[i]->kind, kind) != 0)
+      continue;
+    mb_backend_t *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+      snprintf(err, errlen, "backend %s: out of memory", kind);
+      return NULL;
+    }
+    b->ops = mb_backends[i];
+    b->priv = b->ops->open(opts, err, errlen);
+    if (b->priv == NULL) {
+      free(b);
+      return NULL;
+    }
+    return b;
+  }
+  snprintf(err, errlen, "unknown or not built backend \"%s\"", kind);
+  return NULL;
+}
+
+void mb_backend_close(mb_backend_t *b) {
+  if (b == NULL)
+    return;
+  b->ops->close(b->priv);
+  free(b);
+}
+
+const char *mb_backend_kind(const mb_backend_t *b) { return b->ops->kind; }
+
+int mb_backend_host(mb_backend_t *b, mb_hostinfo_t *out, char *err,
+                    size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  return b->ops->host(b->priv, out, err, errlen);
+}
+
+int mb_backend_list(mb_backend_t *b, mb_dominfo_t **out, size_t *n, char *err,
+                    size_t errlen) {
+  *out = NULL;
+  *n = 0;
+  return b->ops->list(b->priv, out, n, err, errlen);
+}
+
+int mb_backend_set_target(mb_backend_t *b, uint32_t domid, uint64_t target_kib,
+                          char *err, size_t errlen) {
+  return b->ops->set_target(b->priv, domid, target_kib, err, errlen);
+}
+
+int mb_backend_wait_event(mb_backend_t *b, int timeout_ms, uint32_t *domid,
+                          char *err, size_t errlen) {
+  return b->ops->wait_event(b->priv, timeout_ms, domid, err, errlen);
+}
+
+uint64_t mb_backend_requests(const mb_backend_t *b) {
+  return b->ops->requests ? b->ops->requests(b->priv) : 0;
+}

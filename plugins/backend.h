@@ -1,0 +1,91 @@
+/*
+ * The one interface between membal's plugins and a hypervisor.
+ *
+ * Only backend_*.c include libxl / libvirt / xenstore headers. The plugins
+ * (vmmem.c, membal.c) see this header and policy/membal_policy.h only.
+ * All figures KiB. A backend handle is used by one thread at a time, except
+ * mb_backend_wait_event(), which its own thread may block in while another
+ * thread uses the handle (implementations keep a separate connection for it).
+ *
+ * Backends:
+ *   "libxl"   real Xen: libxl for domains/memory, libxenstore for guest
+ *             records (data/membal/stats, else data/meminfo_*).
+ *   "sim"     a simulated hypervisor whose state lives in a (real) xenstored:
+ *             see backend_sim.c for the schema; guest records are read
+ *             exactly as for libxl.
+ *   "libvirt" KVM through libvirt; guest samples from virDomainMemoryStats.
+ */
+#ifndef MEMBAL_BACKEND_H
+#define MEMBAL_BACKEND_H
+
+#include "membal_policy.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mb_backend mb_backend_t;
+
+typedef struct {
+  const char *kind;          /* "libxl" | "sim" | "libvirt" */
+  const char *xenstore_path; /* NULL: libxenstore's default (env
+                                XENSTORED_PATH honoured) */
+  const char *uri;           /* libvirt URI; NULL: "qemu:///system" */
+} mb_backend_opts_t;
+
+typedef enum {
+  MB_SAMPLE_NONE = 0, /* guest never published anything */
+  MB_SAMPLE_OK,       /* sample parsed */
+  MB_SAMPLE_BAD,      /* record present but rejected; see sample_err */
+} mb_sample_status_t;
+
+typedef struct {
+  uint32_t domid;
+  char name[MB_NAME_LEN];
+  uint64_t current_kib; /* what the domain holds now */
+  uint64_t target_kib;  /* balloon target in force */
+  uint64_t max_kib;     /* maximum the domain may be given */
+  uint32_t node_mask;   /* NUMA nodes bound; 0 = any / unknown */
+  mb_sample_status_t sample_status;
+  mb_sample_t sample;   /* valid when sample_status == MB_SAMPLE_OK */
+  char sample_err[160]; /* why the record was rejected */
+} mb_dominfo_t;
+
+typedef struct {
+  uint64_t total_kib;
+  uint64_t free_kib;
+  unsigned nr_nodes; /* 0 when unknown */
+  uint64_t node_total_kib[MB_MAX_NODES];
+  uint64_t node_free_kib[MB_MAX_NODES];
+} mb_hostinfo_t;
+
+/* Opens a backend. Returns NULL and writes err on failure. Caller closes. */
+mb_backend_t *mb_backend_open(const mb_backend_opts_t *opts, char *err,
+                              size_t errlen);
+void mb_backend_close(mb_backend_t *b); /* NULL ok */
+
+const char *mb_backend_kind(const mb_backend_t *b);
+
+int mb_backend_host(mb_backend_t *b, mb_hostinfo_t *out, char *err,
+                    size_t errlen);
+
+/* All running domains including dom0 (domid 0), sorted by domid.
+ * *out is allocated: caller frees with free(). Returns 0 or -1 (+err). */
+int mb_backend_list(mb_backend_t *b, mb_dominfo_t **out, size_t *n, char *err,
+                    size_t errlen);
+
+/* Sets the balloon target of one domain. */
+int mb_backend_set_target(mb_backend_t *b, uint32_t domid, uint64_t target_kib,
+                          char *err, size_t errlen);
+
+/* Blocks up to timeout_ms for a guest record change. Returns 1 and fills
+ * *domid when a record changed, 0 on timeout, -1 on error (caller may
+ * reopen). Backends without push (libvirt) return 0 after the timeout. */
+int mb_backend_wait_event(mb_backend_t *b, int timeout_ms, uint32_t *domid,
+                          char *err, size_t errlen);
+
+/* Requests served by the backend's store since open (xenstore reads +
+ * directory listings; benchmark figure). */
+uint64_t mb_backend_requests(const mb_backend_t *b);
+
+#endif

@@ -1,0 +1,32 @@
+/* Private to backend*.c: the table each backend implementation fills. */
+#ifndef MEMBAL_BACKEND_IMPL_H
+#define MEMBAL_BACKEND_IMPL_H
+
+#include "backend.h"
+
+typedef struct {
+  const char *kind;
+  /* Returns the implementation's private state or NULL (+err). */
+  void *(*open)(const mb_backend_opts_t *opts, char *err, size_t errlen);
+  void (*close)(void *priv);
+  int (*host)(void *priv, mb_hostinfo_t *out, char *err, size_t errlen);
+  int (*list)(void *priv, mb_dominfo_t **out, size_t *n, char *err,
+              size_t errlen);
+  int (*set_target)(void *priv, uint32_t domid, uint64_t target_kib,
+                    char *err, size_t errlen);
+  int (*wait_event)(void *priv, int timeout_ms, uint32_t *domid, char *err,
+                    size_t errlen);
+  uint64_t (*requests)(const void *priv);
+} mb_backend_ops_t;
+
+#ifdef MEMBAL_HAVE_SIM
+extern const mb_backend_ops_t mb_backend_sim_ops;
+#endif
+#ifdef MEMBAL_HAVE_LIBXL
+extern const mb_backend_ops_t mb_backend_libxl_ops;
+#endif
+#ifdef MEMBAL_HAVE_LIBVIRT
+extern const mb_backend_ops_t mb_backend_libvirt_ops;
+#endif
+
+#endif

@@ -1,0 +1,269 @@
+/*
+ * membal policy core: the pure, deterministic part of membal.
+ *
+ * No I/O, no globals, no collectd/libxl/xenstore, and no allocation inside
+ * mb_policy_compute(). Same input, same output. All memory figures are KiB.
+ *
+ * Flow of one round (the caller is the membal plugin, the simulator or a
+ * test):
+ *   1. fill an mb_host_t and one mb_domain_t per guest (dom0 excluded),
+ *      including the latest parsed guest sample (mb_sample_t) and the rates
+ *      derived from the previous sample (mb_sample_rates());
+ *   2. mb_policy_compute(cfg, state, host, doms, n, out) fills one
+ *      mb_decision_t per domain: the new target and why;
+ *   3. the caller actuates: shrinks first, grows second.
+ *
+ * Reason codes (mb_reason_t) say why a target is what it is; they are
+ * recorded in RRD and logged on every change. See mb_reason_name().
+ */
+#ifndef MEMBAL_POLICY_H
+#define MEMBAL_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MB_NAME_LEN 64
+#define MB_MAX_NODES 16
+
+/* xenstore limits a node's value to 2048 bytes; records stay below it. */
+#define MB_RECORD_MAX 2048
+
+/* ---------------------------------------------------------------------- */
+/* Guest sample                                                           */
+/* ---------------------------------------------------------------------- */
+
+/* Fields of a guest sample. meminfo fields are KiB, vmstat fields are
+ * monotonically increasing event counts. The record key of each field is the
+ * kernel's own name (mb_field_key()). Every field is optional: a KVM guest
+ * seen through virtio-balloon stats has no Committed_AS nor Active split. */
+typedef enum {
+  /* /proc/meminfo (KiB) */
+  MB_F_MEMTOTAL,
+  MB_F_MEMFREE,
+  MB_F_MEMAVAILABLE,
+  MB_F_BUFFERS,
+  MB_F_CACHED,
+  MB_F_SWAPCACHED,
+  MB_F_ACTIVE,
+  MB_F_INACTIVE,
+  MB_F_ACTIVE_ANON,
+  MB_F_INACTIVE_ANON,
+  MB_F_ACTIVE_FILE,
+  MB_F_INACTIVE_FILE,
+  MB_F_SWAPTOTAL,
+  MB_F_SWAPFREE,
+  MB_F_DIRTY,
+  MB_F_ANONPAGES,
+  MB_F_SHMEM,
+  MB_F_SLAB,
+  MB_F_SRECLAIMABLE,
+  MB_F_SUNRECLAIM,
+  MB_F_KERNELSTACK,
+  MB_F_PAGETABLES,
+  MB_F_COMMITTED_AS,
+  /* /proc/vmstat (counts) */
+  MB_F_PSWPIN,
+  MB_F_PSWPOUT,
+  MB_F_PGMAJFAULT,
+  MB_F_PGFAULT,
+  MB_F_COUNT
+} mb_field_t;
+
+#define MB_F_FIRST_VMSTAT MB_F_PSWPIN
+
+typedef struct {
+  uint64_t v[MB_F_COUNT];
+  uint64_t have;      /* bit (1 << field) set when v[field] is present */
+  uint64_t seq;       /* guest's record sequence number; 0 = none */
+  uint64_t uptime_ms; /* guest uptime when the record was written */
+  bool urgent;        /* guest saw swap activity and published early */
+} mb_sample_t;
+
+static inline bool mb_sample_has(const mb_sample_t *s, mb_field_t f) {
+  return (s->have >> f) & 1u;
+}
+
+/* Kernel key of a field ("MemTotal", "pswpin", ...). */
+const char *mb_field_key(mb_field_t f);
+
+/* Rates derived from two successive samples of one guest. */
+typedef struct {
+  double swapin_pps;  /* pswpin pages per second */
+  double swapout_pps; /* pswpout pages per second */
+  double majflt_ps;   /* major faults per second */
+  bool valid;         /* false when no previous sample, counter went back
+                         (guest rebooted) or dt <= 0 */
+} mb_rates_t;
+
+void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
+                     double dt_s, mb_rates_t *out);
+
+/* ---------------------------------------------------------------------- */
+/* Parsers and the xenstore record (untrusted input)                       */
+/* ---------------------------------------------------------------------- */
+
+/* Error text is written to err (NUL-terminated, may be truncated) and names
+ * the offending line or key. Return 0 on success, -1 on rejected input; on
+ * rejection *out is left with have == 0. Unknown keys are ignored.
+ * Duplicated keys, malformed lines, overflow, negative or non-decimal
+ * numbers, and inconsistent values (free > total) are rejected. */
+int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out,
+                     char *err, size_t errlen);
+/* Adds the vmstat fields to *out (which may already hold meminfo fields). */
+int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                    size_t errlen);
+
+/* The record a guest publishes at data/membal/stats:
+ *
+ *   membal 1            <- format version, first line, mandatory
+ *   seq 42              <- mandatory, > 0, increases by >= 1 per publish
+ *   uptime_ms 123456    <- mandatory
+ *   urgent 0|1          <- optional, default 0
+ *   MemTotal 2048000    <- any mb_field_key() with its value, one per line
+ *   ...
+ *   pswpin 17
+ *
+ * Lines end with '\n'; at most MB_RECORD_MAX - 1 bytes.
+ * mb_record_format returns the length written (excluding NUL) or -1 when
+ * buf is too small. */
+int mb_record_format(const mb_sample_t *s, char *buf, size_t buflen);
+int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                    size_t errlen);
+
+/* ---------------------------------------------------------------------- */
+/* Host, domains, decisions                                               */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+  uint64_t total_kib;   /* physical memory of the host */
+  uint64_t free_kib;    /* free in the hypervisor right now */
+  uint64_t reserve_kib; /* dom0 + hypervisor + slack: never handed to guests.
+                           Pool for guests = total_kib - reserve_kib. */
+  unsigned nr_nodes;    /* 0 = NUMA unknown */
+  uint64_t node_free_kib[MB_MAX_NODES];
+} mb_host_t;
+
+typedef struct {
+  uint32_t domid;
+  char name[MB_NAME_LEN];
+  uint64_t current_kib; /* what the balloon actually holds now */
+  uint64_t target_kib;  /* last target given (== current when unknown) */
+  uint64_t min_kib;     /* configured floor (0 = policy's own floor) */
+  uint64_t max_kib;     /* configured or hypervisor maximum */
+  uint32_t weight;      /* shares; 0 is treated as 1 */
+  uint32_t node_mask;   /* NUMA nodes the memory is bound to; 0 = any */
+  bool has_sample;      /* false: never heard from the guest */
+  mb_sample_t sample;   /* latest parsed guest sample */
+  mb_rates_t rates;     /* from the previous sample */
+  double sample_age_s;  /* seconds since the sample's seq last advanced */
+} mb_domain_t;
+
+typedef enum {
+  MB_R_UNCHANGED = 0, /* target stays where it is */
+  MB_R_GROW_PRESSURE, /* grown: guest needs more */
+  MB_R_SHRINK_IDLE,   /* shrunk: guest holds idle memory */
+  MB_R_CLAMPED_MIN,   /* policy wanted less than min */
+  MB_R_CLAMPED_MAX,   /* policy wanted more than max */
+  MB_R_STALE_FROZEN,  /* sample stale or missing: never shrunk */
+  MB_R_EMERGENCY,     /* grown at once on swap activity (cagma) */
+  MB_R_DEADBAND,      /* change smaller than the dead band: not made */
+  MB_R_STEP_CAPPED,   /* change limited by the per-round step cap */
+  MB_R_POOL_LIMIT,    /* growth limited by what the pool has left */
+  MB_R_COUNT
+} mb_reason_t;
+
+const char *mb_reason_name(mb_reason_t r); /* "grow-pressure", ... */
+
+typedef struct {
+  uint64_t target_kib;
+  mb_reason_t reason;
+  uint64_t want_kib; /* what the policy asked before the envelope */
+  uint64_t cma_kib;  /* cagma: critical memory amount; 0 otherwise */
+} mb_decision_t;
+
+/* ---------------------------------------------------------------------- */
+/* Configuration                                                          */
+/* ---------------------------------------------------------------------- */
+
+typedef enum {
+  MB_POLICY_CAGMA = 0, /* default */
+  MB_POLICY_TAX,
+  MB_POLICY_SELFBALLOON,
+  MB_POLICY_COUNT
+} mb_policy_kind_t;
+
+const char *mb_policy_name(mb_policy_kind_t k);
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+int mb_policy_from_name(const char *name, mb_policy_kind_t *out);
+
+typedef struct {
+  mb_policy_kind_t kind;
+
+  struct {
+    double tau;    /* idle memory tax rate in [0,1]; default 0.75 */
+    bool tau_auto; /* adapt tau every round from observed pressure */
+  } tax;
+
+  struct {
+    double margin_frac;         /* CMA headroom as a fraction of the
+                                   working set; default 0.10 */
+    uint64_t margin_min_kib;    /* CMA headroom floor; default 32768 */
+    double swap_threshold_pps;  /* pswpin+pswpout pages/s that trigger an
+                                   emergency allocation; default 64 */
+    double majflt_threshold_ps; /* major faults/s that trigger one;
+                                   default 256 */
+  } cagma;
+
+  struct {
+    unsigned up_hysteresis;   /* 1/up of the gap per round; default 1 */
+    unsigned down_hysteresis; /* 1/down of the gap per round; default 10 */
+  } selfballoon;
+
+  /* Safety envelope, applied after every policy. */
+  uint64_t step_cap_kib; /* max change per domain per round; 0 = none.
+                            default 0 */
+  uint64_t deadband_kib; /* changes smaller than this are not made;
+                            default 8192 */
+  double stale_after_s;  /* sample older than this is stale; default 30 */
+} mb_config_t;
+
+/* Fills *cfg with the documented defaults. */
+void mb_config_default(mb_config_t *cfg);
+/* 0 if usable; else -1 with err naming the option (e.g. "DownHysteresis
+ * must be >= 1"). Every entry point refuses a config that fails this. */
+int mb_config_validate(const mb_config_t *cfg, char *err, size_t errlen);
+
+/* State a policy carries from round to round (AUTO tax rate, ...).
+ * Zero-initialise with mb_state_init(). */
+typedef struct {
+  double tau;      /* tax rate in force after the last round */
+  uint64_t rounds; /* rounds computed */
+} mb_state_t;
+
+void mb_state_init(mb_state_t *st, const mb_config_t *cfg);
+
+/* One decision round. doms[i] and out[i] correspond. n may be 0.
+ * Guarantees (the envelope, checked by the tests on random hosts):
+ *   - min_kib <= out[i].target_kib <= max_kib (min raised to a safe floor
+ *     when 0, and never above max);
+ *   - sum of targets <= host->total_kib - host->reserve_kib, unless the
+ *     sum of the domains' floors alone exceeds it, in which case every
+ *     target is its floor;
+ *   - a domain whose sample is missing or older than stale_after_s is never
+ *     given a target below its current_kib;
+ *   - a domain whose balloon did not reach its target is accounted at
+ *     current_kib.
+ * Returns 0, or -1 when cfg does not validate (out untouched). */
+int mb_policy_compute(const mb_config_t *cfg, mb_state_t *st,
+                      const mb_host_t *host, const mb_domain_t *doms,
+                      size_t n, mb_decision_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
