@@ -31,6 +31,14 @@ typedef struct {
   const char *xenstore_path; /* NULL: libxenstore's default (env
                                 XENSTORED_PATH honoured) */
   const char *uri;           /* libvirt URI; NULL: "qemu:///system" */
+  /* Optional sink for a backend's own state-change lines (connection lost
+   * or re-established, balloon stats period switched on). level is a
+   * syslog level, the values collectd's plugin_log() takes. NULL: dropped.
+   * Called from the thread that called into the backend. */
+  void (*log)(void *log_ctx, int level, const char *msg);
+  void *log_ctx;
+  unsigned stats_period_s; /* libvirt: balloon stats period set on domains
+                              where it is 0 (off); 0 = 5 s */
 } mb_backend_opts_t;
 
 typedef enum {
