@@ -81,3 +81,16 @@ int mb_backend_wait_event(mb_backend_t *b, int timeout_ms, uint32_t *domid,
 uint64_t mb_backend_requests(const mb_backend_t *b) {
   return b->ops->requests ? b->ops->requests(b->priv) : 0;
 }
+
+int mb_backend_guest(mb_backend_t *b, uint32_t domid, mb_dominfo_t *out,
+                     char *raw, size_t rawlen, char *err, size_t errlen) {
+  memset(out, 0, sizeof(*out));
+  if (raw != NULL && rawlen > 0)
+    raw[0] = '\0';
+  if (b->ops->guest == NULL) {
+    snprintf(err, errlen, "backend %s does not read guest records",
+             b->ops->kind);
+    return -1;
+  }
+  return b->ops->guest(b->priv, domid, out, raw, rawlen, err, errlen);
+}

@@ -17,6 +17,9 @@ typedef struct {
   int (*wait_event)(void *priv, int timeout_ms, uint32_t *domid, char *err,
                     size_t errlen);
   uint64_t (*requests)(const void *priv);
+  /* Optional (NULL: mb_backend_guest() fails): see mb_backend_guest(). */
+  int (*guest)(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
+               size_t rawlen, char *err, size_t errlen);
 } mb_backend_ops_t;
 
 #ifdef MEMBAL_HAVE_SIM
