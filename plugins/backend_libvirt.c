@@ -1,0 +1,764 @@
+/*
+ * membal backend "libvirt": KVM (or any libvirt driver) through libvirt.
+ *
+ * Domains are the connection's active domains (virConnectListAllDomains);
+ * libvirt's runtime domain ID is the domid. There is no dom0: the host is
+ * not a domain, so the list never holds domid 0.
+ *
+ * Memory, all KiB:
+ *   max_kib     virDomainGetMaxMemory (falls back to virDomainGetInfo.maxMem)
+ *   current_kib the balloon's actual size (MemoryStats actual_balloon), else
+ *               virDomainGetInfo.memory; never above max_kib
+ *   target_kib  the last target this backend set on the domain (remembered
+ *               per UUID), else virDomainGetInfo.memory
+ *   node_mask   virDomainGetNumaParameters when numa_mode binds the memory
+ *               (strict, interleave, restrictive); 0 for preferred/unbound
+ *
+ * Guest sample from virDomainMemoryStats (virtio-balloon stats, written by
+ * the guest, so untrusted):
+ *   available   -> MemTotal       unused      -> MemFree
+ *   usable      -> MemAvailable   disk_caches -> Cached
+ *   swap_in     -> pswpin         swap_out    -> pswpout
+ *   major_fault -> pgmajfault     minor_fault -> pgfault
+ * swap_in/swap_out are KiB in libvirt; they become 4 KiB pages (the page
+ * size of x86 guests) so that they mean what /proc/vmstat's counters mean.
+ * Linux's balloon driver reports the total fault count as minor_fault, so it
+ * is pgfault as is. rss (the QEMU process on the host) and the hugetlb
+ * counters have no guest field. Missing on KVM: Committed_AS, the
+ * active/inactive split, Buffers, swap totals.
+ *
+ * Sequence number: virtio-balloon stats carry no sequence, so the backend
+ * synthesises one per domain: 1 at first sight, +1 whenever any statistic
+ * (including last_update, which QEMU advances at each guest publication)
+ * differs from the previous read. A guest whose stats do not change and
+ * whose hypervisor gives no last_update therefore ages and turns stale,
+ * which only freezes its target (never shrinks it). uptime_ms is 0
+ * (unknown). When no guest-side statistic is present at all (period 0, no
+ * balloon driver in the guest) the sample status is MB_SAMPLE_NONE.
+ *
+ * Stats period: libvirt's default is 0 (off). On first sight of a domain
+ * with a virtio balloon whose <stats period> is 0 or absent, the backend
+ * sets it (virDomainSetMemoryStatsPeriod, live) and logs it once.
+ *
+ * Connection: opened with virConnectOpen(uri) (read-write: actuation needs
+ * it). A call that fails while virConnectIsAlive() says the connection is
+ * dead closes it; the next call re-opens it. The log sink hears "lost" and
+ * "re-established" once per change; calls return -1 with the same text
+ * while the connection stays down, so the caller's c_complain logs once.
+ * libvirt's default error printing to stderr is silenced
+ * (virSetErrorFunc); errors are read with virGetLastError.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "backend_impl.h"
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#define LV_DEFAULT_URI "qemu:///system"
+#define LV_DEFAULT_PERIOD_S 5u
+#define LV_GUEST_PAGE_KIB 4u
+
+/* What the backend remembers of one domain between rounds. */
+typedef struct {
+  unsigned char uuid[VIR_UUID_BUFLEN];
+  uint64_t seq;
+  bool have_prev;
+  unsigned long long prev[VIR_DOMAIN_MEMORY_STAT_NR];
+  uint32_t prev_present; /* bit per stat tag */
+  bool period_checked;
+  bool target_known;
+  uint64_t target_kib;
+  uint64_t seen_round;
+} lv_dom_state_t;
+
+typedef struct {
+  char *uri;          /* owned */
+  virConnectPtr conn; /* owned; NULL while disconnected */
+  bool was_connected; /* for the once-per-change log lines */
+  unsigned period_s;
+  void (*log)(void *, int, const char *);
+  void *log_ctx;
+  lv_dom_state_t *doms; /* owned */
+  size_t ndoms, capdoms;
+  uint64_t round;
+  uint64_t requests;
+} lv_priv_t;
+
+/* libvirt prints every error to stderr unless told otherwise; the backend
+ * reports errors through its return values instead. */
+static void lv_silent(void *ud, virErrorPtr e) {
+  (void)ud;
+  (void)e;
+}
+
+static void lv_log(lv_priv_t *p, int level, const char *fmt, ...) {
+  if (p->log == NULL)
+    return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  p->log(p->log_ctx, level, msg);
+}
+
+static const char *lv_errmsg(void) {
+  virErrorPtr e = virGetLastError();
+  return (e && e->message) ? e->message : "unknown libvirt error";
+}
+
+static int lv_errcode(void) {
+  virErrorPtr e = virGetLastError();
+  return e ? e->code : VIR_ERR_OK;
+}
+
+/* A domain that stopped or vanished between listing and querying. */
+static bool lv_err_is_gone(void) {
+  int c = lv_errcode();
+  return c == VIR_ERR_NO_DOMAIN || c == VIR_ERR_OPERATION_INVALID;
+}
+
+static int lv_connect(lv_priv_t *p, char *err, size_t errlen) {
+  if (p->conn != NULL)
+    return 0;
+  p->requests++;
+  p->conn = virConnectOpen(p->uri);
+  if (p->conn == NULL) {
+    snprintf(err, errlen, "libvirt: cannot connect to %s: %s", p->uri,
+             lv_errmsg());
+    return -1;
+  }
+  virConnSetErrorFunc(p->conn, NULL, lv_silent);
+  if (p->was_connected)
+    lv_log(p, LOG_NOTICE, "libvirt: connection to %s re-established", p->uri);
+  p->was_connected = true;
+  return 0;
+}
+
+/* After a failed call: drop the connection when it is dead so that the next
+ * call re-opens it (libvirtd restarted). */
+static void lv_check_conn(lv_priv_t *p) {
+  if (p->conn == NULL)
+    return;
+  p->requests++;
+  if (virConnectIsAlive(p->conn) == 1)
+    return;
+  lv_log(p, LOG_WARNING, "libvirt: connection to %s lost (%s); re-opening",
+         p->uri, lv_errmsg());
+  virConnectClose(p->conn);
+  p->conn = NULL;
+}
+
+static lv_dom_state_t *lv_state(lv_priv_t *p, const unsigned char *uuid) {
+  for (size_t i = 0; i < p->ndoms; i++)
+    if (memcmp(p->doms[i].uuid, uuid, VIR_UUID_BUFLEN) == 0)
+      return &p->doms[i];
+  if (p->ndoms == p->capdoms) {
+    size_t cap = p->capdoms ? 2 * p->capdoms : 16;
+    lv_dom_state_t *n = realloc(p->doms, cap * sizeof(*n));
+    if (n == NULL)
+      return NULL;
+    p->doms = n;
+    p->capdoms = cap;
+  }
+  lv_dom_state_t *s = &p->doms[p->ndoms++];
+  memset(s, 0, sizeof(*s));
+  memcpy(s->uuid, uuid, VIR_UUID_BUFLEN);
+  return s;
+}
+
+/* Forgets domains not seen in the current round, so a table never grows
+ * past the number of domains alive at once. */
+static void lv_state_gc(lv_priv_t *p) {
+  size_t j = 0;
+  for (size_t i = 0; i < p->ndoms; i++)
+    if (p->doms[i].seen_round == p->round)
+      p->doms[j++] = p->doms[i];
+  p->ndoms = j;
+}
+
+static void *lv_open(const mb_backend_opts_t *opts, char *err, size_t errlen) {
+  lv_priv_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) {
+    snprintf(err, errlen, "libvirt: out of memory");
+    return NULL;
+  }
+  const char *uri = (opts && opts->uri) ? opts->uri : LV_DEFAULT_URI;
+  p->uri = strdup(uri);
+  if (p->uri == NULL) {
+    snprintf(err, errlen, "libvirt: out of memory");
+    free(p);
+    return NULL;
+  }
+  p->period_s = (opts && opts->stats_period_s) ? opts->stats_period_s
+                                               : LV_DEFAULT_PERIOD_S;
+  p->log = opts ? opts->log : NULL;
+  p->log_ctx = opts ? opts->log_ctx : NULL;
+  virSetErrorFunc(NULL, lv_silent);
+  /* The first connection must work: a wrong URI is a configuration error
+   * the user should see at start-up, not a reconnect loop. */
+  if (lv_connect(p, err, errlen) != 0) {
+    free(p->uri);
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+static void lv_close(void *priv) {
+  lv_priv_t *p = priv;
+  if (p == NULL)
+    return;
+  if (p->conn)
+    virConnectClose(p->conn);
+  free(p->doms);
+  free(p->uri);
+  free(p);
+}
+
+/* Per-cell totals from the capabilities XML (<cell id='N'> ... <memory
+ * unit='KiB'>X</memory>). The XML is libvirt's own output, so a plain scan
+ * for the two tags suffices. */
+static void lv_cell_totals(lv_priv_t *p, mb_hostinfo_t *out) {
+  p->requests++;
+  char *caps = virConnectGetCapabilities(p->conn); /* owned */
+  if (caps == NULL)
+    return;
+  const char *c = caps;
+  while ((c = strstr(c, "<cell id='")) != NULL) {
+    char *end;
+    c += strlen("<cell id='");
+    unsigned long id = strtoul(c, &end, 10);
+    if (end == c || *end != '\'')
+      break;
+    const char *next_cell = strstr(end, "<cell id='");
+    const char *mem = strstr(end, "<memory unit='KiB'>");
+    if (mem == NULL || (next_cell != NULL && mem > next_cell)) {
+      c = end;
+      continue;
+    }
+    mem += strlen("<memory unit='KiB'>");
+    unsigned long long kib = strtoull(mem, &end, 10);
+    if (end != mem && *end == '<' && id < MB_MAX_NODES)
+      out->node_total_kib[id] = kib;
+    c = end;
+  }
+  free(caps);
+}
+
+static int lv_host(void *priv, mb_hostinfo_t *out, char *err, size_t errlen) {
+  lv_priv_t *p = priv;
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+
+  virNodeInfo ni;
+  p->requests++;
+  if (virNodeGetInfo(p->conn, &ni) != 0) {
+    snprintf(err, errlen, "libvirt: virNodeGetInfo: %s", lv_errmsg());
+    lv_check_conn(p);
+    return -1;
+  }
+  out->total_kib = ni.memory;
+
+  /* Free memory: what the host could hand out without swapping (free +
+   * buffers + cache) when the driver tells it, else plain free, else, for
+   * drivers that know neither (the test driver with a host file), total
+   * minus what the active domains hold. */
+  bool have_free = false;
+  int nparams = 0;
+  p->requests++;
+  if (virNodeGetMemoryStats(p->conn, VIR_NODE_MEMORY_STATS_ALL_CELLS, NULL,
+                            &nparams, 0) == 0 &&
+      nparams > 0 && nparams < 64) {
+    virNodeMemoryStats ms[64];
+    p->requests++;
+    if (virNodeGetMemoryStats(p->conn, VIR_NODE_MEMORY_STATS_ALL_CELLS, ms,
+                              &nparams, 0) == 0) {
+      uint64_t free_kib = 0;
+      for (int i = 0; i < nparams; i++)
+        if (strcmp(ms[i].field, VIR_NODE_MEMORY_STATS_FREE) == 0 ||
+            strcmp(ms[i].field, VIR_NODE_MEMORY_STATS_BUFFERS) == 0 ||
+            strcmp(ms[i].field, VIR_NODE_MEMORY_STATS_CACHED) == 0)
+          free_kib += ms[i].value;
+      out->free_kib = free_kib;
+      have_free = true;
+    }
+  }
+  if (!have_free) {
+    p->requests++;
+    unsigned long long free_b = virNodeGetFreeMemory(p->conn);
+    if (free_b > 0) {
+      out->free_kib = free_b / 1024;
+      have_free = true;
+    }
+  }
+  if (!have_free) {
+    virDomainPtr *doms = NULL; /* owned, with every element */
+    p->requests++;
+    int n = virConnectListAllDomains(p->conn, &doms,
+                                     VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+    if (n < 0) {
+      snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s",
+               lv_errmsg());
+      lv_check_conn(p);
+      return -1;
+    }
+    uint64_t used_kib = 0;
+    for (int i = 0; i < n; i++) {
+      virDomainInfo di;
+      p->requests++;
+      if (virDomainGetInfo(doms[i], &di) == 0)
+        used_kib += di.memory;
+      virDomainFree(doms[i]);
+    }
+    free(doms);
+    out->free_kib = used_kib < out->total_kib ? out->total_kib - used_kib : 0;
+  }
+
+  /* NUMA: one entry per cell libvirt reports free memory for. */
+  unsigned long long cell_free_b[MB_MAX_NODES];
+  p->requests++;
+  int cells = virNodeGetCellsFreeMemory(p->conn, cell_free_b, 0, MB_MAX_NODES);
+  if (cells > 0) {
+    out->nr_nodes = (unsigned)cells;
+    for (int i = 0; i < cells; i++)
+      out->node_free_kib[i] = cell_free_b[i] / 1024;
+    lv_cell_totals(p, out);
+  } else {
+    /* A driver without cell data (test driver with a host file) or a
+     * single-node host: NUMA unknown. Not an error. */
+    virResetLastError();
+    out->nr_nodes = 0;
+  }
+  return 0;
+}
+
+/* Parses libvirt's node set syntax ("0-2,5", "^1" excludes) into a mask.
+ * Returns 0, or -1 on a syntax error or a node >= MB_MAX_NODES (the caller
+ * then treats the domain as unbound). */
+static int lv_parse_nodeset(const char *s, uint32_t *mask) {
+  uint32_t m = 0;
+  const char *c = s;
+  if (*c == '\0')
+    return -1;
+  while (*c != '\0') {
+    bool neg = false;
+    if (*c == '^') {
+      neg = true;
+      c++;
+    }
+    char *end;
+    if (*c < '0' || *c > '9')
+      return -1;
+    errno = 0;
+    unsigned long a = strtoul(c, &end, 10);
+    unsigned long b = a;
+    if (errno != 0)
+      return -1;
+    c = end;
+    if (*c == '-' && !neg) {
+      c++;
+      if (*c < '0' || *c > '9')
+        return -1;
+      b = strtoul(c, &end, 10);
+      if (errno != 0)
+        return -1;
+      c = end;
+    }
+    if (a > b || b >= MB_MAX_NODES)
+      return -1;
+    for (unsigned long i = a; i <= b; i++) {
+      if (neg)
+        m &= ~(1u << i);
+      else
+        m |= 1u << i;
+    }
+    if (*c == ',')
+      c++;
+    else if (*c != '\0')
+      return -1;
+  }
+  *mask = m;
+  return 0;
+}
+
+static uint32_t lv_node_mask(lv_priv_t *p, virDomainPtr dom) {
+  int n = 0;
+  uint32_t mask = 0;
+  p->requests++;
+  if (virDomainGetNumaParameters(dom, NULL, &n, 0) != 0 || n <= 0 || n > 16) {
+    virResetLastError();
+    return 0;
+  }
+  virTypedParameter params[16];
+  memset(params, 0, sizeof(params));
+  p->requests++;
+  if (virDomainGetNumaParameters(dom, params, &n, 0) != 0) {
+    virResetLastError();
+    return 0;
+  }
+  int mode = -1;
+  const char *nodeset = NULL;
+  for (int i = 0; i < n; i++) {
+    if (strcmp(params[i].field, VIR_DOMAIN_NUMA_MODE) == 0 &&
+        params[i].type == VIR_TYPED_PARAM_INT)
+      mode = params[i].value.i;
+    else if (strcmp(params[i].field, VIR_DOMAIN_NUMA_NODESET) == 0 &&
+             params[i].type == VIR_TYPED_PARAM_STRING)
+      nodeset = params[i].value.s;
+  }
+  /* preferred only hints where memory comes from; the others bind it. */
+  if (nodeset != NULL && mode != VIR_DOMAIN_NUMATUNE_MEM_PREFERRED &&
+      lv_parse_nodeset(nodeset, &mask) != 0)
+    mask = 0;
+  virTypedParamsClear(params, n);
+  return mask;
+}
+
+/* True when the domain has a virtio balloon whose stats period is 0 or
+ * not set. The XML is libvirt's own formatting: <memballoon model='...'>
+ * holding at most one <stats period='N'/>. */
+static bool lv_period_off(const char *xml) {
+  const char *mb = strstr(xml, "<memballoon model='virtio");
+  if (mb == NULL)
+    return false;
+  const char *gt = strchr(mb, '>');
+  if (gt == NULL || gt[-1] == '/')
+    return true; /* <memballoon .../>: no stats element */
+  const char *end = strstr(gt, "</memballoon>");
+  const char *st = strstr(gt, "<stats period='");
+  if (st == NULL || (end != NULL && st > end))
+    return true;
+  st += strlen("<stats period='");
+  return strtoul(st, NULL, 10) == 0;
+}
+
+static void lv_enable_period(lv_priv_t *p, virDomainPtr dom, const char *name) {
+  p->requests++;
+  char *xml = virDomainGetXMLDesc(dom, 0); /* owned */
+  if (xml == NULL) {
+    virResetLastError();
+    return;
+  }
+  bool off = lv_period_off(xml);
+  free(xml);
+  if (!off)
+    return;
+  p->requests++;
+  if (virDomainSetMemoryStatsPeriod(dom, (int)p->period_s,
+                                    VIR_DOMAIN_AFFECT_LIVE) == 0)
+    lv_log(p, LOG_INFO,
+           "libvirt: domain %s: balloon stats period was 0 (off); set to %u s",
+           name, p->period_s);
+  else
+    lv_log(p, LOG_WARNING,
+           "libvirt: domain %s: balloon stats period is 0 (off) and setting "
+           "it failed: %s",
+           name, lv_errmsg());
+}
+
+/* Maps MemoryStats into a sample. Returns the sample status; sample_err
+ * says why a sample was rejected. */
+static mb_sample_status_t
+lv_fill_sample(lv_dom_state_t *st, const virDomainMemoryStatStruct *ms, int nms,
+               uint64_t max_kib, mb_sample_t *s, char *serr, size_t serrlen) {
+  unsigned long long v[VIR_DOMAIN_MEMORY_STAT_NR] = {0};
+  uint32_t present = 0;
+  for (int i = 0; i < nms; i++) {
+    int tag = ms[i].tag;
+    if (tag < 0 || tag >= VIR_DOMAIN_MEMORY_STAT_NR)
+      continue;
+    v[tag] = ms[i].val;
+    present |= 1u << tag;
+  }
+#define HAS(tag) ((present >> (tag)) & 1u)
+
+  /* Sequence: advances when anything the hypervisor reports changed. */
+  if (!st->have_prev || st->prev_present != present ||
+      memcmp(st->prev, v, sizeof(v)) != 0) {
+    st->seq++;
+    memcpy(st->prev, v, sizeof(v));
+    st->prev_present = present;
+    st->have_prev = true;
+  }
+
+  static const struct {
+    int tag;
+    mb_field_t field;
+  } map[] = {
+      {VIR_DOMAIN_MEMORY_STAT_AVAILABLE, MB_F_MEMTOTAL},
+      {VIR_DOMAIN_MEMORY_STAT_UNUSED, MB_F_MEMFREE},
+      {VIR_DOMAIN_MEMORY_STAT_USABLE, MB_F_MEMAVAILABLE},
+      {VIR_DOMAIN_MEMORY_STAT_DISK_CACHES, MB_F_CACHED},
+      {VIR_DOMAIN_MEMORY_STAT_SWAP_IN, MB_F_PSWPIN},
+      {VIR_DOMAIN_MEMORY_STAT_SWAP_OUT, MB_F_PSWPOUT},
+      {VIR_DOMAIN_MEMORY_STAT_MAJOR_FAULT, MB_F_PGMAJFAULT},
+      {VIR_DOMAIN_MEMORY_STAT_MINOR_FAULT, MB_F_PGFAULT},
+  };
+  memset(s, 0, sizeof(*s));
+  for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+    if (!HAS(map[i].tag))
+      continue;
+    uint64_t val = v[map[i].tag];
+    if (map[i].field == MB_F_PSWPIN || map[i].field == MB_F_PSWPOUT)
+      val /= LV_GUEST_PAGE_KIB;
+    s->v[map[i].field] = val;
+    s->have |= (uint64_t)1 << map[i].field;
+  }
+  if (s->have == 0)
+    return MB_SAMPLE_NONE; /* period 0 or no balloon driver in the guest */
+
+  /* The guest wrote these: refuse what cannot be true. */
+  const char *bad = NULL;
+  uint64_t bad_v = 0, bad_lim = 0;
+  if (HAS(VIR_DOMAIN_MEMORY_STAT_AVAILABLE)) {
+    uint64_t total = v[VIR_DOMAIN_MEMORY_STAT_AVAILABLE];
+    if (max_kib > 0 && total > max_kib) {
+      bad = "available exceeds the domain's maximum";
+      bad_v = total;
+      bad_lim = max_kib;
+    } else if (HAS(VIR_DOMAIN_MEMORY_STAT_UNUSED) &&
+               v[VIR_DOMAIN_MEMORY_STAT_UNUSED] > total) {
+      bad = "unused exceeds available";
+      bad_v = v[VIR_DOMAIN_MEMORY_STAT_UNUSED];
+      bad_lim = total;
+    } else if (HAS(VIR_DOMAIN_MEMORY_STAT_USABLE) &&
+               v[VIR_DOMAIN_MEMORY_STAT_USABLE] > total) {
+      bad = "usable exceeds available";
+      bad_v = v[VIR_DOMAIN_MEMORY_STAT_USABLE];
+      bad_lim = total;
+    } else if (HAS(VIR_DOMAIN_MEMORY_STAT_DISK_CACHES) &&
+               v[VIR_DOMAIN_MEMORY_STAT_DISK_CACHES] > total) {
+      bad = "disk_caches exceeds available";
+      bad_v = v[VIR_DOMAIN_MEMORY_STAT_DISK_CACHES];
+      bad_lim = total;
+    }
+  }
+#undef HAS
+  if (bad != NULL) {
+    snprintf(serr, serrlen, "balloon stats rejected: %s (%llu > %llu KiB)", bad,
+             (unsigned long long)bad_v, (unsigned long long)bad_lim);
+    memset(s, 0, sizeof(*s));
+    return MB_SAMPLE_BAD;
+  }
+  s->seq = st->seq;
+  return MB_SAMPLE_OK;
+}
+
+/* Fills *d for one domain. Returns 1 when filled, 0 when the domain is gone
+ * or not running (dropped), -1 on a connection-level failure. */
+static int lv_one(lv_priv_t *p, virDomainPtr dom, mb_dominfo_t *d, char *err,
+                  size_t errlen) {
+  memset(d, 0, sizeof(*d));
+  p->requests++;
+  unsigned int id = virDomainGetID(dom);
+  if (id == (unsigned int)-1)
+    return 0;
+  d->domid = id;
+  const char *name = virDomainGetName(dom); /* owned by dom */
+  snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
+
+  unsigned char uuid[VIR_UUID_BUFLEN];
+  p->requests++;
+  if (virDomainGetUUID(dom, uuid) != 0)
+    return 0;
+
+  virDomainInfo di;
+  p->requests++;
+  if (virDomainGetInfo(dom, &di) != 0) {
+    if (lv_err_is_gone())
+      return 0;
+    snprintf(err, errlen, "libvirt: virDomainGetInfo(%s): %s", d->name,
+             lv_errmsg());
+    /* A dead connection fails the round; anything else drops the domain
+     * from this round only. */
+    p->requests++;
+    return virConnectIsAlive(p->conn) == 1 ? 0 : -1;
+  }
+  if (di.state == VIR_DOMAIN_SHUTOFF || di.state == VIR_DOMAIN_CRASHED ||
+      di.state == VIR_DOMAIN_NOSTATE)
+    return 0;
+  p->requests++;
+  unsigned long max = virDomainGetMaxMemory(dom);
+  d->max_kib = max ? max : di.maxMem;
+
+  lv_dom_state_t *st = lv_state(p, uuid);
+  if (st == NULL) {
+    snprintf(err, errlen, "libvirt: out of memory");
+    return -1;
+  }
+  st->seen_round = p->round;
+  if (!st->period_checked) {
+    lv_enable_period(p, dom, d->name);
+    st->period_checked = true;
+  }
+
+  d->node_mask = lv_node_mask(p, dom);
+
+  virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
+  p->requests++;
+  int nms = virDomainMemoryStats(dom, ms, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+  uint64_t actual_kib = 0;
+  if (nms < 0) {
+    if (lv_err_is_gone())
+      return 0;
+    d->sample_status = MB_SAMPLE_BAD;
+    snprintf(d->sample_err, sizeof(d->sample_err), "virDomainMemoryStats: %s",
+             lv_errmsg());
+    virResetLastError();
+  } else {
+    for (int i = 0; i < nms; i++)
+      if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+        actual_kib = ms[i].val;
+    d->sample_status = lv_fill_sample(st, ms, nms, d->max_kib, &d->sample,
+                                      d->sample_err, sizeof(d->sample_err));
+  }
+  d->current_kib = actual_kib ? actual_kib : di.memory;
+  if (d->max_kib > 0 && d->current_kib > d->max_kib)
+    d->current_kib = d->max_kib; /* actual is the guest's word */
+  d->target_kib = st->target_known ? st->target_kib : di.memory;
+  return 1;
+}
+
+static int lv_cmp_domid(const void *a, const void *b) {
+  const mb_dominfo_t *x = a, *y = b;
+  return (x->domid > y->domid) - (x->domid < y->domid);
+}
+
+static int lv_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
+                   size_t errlen) {
+  lv_priv_t *p = priv;
+  int ret = -1;
+  virDomainPtr *doms = NULL; /* owned, with every element */
+  mb_dominfo_t *res = NULL;  /* owned until handed to *out */
+  int nd = 0;
+
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+  p->requests++;
+  nd =
+      virConnectListAllDomains(p->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (nd < 0) {
+    snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s", lv_errmsg());
+    lv_check_conn(p);
+    nd = 0;
+    goto out;
+  }
+  res = calloc(nd > 0 ? (size_t)nd : 1, sizeof(*res));
+  if (res == NULL) {
+    snprintf(err, errlen, "libvirt: out of memory");
+    goto out;
+  }
+  p->round++;
+  size_t k = 0;
+  for (int i = 0; i < nd; i++) {
+    int r = lv_one(p, doms[i], &res[k], err, errlen);
+    if (r < 0) {
+      lv_check_conn(p);
+      goto out;
+    }
+    if (r > 0)
+      k++;
+  }
+  lv_state_gc(p);
+  qsort(res, k, sizeof(*res), lv_cmp_domid);
+  *out = res;
+  *n = k;
+  res = NULL;
+  ret = 0;
+out:
+  for (int i = 0; i < nd; i++)
+    virDomainFree(doms[i]);
+  free(doms);
+  free(res);
+  return ret;
+}
+
+static int lv_set_target(void *priv, uint32_t domid, uint64_t target_kib,
+                         char *err, size_t errlen) {
+  lv_priv_t *p = priv;
+  int ret = -1;
+  virDomainPtr dom = NULL; /* owned */
+
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+  if (target_kib > (uint64_t)(unsigned long)-1) {
+    snprintf(err, errlen, "libvirt: target %llu KiB too large",
+             (unsigned long long)target_kib);
+    return -1;
+  }
+  p->requests++;
+  dom = virDomainLookupByID(p->conn, (int)domid);
+  if (dom == NULL) {
+    snprintf(err, errlen, "libvirt: domain %u: %s", domid, lv_errmsg());
+    if (!lv_err_is_gone())
+      lv_check_conn(p);
+    goto out;
+  }
+  p->requests++;
+  if (virDomainSetMemoryFlags(dom, (unsigned long)target_kib,
+                              VIR_DOMAIN_AFFECT_LIVE) != 0) {
+    snprintf(err, errlen, "libvirt: domain %s: set memory to %llu KiB: %s",
+             virDomainGetName(dom), (unsigned long long)target_kib,
+             lv_errmsg());
+    if (!lv_err_is_gone())
+      lv_check_conn(p);
+    goto out;
+  }
+  unsigned char uuid[VIR_UUID_BUFLEN];
+  if (virDomainGetUUID(dom, uuid) == 0) {
+    lv_dom_state_t *st = lv_state(p, uuid);
+    if (st != NULL) {
+      st->target_known = true;
+      st->target_kib = target_kib;
+      /* Keep it through the next gc even if set before the first list. */
+      st->seen_round = p->round;
+    }
+  }
+  ret = 0;
+out:
+  if (dom)
+    virDomainFree(dom);
+  return ret;
+}
+
+/* libvirt has no push for balloon statistics here: sleep out the timeout. */
+static int lv_wait_event(void *priv, int timeout_ms, uint32_t *domid, char *err,
+                         size_t errlen) {
+  (void)priv;
+  (void)domid;
+  (void)err;
+  (void)errlen;
+  if (timeout_ms > 0) {
+    struct timespec ts = {.tv_sec = timeout_ms / 1000,
+                          .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+      ;
+  }
+  return 0;
+}
+
+static uint64_t lv_requests(const void *priv) {
+  const lv_priv_t *p = priv;
+  return p->requests;
+}
+
+const mb_backend_ops_t mb_backend_libvirt_ops = {
+    .kind = "libvirt",
+    .open = lv_open,
+    .close = lv_close,
+    .host = lv_host,
+    .list = lv_list,
+    .set_target = lv_set_target,
+    .wait_event = lv_wait_event,
+    .requests = lv_requests,
+};
