@@ -1,0 +1,355 @@
+# shellcheck shell=bash
+# membal integration test harness. Source it from a test script:
+#
+#   . "$MEMBAL_SOURCE_DIR/tests/lib/harness.sh"
+#   mb_xenstored_start
+#   mb_collectd_conf "$MB_DIR/collectd.conf" <<EOF
+#   PluginDir "$MB_PLUGINDIR"
+#   LoadPlugin guestmem
+#   <Plugin guestmem> ... </Plugin>
+#   EOF
+#   mb_collectd_start "$MB_DIR/collectd.conf"
+#   mb_wait_for 5 mb_collectdctl getval membal-test/guestmem/memory-MemTotal
+#
+# Every test gets a private directory ($MB_DIR) holding its xenstored
+# (socket, logs), collectd (BaseDir, unixsock socket, log) and whatever else
+# it writes, so tests run in parallel. An EXIT trap kills every process the
+# test started (by pid) and removes the directory (kept when MEMBAL_KEEP=1 or
+# the test failed and MEMBAL_KEEP_FAILED=1). A sanitizer report in any
+# collectd log fails the test even if its assertions passed.
+#
+# Real components only: /usr/lib/xen-4.17/bin/xenstored (with the xsshim
+# LD_PRELOAD library standing in for the hypervisor), /usr/sbin/collectd,
+# collectdctl, the xenstore-* tools.
+#
+# Environment: MEMBAL_SOURCE_DIR, MEMBAL_BUILD_DIR (set by ctest; defaulted
+# from this file's location and build/test otherwise).
+
+set -euo pipefail
+
+MEMBAL_SOURCE_DIR=${MEMBAL_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+MEMBAL_BUILD_DIR=${MEMBAL_BUILD_DIR:-$MEMBAL_SOURCE_DIR/build/test}
+export MEMBAL_SOURCE_DIR MEMBAL_BUILD_DIR
+
+MB_XENSTORED_BIN=${MB_XENSTORED_BIN:-/usr/lib/xen-4.17/bin/xenstored}
+MB_COLLECTD_BIN=${MB_COLLECTD_BIN:-/usr/sbin/collectd}
+MB_STOCK_PLUGINDIR=${MB_STOCK_PLUGINDIR:-/usr/lib/collectd}
+MB_PLUGINDIR=${MB_PLUGINDIR:-$MEMBAL_BUILD_DIR/plugins}
+MB_SHIM=${MB_SHIM:-$MEMBAL_BUILD_DIR/tests/lib/xsshim.so}
+MB_TYPESDB="\"/usr/share/collectd/types.db\" \"$MEMBAL_SOURCE_DIR/collectd.conf.d/membal-types.db\""
+MB_HOSTNAME=${MB_HOSTNAME:-membal-test}
+MB_TEST_NAME=${MB_TEST_NAME:-$(basename "${0%.sh}")}
+
+MB_DIR=""
+MB_XS_PID=""
+MB_CD_PID=""
+MB_CD_DIR=""
+MB_CD_SOCK=""
+MB_CD_LOG=""
+MB_PIDS=()   # extra background processes a test registered (mb_bg)
+MB_SAN_LOGS=() # files scanned for sanitizer reports at exit
+
+mb_log() { printf '[%s %s] %s\n' "$MB_TEST_NAME" "$(date +%H:%M:%S.%N | cut -c1-12)" "$*" >&2; }
+
+mb_skip() {
+  mb_log "SKIP: $*"
+  exit 77
+}
+
+# Print the tail of every log this test produced (for failure diagnosis).
+mb_dump_logs() {
+  local f
+  for f in "${MB_CD_LOG:-}" "${MB_CD_DIR:+$MB_CD_DIR/collectd.stderr}" \
+    "${MB_DIR:+$MB_DIR/xenstored/xenstored.log}"; do
+    [ -n "$f" ] && [ -s "$f" ] || continue
+    echo "----- tail of $f -----" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+mb_fail() {
+  mb_log "FAIL: $*"
+  mb_dump_logs
+  exit 1
+}
+
+# mb_assert_eq <expected> <actual> <what>
+mb_assert_eq() {
+  if [ "$1" != "$2" ]; then
+    mb_fail "$3: expected '$1', got '$2'"
+  fi
+  mb_log "ok: $3 = '$2'"
+}
+
+# mb_assert <what> <command...>: the command must succeed.
+mb_assert() {
+  local what=$1
+  shift
+  "$@" || mb_fail "$what (command: $*)"
+  mb_log "ok: $what"
+}
+
+# mb_wait_for <timeout_s> <command...>: poll every 0.1 s until the command
+# succeeds; returns 1 on timeout.
+mb_wait_for() {
+  local timeout=$1
+  shift
+  local deadline
+  deadline=$(($(date +%s%N) + ${timeout%.*} * 1000000000))
+  while :; do
+    if "$@" >/dev/null 2>&1; then
+      return 0
+    fi
+    if [ "$(date +%s%N)" -ge "$deadline" ]; then
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Milliseconds since the epoch (for latency measurements).
+mb_now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# mb_tmpdir: create the test's private directory (done when this file is
+# sourced; calling it again is a no-op). Sets MB_DIR.
+mb_tmpdir() {
+  if [ -z "$MB_DIR" ]; then
+    MB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/mb-${MB_TEST_NAME:0:20}.XXXXXX")
+  fi
+  echo "$MB_DIR"
+}
+
+# mb_bg <logfile> <command...>: start a helper process in the background;
+# it is killed at exit. Sets MB_LAST_PID.
+mb_bg() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 &
+  MB_LAST_PID=$!
+  MB_PIDS+=("$MB_LAST_PID")
+}
+
+# Kill one process by pid (TERM, then KILL after 5 s) and reap it.
+mb__kill() {
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -0 "$pid" 2>/dev/null || {
+    wait "$pid" 2>/dev/null || true
+    return 0
+  }
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    mb_log "pid $pid ignored SIGTERM; killing"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# Sanitizer reports (ASan, UBSan, LSan) in a file. Prints them.
+mb__san_report() {
+  local f=$1
+  [ -s "$f" ] || return 1
+  grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer' "$f"
+}
+
+mb_check_sanitizers() {
+  local f bad=0
+  for f in "${MB_SAN_LOGS[@]}"; do
+    if mb__san_report "$f" >&2; then
+      mb_log "sanitizer report in $f"
+      bad=1
+    fi
+  done
+  return $bad
+}
+
+mb__cleanup() {
+  local rc=$?
+  set +e
+  local p
+  for p in "${MB_PIDS[@]}"; do mb__kill "$p"; done
+  mb__kill "$MB_CD_PID"
+  mb__kill "$MB_XS_PID"
+  if ! mb_check_sanitizers; then
+    [ "$rc" -eq 0 ] && rc=1
+  fi
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+    mb_log "test failed (exit $rc); dir $MB_DIR"
+  fi
+  if [ -n "$MB_DIR" ] && [ -d "$MB_DIR" ]; then
+    if [ "${MEMBAL_KEEP:-0}" = 1 ] || { [ "$rc" -ne 0 ] && [ "${MEMBAL_KEEP_FAILED:-0}" = 1 ]; }; then
+      mb_log "kept $MB_DIR"
+    else
+      rm -rf "$MB_DIR"
+    fi
+  fi
+  exit "$rc"
+}
+trap mb__cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- xenstored
+
+# mb_xenstored_start: start a private xenstored and point every xenstore
+# client of this test at it (exports XENSTORED_PATH).
+mb_xenstored_start() {
+  [ -x "$MB_XENSTORED_BIN" ] || mb_skip "$MB_XENSTORED_BIN missing (apt-get install xen-utils-4.17)"
+  command -v xenstore-write >/dev/null || mb_skip "xenstore-utils missing"
+  [ -f "$MB_SHIM" ] || mb_fail "$MB_SHIM not built (cmake --build $MEMBAL_BUILD_DIR)"
+  local d=$MB_DIR/xenstored
+  mkdir -p "$d"
+  rm -f "$d/socket"
+  # xenstored binds $XENSTORED_PATH when set: keep a client setting (maybe
+  # another xenstored's socket) away from it.
+  env -u XENSTORED_PATH XENSTORED_RUNDIR="$d" LD_PRELOAD="$MB_SHIM" \
+    "$MB_XENSTORED_BIN" -N >>"$d/xenstored.log" 2>&1 &
+  MB_XS_PID=$!
+  export XENSTORED_PATH=$d/socket
+  export MB_XS_DIR=$d
+  if ! mb_wait_for 10 xenstore-exists /; then
+    mb_fail "xenstored did not come up (pid $MB_XS_PID)"
+  fi
+  # What a toolstack creates before any guest exists.
+  xenstore-write /local/domain/0/name Domain-0 /local/domain/0/domid 0
+  mb_log "xenstored pid $MB_XS_PID at $XENSTORED_PATH"
+}
+
+mb_xenstored_stop() {
+  mb__kill "$MB_XS_PID"
+  MB_XS_PID=""
+}
+
+# The store lives in xenstored's memory: a restart starts from an empty
+# store, as after a crash of a real one. Re-create what the test needs.
+mb_xenstored_restart() {
+  mb_xenstored_stop
+  mb_xenstored_start
+}
+
+# mb_guest_domain <domid> [name]: create /local/domain/<domid> the way libxl
+# does for a new guest: the domain directory owned by dom0 and readable by
+# the guest, data/ owned (so writable) by the guest, memory/ dom0-owned and
+# readable by the guest.
+#
+# Acting AS that guest is not possible through the unix socket: xenstored
+# treats every socket connection as dom0 (privileged), and the protocol has
+# no request to drop to another domain id. Tests therefore check the
+# permissions (xenstore-ls -p) rather than exercising them.
+mb_guest_domain() {
+  local id=$1 name=${2:-guest$1}
+  local p=/local/domain/$id
+  xenstore-write "$p/name" "$name" "$p/domid" "$id" \
+    "$p/memory/target" 0 "$p/data" ""
+  xenstore-chmod "$p" n0 "r$id"
+  xenstore-chmod "$p/name" n0 "r$id"
+  xenstore-chmod "$p/domid" n0 "r$id"
+  xenstore-chmod "$p/memory" n0 "r$id"
+  xenstore-chmod "$p/memory/target" n0 "r$id"
+  xenstore-chmod "$p/data" "n$id"
+}
+
+# ----------------------------------------------------------------- collectd
+
+# mb_collectd_conf <file>: write a collectd.conf whose header sets up a
+# private BaseDir, logfile, unixsock and membal's TypesDB; the test's own
+# lines are read from stdin and appended. Stock plugins load from
+# MB_STOCK_PLUGINDIR; to load ours, put `PluginDir "$MB_PLUGINDIR"` before
+# their LoadPlugin (PluginDir only affects later LoadPlugin lines).
+# MB_INTERVAL (default 1) is the global Interval.
+mb_collectd_conf() {
+  local out=$1
+  local d=$MB_DIR/collectd
+  mkdir -p "$d"
+  {
+    cat <<EOF
+# generated by tests/lib/harness.sh for $MB_TEST_NAME
+Hostname "$MB_HOSTNAME"
+FQDNLookup false
+BaseDir "$d"
+PIDFile "$d/collectd.pid"
+TypesDB $MB_TYPESDB
+Interval ${MB_INTERVAL:-1}
+PluginDir "$MB_STOCK_PLUGINDIR"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$d/collectd.log"
+  Timestamp true
+  PrintSeverity true
+</Plugin>
+LoadPlugin unixsock
+<Plugin unixsock>
+  SocketFile "$d/collectd.sock"
+  SocketPerms "0600"
+</Plugin>
+EOF
+    cat
+  } >"$out"
+}
+
+# True when our plugins were built with AddressSanitizer.
+mb__plugins_asan() {
+  local so
+  for so in "$MB_PLUGINDIR"/*.so; do
+    [ -e "$so" ] || continue
+    if ldd "$so" 2>/dev/null | grep -q libasan; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# mb_collectd_start <conf>: run the real collectd in the foreground (in the
+# background of this shell) and wait until its unixsock answers.
+mb_collectd_start() {
+  local conf=$1
+  [ -x "$MB_COLLECTD_BIN" ] || mb_skip "$MB_COLLECTD_BIN missing (apt-get install collectd-core)"
+  command -v collectdctl >/dev/null || mb_skip "collectdctl missing (apt-get install collectd-utils)"
+  MB_CD_DIR=$MB_DIR/collectd
+  MB_CD_SOCK=$MB_CD_DIR/collectd.sock
+  MB_CD_LOG=$MB_CD_DIR/collectd.log
+  mkdir -p "$MB_CD_DIR"
+  rm -f "$MB_CD_SOCK"
+  "$MB_COLLECTD_BIN" -t -C "$conf" >"$MB_CD_DIR/configtest.out" 2>&1 ||
+    mb_fail "collectd -t rejected $conf: $(cat "$MB_CD_DIR/configtest.out")"
+  local -a env=()
+  if mb__plugins_asan; then
+    env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+      ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+  fi
+  env "${env[@]}" "$MB_COLLECTD_BIN" -f -C "$conf" \
+    >>"$MB_CD_DIR/collectd.stderr" 2>&1 &
+  MB_CD_PID=$!
+  MB_SAN_LOGS+=("$MB_CD_DIR/collectd.stderr" "$MB_CD_LOG")
+  if ! mb_wait_for 15 collectdctl -s "$MB_CD_SOCK" listval; then
+    mb_fail "collectd did not come up (pid $MB_CD_PID)"
+  fi
+  mb_log "collectd pid $MB_CD_PID, socket $MB_CD_SOCK"
+}
+
+mb_collectd_stop() {
+  mb__kill "$MB_CD_PID"
+  MB_CD_PID=""
+}
+
+mb_collectd_alive() { [ -n "$MB_CD_PID" ] && kill -0 "$MB_CD_PID" 2>/dev/null; }
+
+mb_collectdctl() { collectdctl -s "$MB_CD_SOCK" "$@"; }
+
+# mb_getval <identifier> [name]: print the value of one data source (default
+# "value") from collectdctl getval; fails when absent.
+mb_getval() {
+  local out
+  out=$(mb_collectdctl getval "$1" 2>/dev/null) || return 1
+  printf '%s\n' "$out" | sed -n "s/^${2:-value}=//p" | grep .
+}
+
+# mb_log_has <regex>: the collectd log holds a matching line.
+mb_log_has() { grep -Eq -- "$1" "$MB_CD_LOG" 2>/dev/null; }
+
+mb_tmpdir >/dev/null
