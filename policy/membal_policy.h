@@ -88,8 +88,24 @@ static inline bool mb_sample_has(const mb_sample_t *s, mb_field_t f) {
   return (s->have >> f) & 1u;
 }
 
-/* Kernel key of a field ("MemTotal", "pswpin", ...). */
+/* Kernel key of a field ("MemTotal", "pswpin", ...); NULL if out of range. */
 const char *mb_field_key(mb_field_t f);
+/* Field of a kernel key, or -1 when the key is not one of mb_field_t. */
+int mb_field_from_key(const char *key, size_t keylen);
+
+/* Largest KiB figure a sample or a domain may carry (4 PiB). Larger values
+ * are absurd and rejected by the parsers; it also keeps every sum of
+ * figures far from uint64_t overflow. */
+#define MB_KIB_MAX (UINT64_C(1) << 42)
+
+/* The Xen balloon driver's minimum target for a domain of max_kib, as
+ * xenballoond computed it (MiB arithmetic, pages = 4 KiB pages of maxmem):
+ *   max < 125 MiB:  8 MiB + (pages >> 9) MiB
+ *   max < 500 MiB:  40 MiB + (pages >> 10) MiB
+ *   max < 2000 MiB: 104 MiB + (pages >> 11) MiB
+ *   otherwise:      296 MiB + (pages >> 13) MiB
+ * Never above max_kib. Used as the floor of a domain whose min_kib is 0. */
+uint64_t mb_balloon_min_kib(uint64_t max_kib);
 
 /* Rates derived from two successive samples of one guest. */
 typedef struct {
@@ -112,8 +128,8 @@ void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
  * rejection *out is left with have == 0. Unknown keys are ignored.
  * Duplicated keys, malformed lines, overflow, negative or non-decimal
  * numbers, and inconsistent values (free > total) are rejected. */
-int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out,
-                     char *err, size_t errlen);
+int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                     size_t errlen);
 /* Adds the vmstat fields to *out (which may already hold meminfo fields). */
 int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                     size_t errlen);
@@ -184,6 +200,20 @@ typedef struct {
   mb_reason_t reason;
   uint64_t want_kib; /* what the policy asked before the envelope */
   uint64_t cma_kib;  /* cagma: critical memory amount; 0 otherwise */
+  /* Diagnostics filled by mb_policy_compute (read-only for callers). */
+  uint64_t floor_kib; /* floor the envelope enforced: min_kib, or when 0 the
+                         balloon driver's minimum target (mb_balloon_min_kib),
+                         never above max_kib */
+  uint64_t from_kib;  /* size the domain was accounted at: current_kib */
+  bool stale;         /* sample missing or older than stale_after_s */
+  bool emergency;     /* cagma emergency allocation this round */
+  /* Scratch space of mb_policy_compute, which must not allocate: one slot
+   * per domain lives here. Callers neither read nor set it. */
+  struct {
+    double base, w;  /* water-filling: x = clamp(base + w*c, lo, hi) */
+    uint64_t lo, hi; /* hard bounds of this round */
+    uint32_t flags;
+  } priv;
 } mb_decision_t;
 
 /* ---------------------------------------------------------------------- */
@@ -260,8 +290,8 @@ void mb_state_init(mb_state_t *st, const mb_config_t *cfg);
  *     current_kib.
  * Returns 0, or -1 when cfg does not validate (out untouched). */
 int mb_policy_compute(const mb_config_t *cfg, mb_state_t *st,
-                      const mb_host_t *host, const mb_domain_t *doms,
-                      size_t n, mb_decision_t *out);
+                      const mb_host_t *host, const mb_domain_t *doms, size_t n,
+                      mb_decision_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,148 @@
+/*
+ * cagma — critical amount guaranteed memory allocation (Wu & Sun, 2017).
+ *
+ * Every guest is guaranteed its critical memory amount (CMA), the memory
+ * below which it starts to swap:
+ *
+ *   CMA = overhead + ws + kernel + margin
+ *     overhead = current_kib - MemTotal   (memory the guest kernel
+ *                reserved at boot: part of the domain, invisible in MemTotal)
+ *     ws       = AnonPages + Shmem + Active(file)
+ *                (anonymous memory has nowhere to go but swap; the active
+ *                file pages are the cache the guest is using now)
+ *     kernel   = SUnreclaim + PageTables + KernelStack (memory the guest
+ *                kernel cannot give back; Slab when there is no split)
+ *     margin   = max(CmaMarginMin, CmaMarginFraction * (ws + kernel))
+ *
+ * Fallbacks, in order, when fields are missing:
+ *   - no AnonPages: anon = Active(anon) + Inactive(anon);
+ *   - no Active(file) (2.6.18-era kernels): active file = Active - anon;
+ *   - no anon figure at all (virtio-balloon stats, a MemTotal/MemFree
+ *     record): ws + kernel = MemTotal - MemAvailable, or MemTotal - (MemFree
+ *     + Buffers + Cached - Shmem), or MemTotal - MemFree;
+ *   - no MemTotal: ws + kernel = current_kib - idle (mb_est_used_kib),
+ *     overhead 0.
+ *
+ * Emergency allocation: when the guest's swap rate (pswpin + pswpout per
+ * second) exceeds SwapThreshold or its major-fault rate exceeds
+ * MajorFaultThreshold, or it flagged its record urgent, it is grown at
+ * once (no step cap, growth cut last when the pool is short) to
+ *   max(CMA, current + need),  need = max(CmaMarginMin,
+ *                                        4 KiB * swap pages/s * 10 s)
+ * i.e. the memory it swapped in the last ten seconds at the current rate:
+ * what it is missing, not a guess of its whole working set.
+ *
+ * Memory beyond the sum of the CMAs is shared in proportion to weight
+ * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory
+ * is better in a guest's page cache than in the hypervisor. When the CMAs
+ * do not fit, each domain asks for its CMA and the envelope cuts growth
+ * (emergencies last) before it shrinks anyone below what they hold.
+ */
+#include "policy_impl.h"
+
+#define MB_CAGMA_HORIZON_S 10
+
+uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d) {
+  const mb_sample_t *s = &d->sample;
+  uint64_t cur = mb_min_u64(d->current_kib, MB_KIB_MAX);
+  uint64_t overhead = 0, need;
+  if (!d->has_sample)
+    return cur;
+  bool have_anon = mb_sample_has(s, MB_F_ANONPAGES) ||
+                   (mb_sample_has(s, MB_F_ACTIVE_ANON) &&
+                    mb_sample_has(s, MB_F_INACTIVE_ANON));
+  if (mb_sample_has(s, MB_F_MEMTOTAL))
+    overhead = mb_sub_sat(cur, s->v[MB_F_MEMTOTAL]);
+  if (have_anon) {
+    uint64_t anon = mb_sample_has(s, MB_F_ANONPAGES)
+                        ? s->v[MB_F_ANONPAGES]
+                        : s->v[MB_F_ACTIVE_ANON] + s->v[MB_F_INACTIVE_ANON];
+    uint64_t active_file;
+    if (mb_sample_has(s, MB_F_ACTIVE_FILE))
+      active_file = s->v[MB_F_ACTIVE_FILE];
+    else
+      active_file = mb_sub_sat(mb_field(s, MB_F_ACTIVE), anon);
+    uint64_t kernel =
+        (mb_sample_has(s, MB_F_SUNRECLAIM) ? s->v[MB_F_SUNRECLAIM]
+                                           : mb_field(s, MB_F_SLAB)) +
+        mb_field(s, MB_F_PAGETABLES) + mb_field(s, MB_F_KERNELSTACK);
+    need = anon + mb_field(s, MB_F_SHMEM) + active_file + kernel;
+  } else if (mb_sample_has(s, MB_F_MEMTOTAL)) {
+    uint64_t idle;
+    if (mb_sample_has(s, MB_F_MEMAVAILABLE))
+      idle = s->v[MB_F_MEMAVAILABLE];
+    else
+      idle = mb_sub_sat(mb_field(s, MB_F_MEMFREE) + mb_field(s, MB_F_BUFFERS) +
+                            mb_field(s, MB_F_CACHED),
+                        mb_field(s, MB_F_SHMEM));
+    need = mb_sub_sat(s->v[MB_F_MEMTOTAL], idle);
+  } else {
+    need = mb_est_used_kib(d);
+  }
+  double m = cfg->cagma.margin_frac * (double)need;
+  uint64_t margin = m >= (double)MB_KIB_MAX ? MB_KIB_MAX : (uint64_t)m;
+  margin = mb_max_u64(margin, cfg->cagma.margin_min_kib);
+  return mb_min_u64(overhead + need + margin, MB_KIB_MAX);
+}
+
+static uint64_t emergency_need_kib(const mb_config_t *cfg,
+                                   const mb_domain_t *d) {
+  double pps = 0;
+  if (d->rates.valid)
+    pps = d->rates.swapin_pps + d->rates.swapout_pps;
+  double kib = pps * MB_PAGE_KIB * MB_CAGMA_HORIZON_S;
+  uint64_t need = cfg->cagma.margin_min_kib;
+  if (kib > (double)need) /* false for NaN */
+    need = kib >= (double)MB_KIB_MAX ? MB_KIB_MAX : (uint64_t)kib;
+  return need;
+}
+
+void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
+                   mb_decision_t *out, uint64_t pool_kib) {
+  uint64_t sum_base = 0;
+  for (size_t i = 0; i < n; i++) {
+    mb_decision_t *o = &out[i];
+    if (!(o->priv.flags & MB_PF_ACTIVE))
+      continue;
+    uint64_t cma = mb_cagma_cma_kib(cfg, &doms[i]);
+    uint64_t base = cma;
+    o->cma_kib = cma;
+    if (mb_est_pressure(cfg, &doms[i])) {
+      o->priv.flags |= MB_PF_EMERGENCY;
+      o->emergency = true;
+      base = mb_max_u64(base, o->from_kib + emergency_need_kib(cfg, &doms[i]));
+    }
+    /* Nobody is guaranteed more than max, nor less than the floor. */
+    base = mb_min_u64(mb_max_u64(base, o->priv.lo), o->priv.hi);
+    o->want_kib = base;
+    sum_base += base;
+  }
+  if (sum_base <= pool_kib) {
+    /* Surplus: share it by weight above each guaranteed amount, which is
+     * the water-filling's lower bound for this call only. */
+    for (size_t i = 0; i < n; i++) {
+      mb_decision_t *o = &out[i];
+      if (!(o->priv.flags & MB_PF_ACTIVE))
+        continue;
+      o->priv.lo = o->want_kib;
+      o->priv.base = (double)o->want_kib;
+    }
+    mb_waterfill(out, n, pool_kib);
+    for (size_t i = 0; i < n; i++) {
+      mb_decision_t *o = &out[i];
+      if (o->priv.flags & MB_PF_ACTIVE)
+        o->priv.lo = o->floor_kib;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    mb_decision_t *o = &out[i];
+    if (!(o->priv.flags & MB_PF_ACTIVE))
+      continue;
+    if (o->emergency && o->want_kib > o->from_kib)
+      o->reason = MB_R_EMERGENCY;
+    else
+      o->reason = o->want_kib > o->from_kib   ? MB_R_GROW_PRESSURE
+                  : o->want_kib < o->from_kib ? MB_R_SHRINK_IDLE
+                                              : MB_R_UNCHANGED;
+  }
+}

@@ -1,0 +1,462 @@
+/*
+ * Parsers of guest-written text: /proc/meminfo, /proc/vmstat and the
+ * xenstore record. Everything here reads untrusted input: every byte is
+ * checked, numbers are bounded, nothing is trusted to be NUL-terminated.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "policy_impl.h"
+
+int mb_fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err != NULL && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Characters of kernel meminfo/vmstat keys and of record keys. */
+static bool is_key_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+         c == '_' || c == '(' || c == ')';
+}
+
+/* Strict decimal: 1..20 digits, no sign, no blanks, fits uint64_t. */
+static int parse_u64(const char *s, size_t n, uint64_t *v) {
+  uint64_t x = 0;
+  if (n == 0 || n > 20)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (!is_digit(s[i]))
+      return -1;
+    uint64_t d = (uint64_t)(s[i] - '0');
+    if (x > (UINT64_MAX - d) / 10)
+      return -1;
+    x = x * 10 + d;
+  }
+  *v = x;
+  return 0;
+}
+
+/* Quotes at most 40 bytes of untrusted text into an error message, with
+ * anything unprintable shown as '?'. */
+static const char *quote(const char *s, size_t n, char *buf, size_t buflen) {
+  size_t j = 0;
+  for (size_t i = 0; i < n && j + 1 < buflen && i < 40; i++)
+    buf[j++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+  buf[j] = '\0';
+  return buf;
+}
+
+/* Iterates over the lines of text[0..len). A final line without '\n' is
+ * accepted; an embedded NUL is not. Returns 1 with the line, 0 at the end,
+ * -1 on NUL. */
+typedef struct {
+  const char *text;
+  size_t len, pos;
+  unsigned lineno;
+} line_iter_t;
+
+static int next_line(line_iter_t *it, const char **line, size_t *n) {
+  if (it->pos >= it->len)
+    return 0;
+  const char *start = it->text + it->pos;
+  size_t rest = it->len - it->pos;
+  const char *nl = memchr(start, '\n', rest);
+  size_t l = nl ? (size_t)(nl - start) : rest;
+  it->pos += l + (nl ? 1 : 0);
+  it->lineno++;
+  if (memchr(start, '\0', l) != NULL)
+    return -1;
+  *line = start;
+  *n = l;
+  return 1;
+}
+
+static bool is_meminfo_field(int f) { return f >= 0 && f < MB_F_FIRST_VMSTAT; }
+static bool is_vmstat_field(int f) {
+  return f >= MB_F_FIRST_VMSTAT && f < MB_F_COUNT;
+}
+
+/* Fields that are a part of the guest's RAM and so can never exceed
+ * MemTotal. Committed_AS can (overcommit) and swap figures do not count. */
+static bool bounded_by_memtotal(int f) {
+  return is_meminfo_field(f) && f != MB_F_MEMTOTAL && f != MB_F_SWAPTOTAL &&
+         f != MB_F_SWAPFREE && f != MB_F_COMMITTED_AS;
+}
+
+int mb_sample_check(const mb_sample_t *s, char *err, size_t errlen) {
+  for (int f = 0; f < MB_F_FIRST_VMSTAT; f++) {
+    if (mb_sample_has(s, f) && s->v[f] > MB_KIB_MAX)
+      return mb_fail(err, errlen, "%s: %llu kB is absurd (limit %llu)",
+                     mb_field_key(f), (unsigned long long)s->v[f],
+                     (unsigned long long)MB_KIB_MAX);
+  }
+  if (mb_sample_has(s, MB_F_MEMTOTAL)) {
+    uint64_t total = s->v[MB_F_MEMTOTAL];
+    if (total == 0)
+      return mb_fail(err, errlen, "MemTotal: 0 kB");
+    for (int f = 0; f < MB_F_FIRST_VMSTAT; f++) {
+      if (bounded_by_memtotal(f) && mb_sample_has(s, f) && s->v[f] > total)
+        return mb_fail(err, errlen, "%s: %llu kB exceeds MemTotal %llu kB",
+                       mb_field_key(f), (unsigned long long)s->v[f],
+                       (unsigned long long)total);
+    }
+  }
+  if (mb_sample_has(s, MB_F_SWAPFREE) && mb_sample_has(s, MB_F_SWAPTOTAL) &&
+      s->v[MB_F_SWAPFREE] > s->v[MB_F_SWAPTOTAL])
+    return mb_fail(err, errlen, "SwapFree: %llu kB exceeds SwapTotal %llu kB",
+                   (unsigned long long)s->v[MB_F_SWAPFREE],
+                   (unsigned long long)s->v[MB_F_SWAPTOTAL]);
+  if (mb_sample_has(s, MB_F_SRECLAIMABLE) &&
+      mb_sample_has(s, MB_F_SUNRECLAIM) && mb_sample_has(s, MB_F_SLAB) &&
+      s->v[MB_F_SRECLAIMABLE] + s->v[MB_F_SUNRECLAIM] > s->v[MB_F_SLAB] + 4)
+    return mb_fail(
+        err, errlen, "SReclaimable + SUnreclaim (%llu kB) exceed Slab %llu kB",
+        (unsigned long long)(s->v[MB_F_SRECLAIMABLE] + s->v[MB_F_SUNRECLAIM]),
+        (unsigned long long)s->v[MB_F_SLAB]);
+  return 0;
+}
+
+static int reject(mb_sample_t *out) {
+  memset(out, 0, sizeof(*out));
+  return -1;
+}
+
+/* Skips spaces and tabs from *p up to end. */
+static size_t skip_blank(const char *s, size_t i, size_t n) {
+  while (i < n && (s[i] == ' ' || s[i] == '\t'))
+    i++;
+  return i;
+}
+
+/*
+ * One meminfo line: "Key:" blanks digits [" kB"]. Known fields must carry
+ * the kB unit (a figure without it is a count, e.g. HugePages_Total, and
+ * would be misread as KiB).
+ */
+int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                     size_t errlen) {
+  char q[48], q2[48];
+  uint64_t seen = 0;
+  const char *line;
+  size_t n;
+  int r;
+  if (out == NULL)
+    return mb_fail(err, errlen, "meminfo: no output sample");
+  memset(out, 0, sizeof(*out));
+  if (text == NULL || len == 0)
+    return mb_fail(err, errlen, "meminfo: empty text");
+  line_iter_t it = {text, len, 0, 0};
+  while ((r = next_line(&it, &line, &n)) == 1) {
+    const char *colon = memchr(line, ':', n);
+    size_t klen = colon ? (size_t)(colon - line) : 0;
+    if (colon == NULL || klen == 0) {
+      mb_fail(err, errlen, "meminfo line %u: no 'Key:' in '%s'", it.lineno,
+              quote(line, n, q, sizeof(q)));
+      return reject(out);
+    }
+    for (size_t i = 0; i < klen; i++) {
+      if (!is_key_char(line[i])) {
+        mb_fail(err, errlen, "meminfo line %u: bad character in key '%s'",
+                it.lineno, quote(line, klen, q, sizeof(q)));
+        return reject(out);
+      }
+    }
+    size_t i = skip_blank(line, klen + 1, n);
+    size_t vstart = i;
+    while (i < n && is_digit(line[i]))
+      i++;
+    size_t vlen = i - vstart;
+    bool has_unit = false;
+    size_t j = skip_blank(line, i, n);
+    if (j > i && j + 2 == n && line[j] == 'k' && line[j + 1] == 'B') {
+      has_unit = true;
+      i = n;
+    }
+    uint64_t v;
+    if (vlen == 0 || i != n || parse_u64(line + vstart, vlen, &v) != 0) {
+      mb_fail(err, errlen,
+              "meminfo line %u (%s): value '%s' is not a non-negative "
+              "decimal number of kB",
+              it.lineno, quote(line, klen, q, sizeof(q)),
+              quote(line + klen + 1, n - klen - 1, q2, sizeof(q2)));
+      return reject(out);
+    }
+    int f = mb_field_from_key(line, klen);
+    if (!is_meminfo_field(f))
+      continue; /* unknown keys are ignored, once well-formed */
+    if (!has_unit) {
+      mb_fail(err, errlen, "meminfo line %u (%s): value has no kB unit",
+              it.lineno, mb_field_key(f));
+      return reject(out);
+    }
+    if ((seen >> f) & 1u) {
+      mb_fail(err, errlen, "meminfo line %u: duplicate key %s", it.lineno,
+              mb_field_key(f));
+      return reject(out);
+    }
+    seen |= UINT64_C(1) << f;
+    out->v[f] = v;
+  }
+  if (r < 0) {
+    mb_fail(err, errlen, "meminfo line %u: NUL byte", it.lineno);
+    return reject(out);
+  }
+  out->have = seen;
+  if (mb_sample_check(out, err, errlen) != 0)
+    return reject(out);
+  return 0;
+}
+
+/* One vmstat line: "key value" with a single space. */
+int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                    size_t errlen) {
+  char q[48], q2[48];
+  uint64_t seen = 0;
+  const char *line;
+  size_t n;
+  int r;
+  if (out == NULL)
+    return mb_fail(err, errlen, "vmstat: no output sample");
+  if (text == NULL || len == 0) {
+    mb_fail(err, errlen, "vmstat: empty text");
+    return reject(out);
+  }
+  line_iter_t it = {text, len, 0, 0};
+  mb_sample_t s = *out;
+  while ((r = next_line(&it, &line, &n)) == 1) {
+    const char *sp = memchr(line, ' ', n);
+    size_t klen = sp ? (size_t)(sp - line) : 0;
+    if (sp == NULL || klen == 0) {
+      mb_fail(err, errlen, "vmstat line %u: no 'key value' in '%s'", it.lineno,
+              quote(line, n, q, sizeof(q)));
+      return reject(out);
+    }
+    for (size_t i = 0; i < klen; i++) {
+      if (!is_key_char(line[i])) {
+        mb_fail(err, errlen, "vmstat line %u: bad character in key '%s'",
+                it.lineno, quote(line, klen, q, sizeof(q)));
+        return reject(out);
+      }
+    }
+    int f = mb_field_from_key(line, klen);
+    const char *val = sp + 1;
+    size_t vlen = n - klen - 1;
+    uint64_t v;
+    if (!is_vmstat_field(f)) {
+      /* Unknown counters are ignored but must still look like one: some
+       * kernels print signed per-cpu drift, so a leading '-' is allowed
+       * here and only here. */
+      size_t k = (vlen > 0 && val[0] == '-') ? 1 : 0;
+      if (vlen == k || parse_u64(val + k, vlen - k, &v) != 0) {
+        mb_fail(err, errlen, "vmstat line %u (%s): value '%s' is not a number",
+                it.lineno, quote(line, klen, q, sizeof(q)),
+                quote(val, vlen, q2, sizeof(q2)));
+        return reject(out);
+      }
+      continue;
+    }
+    if (parse_u64(val, vlen, &v) != 0) {
+      mb_fail(err, errlen,
+              "vmstat line %u (%s): value '%s' is not a non-negative decimal "
+              "count",
+              it.lineno, mb_field_key(f), quote(val, vlen, q, sizeof(q)));
+      return reject(out);
+    }
+    if ((seen >> f) & 1u) {
+      mb_fail(err, errlen, "vmstat line %u: duplicate key %s", it.lineno,
+              mb_field_key(f));
+      return reject(out);
+    }
+    seen |= UINT64_C(1) << f;
+    s.v[f] = v;
+  }
+  if (r < 0) {
+    mb_fail(err, errlen, "vmstat line %u: NUL byte", it.lineno);
+    return reject(out);
+  }
+  s.have |= seen;
+  *out = s;
+  return 0;
+}
+
+int mb_record_format(const mb_sample_t *s, char *buf, size_t buflen) {
+  if (s == NULL || buf == NULL || buflen == 0)
+    return -1;
+  size_t pos = 0;
+  int w =
+      snprintf(buf, buflen, "membal 1\nseq %llu\nuptime_ms %llu\n",
+               (unsigned long long)s->seq, (unsigned long long)s->uptime_ms);
+  if (w < 0 || (size_t)w >= buflen)
+    return -1;
+  pos = (size_t)w;
+  if (s->urgent) {
+    w = snprintf(buf + pos, buflen - pos, "urgent 1\n");
+    if (w < 0 || (size_t)w >= buflen - pos)
+      return -1;
+    pos += (size_t)w;
+  }
+  for (int f = 0; f < MB_F_COUNT; f++) {
+    if (!mb_sample_has(s, f))
+      continue;
+    w = snprintf(buf + pos, buflen - pos, "%s %llu\n", mb_field_key(f),
+                 (unsigned long long)s->v[f]);
+    if (w < 0 || (size_t)w >= buflen - pos)
+      return -1;
+    pos += (size_t)w;
+  }
+  if (pos > MB_RECORD_MAX - 1)
+    return -1;
+  return (int)pos;
+}
+
+/* Pseudo-keys of the record besides the fields, for duplicate tracking. */
+enum { K_SEQ = MB_F_COUNT, K_UPTIME, K_URGENT };
+
+int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                    size_t errlen) {
+  char q[48], q2[48];
+  uint64_t seen = 0;
+  const char *line;
+  size_t n;
+  int r;
+  if (out == NULL)
+    return mb_fail(err, errlen, "record: no output sample");
+  memset(out, 0, sizeof(*out));
+  if (text == NULL || len == 0)
+    return mb_fail(err, errlen, "record: empty");
+  if (len > MB_RECORD_MAX - 1)
+    return mb_fail(err, errlen, "record: %zu bytes, limit is %d", len,
+                   MB_RECORD_MAX - 1);
+  line_iter_t it = {text, len, 0, 0};
+  r = next_line(&it, &line, &n);
+  if (r != 1 || n != 8 || memcmp(line, "membal 1", 8) != 0) {
+    mb_fail(err, errlen, "record line 1: header '%s', expected 'membal 1'",
+            r == 1 ? quote(line, n, q, sizeof(q)) : "");
+    return reject(out);
+  }
+  mb_sample_t s;
+  memset(&s, 0, sizeof(s));
+  while ((r = next_line(&it, &line, &n)) == 1) {
+    const char *sp = memchr(line, ' ', n);
+    size_t klen = sp ? (size_t)(sp - line) : 0;
+    if (sp == NULL || klen == 0) {
+      mb_fail(err, errlen, "record line %u: no 'key value' in '%s'", it.lineno,
+              quote(line, n, q, sizeof(q)));
+      return reject(out);
+    }
+    for (size_t i = 0; i < klen; i++) {
+      if (!is_key_char(line[i])) {
+        mb_fail(err, errlen, "record line %u: bad character in key '%s'",
+                it.lineno, quote(line, klen, q, sizeof(q)));
+        return reject(out);
+      }
+    }
+    uint64_t v;
+    if (parse_u64(sp + 1, n - klen - 1, &v) != 0) {
+      mb_fail(err, errlen,
+              "record line %u (%s): value '%s' is not a non-negative decimal "
+              "number",
+              it.lineno, quote(line, klen, q, sizeof(q)),
+              quote(sp + 1, n - klen - 1, q2, sizeof(q2)));
+      return reject(out);
+    }
+    int k;
+    if (klen == 3 && memcmp(line, "seq", 3) == 0)
+      k = K_SEQ;
+    else if (klen == 9 && memcmp(line, "uptime_ms", 9) == 0)
+      k = K_UPTIME;
+    else if (klen == 6 && memcmp(line, "urgent", 6) == 0)
+      k = K_URGENT;
+    else
+      k = mb_field_from_key(line, klen);
+    if (k < 0)
+      continue; /* a later format's field: ignored */
+    if ((seen >> k) & 1u) {
+      mb_fail(err, errlen, "record line %u: duplicate key %s", it.lineno,
+              quote(line, klen, q, sizeof(q)));
+      return reject(out);
+    }
+    seen |= UINT64_C(1) << k;
+    switch (k) {
+    case K_SEQ:
+      if (v == 0) {
+        mb_fail(err, errlen, "record line %u: seq must be > 0", it.lineno);
+        return reject(out);
+      }
+      s.seq = v;
+      break;
+    case K_UPTIME:
+      s.uptime_ms = v;
+      break;
+    case K_URGENT:
+      if (v > 1) {
+        mb_fail(err, errlen, "record line %u: urgent must be 0 or 1",
+                it.lineno);
+        return reject(out);
+      }
+      s.urgent = v == 1;
+      break;
+    default:
+      s.v[k] = v;
+      s.have |= UINT64_C(1) << k;
+      break;
+    }
+  }
+  if (r < 0) {
+    mb_fail(err, errlen, "record line %u: NUL byte", it.lineno);
+    return reject(out);
+  }
+  if (!((seen >> K_SEQ) & 1u)) {
+    mb_fail(err, errlen, "record: missing key seq");
+    return reject(out);
+  }
+  if (!((seen >> K_UPTIME) & 1u)) {
+    mb_fail(err, errlen, "record: missing key uptime_ms");
+    return reject(out);
+  }
+  if (mb_sample_check(&s, err, errlen) != 0)
+    return reject(out);
+  *out = s;
+  return 0;
+}
+
+void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
+                     double dt_s, mb_rates_t *out) {
+  static const mb_field_t counters[3] = {MB_F_PSWPIN, MB_F_PSWPOUT,
+                                         MB_F_PGMAJFAULT};
+  double rate[3] = {0, 0, 0};
+  bool any = false;
+  if (out == NULL)
+    return;
+  memset(out, 0, sizeof(*out));
+  if (prev == NULL || cur == NULL || !isfinite(dt_s) || dt_s <= 0)
+    return;
+  /* A guest that rebooted restarts its uptime and its counters. */
+  if (prev->uptime_ms != 0 && cur->uptime_ms != 0 &&
+      cur->uptime_ms < prev->uptime_ms)
+    return;
+  for (int i = 0; i < 3; i++) {
+    mb_field_t f = counters[i];
+    if (!mb_sample_has(prev, f) || !mb_sample_has(cur, f))
+      continue;
+    if (cur->v[f] < prev->v[f])
+      return;
+    rate[i] = (double)(cur->v[f] - prev->v[f]) / dt_s;
+    any = true;
+  }
+  if (!any)
+    return;
+  out->swapin_pps = rate[0];
+  out->swapout_pps = rate[1];
+  out->majflt_ps = rate[2];
+  out->valid = true;
+}

@@ -1,0 +1,57 @@
+/*
+ * selfballoon — Magenheimer's xenballoond (Xen summit 2008): each guest
+ * balloons itself to its Committed_AS, the memory its processes have been
+ * promised, never below the balloon driver's minimum target
+ * (mb_balloon_min_kib of maxmem). Each round it moves 1/DownHysteresis of
+ * the gap when shrinking and 1/UpHysteresis when growing.
+ *
+ * Tunables: UpHysteresis default 1 (grow to the target at once: a guest
+ * short of memory must not wait), DownHysteresis default 10 (give back a
+ * tenth per round: Committed_AS drops when a process exits and rises again
+ * when the next one starts). Both >= 1 (config rejects 0: a divisor).
+ *
+ * Needs: Committed_AS. Without it (a KVM guest seen through virtio-balloon
+ * stats, a bare MemTotal/MemFree record) the target is what the guest
+ * uses: MemTotal - MemAvailable (or its free/buffers/cached
+ * approximation), else current - idle. The policy does not look at the
+ * other guests: the envelope keeps the sum within the pool.
+ */
+#include "policy_impl.h"
+
+static uint64_t sb_target_kib(const mb_domain_t *d) {
+  const mb_sample_t *s = &d->sample;
+  if (mb_sample_has(s, MB_F_COMMITTED_AS))
+    return mb_min_u64(s->v[MB_F_COMMITTED_AS], MB_KIB_MAX);
+  if (mb_sample_has(s, MB_F_MEMTOTAL)) {
+    uint64_t idle;
+    if (mb_sample_has(s, MB_F_MEMAVAILABLE))
+      idle = s->v[MB_F_MEMAVAILABLE];
+    else
+      idle = mb_sub_sat(mb_field(s, MB_F_MEMFREE) + mb_field(s, MB_F_BUFFERS) +
+                            mb_field(s, MB_F_CACHED),
+                        mb_field(s, MB_F_SHMEM));
+    return mb_sub_sat(s->v[MB_F_MEMTOTAL], idle);
+  }
+  return mb_est_used_kib(d);
+}
+
+void mb_selfballoon_step(const mb_config_t *cfg, const mb_domain_t *doms,
+                         size_t n, mb_decision_t *out) {
+  for (size_t i = 0; i < n; i++) {
+    mb_decision_t *o = &out[i];
+    if (!(o->priv.flags & MB_PF_ACTIVE))
+      continue;
+    uint64_t target =
+        mb_max_u64(sb_target_kib(&doms[i]), mb_balloon_min_kib(o->priv.hi));
+    uint64_t from = o->from_kib;
+    if (target < from) {
+      o->want_kib = from - (from - target) / cfg->selfballoon.down_hysteresis;
+      o->reason = MB_R_SHRINK_IDLE;
+    } else {
+      o->want_kib = from + (target - from) / cfg->selfballoon.up_hysteresis;
+      o->reason = MB_R_GROW_PRESSURE;
+    }
+    if (o->want_kib == from)
+      o->reason = MB_R_UNCHANGED;
+  }
+}
