@@ -1,0 +1,64 @@
+#!/bin/sh
+# /init of a PV guest: zram swap, permission probe, collectd with guestmem,
+# then obey commands dom0 writes to /local/domain/<self>/e2e/cmd.
+# xenstore paths without a leading / are relative to the guest's home.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+
+log() { echo "e2e-guest: $*"; }
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
+mount -t tmpfs run /run
+mkdir -p /var/lib/collectd /run/collectd
+echo 1 > /proc/sys/kernel/printk
+
+while read -r m; do
+  insmod "/lib/modules/$m" || log "insmod $m failed"
+done < /etc/modules.order
+
+# zram: swapping is real (pswpin/pswpout counted) without a disk.
+zram_mb=$(sed -n 's/.*e2e_zram=\([0-9]*\).*/\1/p' /proc/cmdline)
+echo lzo-rle > /sys/block/zram0/comp_algorithm 2>/dev/null
+echo "${zram_mb:-512}M" > /sys/block/zram0/disksize
+mkswap /dev/zram0 > /dev/null && swapon /dev/zram0 || log "zram swap failed"
+# Swap readahead would count neighbouring pages as swap-ins too; the test
+# bounds real demand swap-ins.
+echo 0 > /proc/sys/vm/page-cluster
+
+role=$(sed -n 's/.*e2e_role=\([a-z]*\).*/\1/p' /proc/cmdline)
+
+# The guest owns data/ and must not be able to set its own balloon target.
+if xenstore-write data/e2e/probe ok 2> /dev/null; then d=ok; else d=denied; fi
+if xenstore-write memory/target 4194304 2> /tmp/target.err; then
+  t=WRITTEN
+else
+  t="denied($(tr -d '\n' < /tmp/target.err))"
+fi
+xenstore-write data/e2e/perm "data=$d target=$t"
+log "role=$role permissions: data=$d target=$t"
+
+if [ -x /usr/sbin/collectd ] && [ -f /etc/collectd/collectd.conf ]; then
+  collectd -C /etc/collectd/collectd.conf -P /run/collectd.pid || log "collectd failed"
+fi
+
+xenstore-write data/e2e/ready "$(cut -d' ' -f1 /proc/uptime)"
+
+# Command loop: dom0 writes "<seq> <memload args>" to e2e/cmd. The ack
+# carries the guest's uptime so dom0 can line up both clocks.
+last=""
+while :; do
+  cmd=$(xenstore-read e2e/cmd 2> /dev/null)
+  if [ -n "$cmd" ] && [ "$cmd" != "$last" ]; then
+    last=$cmd
+    seq=${cmd%% *}
+    args=${cmd#* }
+    log "cmd $seq: membal-memload $args"
+    membal-memload $args > /run/memload.$seq.log 2>&1 &
+    xenstore-write data/e2e/ack "$seq $(cut -d' ' -f1 /proc/uptime)"
+  fi
+  sleep 1
+done
