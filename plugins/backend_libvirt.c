@@ -149,11 +149,14 @@ static int lv_connect(lv_priv_t *p, char *err, size_t errlen) {
 static void lv_check_conn(lv_priv_t *p) {
   if (p->conn == NULL)
     return;
+  /* Every libvirt call resets the thread's last error: keep it first. */
+  char why[256];
+  snprintf(why, sizeof(why), "%s", lv_errmsg());
   p->requests++;
   if (virConnectIsAlive(p->conn) == 1)
     return;
   lv_log(p, LOG_WARNING, "libvirt: connection to %s lost (%s); re-opening",
-         p->uri, lv_errmsg());
+         p->uri, why);
   virConnectClose(p->conn);
   p->conn = NULL;
 }
@@ -704,12 +707,12 @@ static int lv_set_target(void *priv, uint32_t domid, uint64_t target_kib,
       lv_check_conn(p);
     goto out;
   }
+  const char *name = virDomainGetName(dom); /* owned by dom */
   p->requests++;
   if (virDomainSetMemoryFlags(dom, (unsigned long)target_kib,
                               VIR_DOMAIN_AFFECT_LIVE) != 0) {
     snprintf(err, errlen, "libvirt: domain %s: set memory to %llu KiB: %s",
-             virDomainGetName(dom), (unsigned long long)target_kib,
-             lv_errmsg());
+             name ? name : "?", (unsigned long long)target_kib, lv_errmsg());
     if (!lv_err_is_gone())
       lv_check_conn(p);
     goto out;
