@@ -1029,7 +1029,8 @@ static int mb_shutdown(void) {
   return 0;
 }
 
-void module_register(void) {
+/* The plugin is built with hidden visibility; collectd looks this up. */
+__attribute__((visibility("default"))) void module_register(void) {
   mb_config_default(&conf);
   plugin_register_complex_config(PLUGIN, mb_config);
   plugin_register_init(PLUGIN, mb_init);
