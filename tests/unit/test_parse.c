@@ -1,0 +1,486 @@
+/* Parsers of guest text: real /proc samples and hostile input. */
+#include <math.h>
+
+#include "membal_policy.h"
+#include "unit.h"
+
+static char err[256];
+
+/* ---- real samples --------------------------------------------------- */
+
+static void test_meminfo_modern(void) {
+  size_t len;
+  char *t = unit_slurp("meminfo-6.18", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  mb_sample_t s;
+  int r = mb_meminfo_parse(t, len, &s, err, sizeof(err));
+  CU_ASSERT_EQUAL_FATAL(r, 0);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], 24684084);
+  ASSERT_U64(s.v[MB_F_MEMFREE], 21618400);
+  ASSERT_U64(s.v[MB_F_MEMAVAILABLE], 21930800);
+  ASSERT_U64(s.v[MB_F_BUFFERS], 7820);
+  ASSERT_U64(s.v[MB_F_CACHED], 459388);
+  ASSERT_U64(s.v[MB_F_ACTIVE_FILE], 216296);
+  ASSERT_U64(s.v[MB_F_ANONPAGES], 2308432);
+  ASSERT_U64(s.v[MB_F_SHMEM], 8876);
+  ASSERT_U64(s.v[MB_F_SUNRECLAIM], 27300);
+  ASSERT_U64(s.v[MB_F_KERNELSTACK], 1716);
+  ASSERT_U64(s.v[MB_F_PAGETABLES], 6840);
+  ASSERT_U64(s.v[MB_F_COMMITTED_AS], 3340480);
+  /* A 6.x kernel has every meminfo field and no vmstat one. */
+  ASSERT_U64(s.have, (UINT64_C(1) << MB_F_FIRST_VMSTAT) - 1);
+  CU_ASSERT_EQUAL(s.seq, 0);
+  /* HugePages_Total has no kB and is unknown: ignored, not rejected. */
+  CU_ASSERT_PTR_NOT_NULL(strstr(t, "HugePages_Total:"));
+
+  char *v = unit_slurp("vmstat-6.18", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+  r = mb_vmstat_parse(v, len, &s, err, sizeof(err));
+  CU_ASSERT_EQUAL_FATAL(r, 0);
+  ASSERT_U64(s.v[MB_F_PSWPIN], 0);
+  ASSERT_U64(s.v[MB_F_PSWPOUT], 0);
+  ASSERT_U64(s.v[MB_F_PGFAULT], 8419921);
+  ASSERT_U64(s.v[MB_F_PGMAJFAULT], 1740);
+  ASSERT_U64(s.have, (UINT64_C(1) << MB_F_COUNT) - 1);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], 24684084); /* meminfo part kept */
+  free(t);
+  free(v);
+}
+
+static void test_meminfo_26(void) {
+  size_t len;
+  char *t = unit_slurp("meminfo-2.6.18-xen", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  mb_sample_t s;
+  int r = mb_meminfo_parse(t, len, &s, err, sizeof(err));
+  CU_ASSERT_EQUAL_FATAL(r, 0);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], 524288);
+  ASSERT_U64(s.v[MB_F_MEMFREE], 82120);
+  ASSERT_U64(s.v[MB_F_ACTIVE], 221508);
+  ASSERT_U64(s.v[MB_F_ANONPAGES], 107424);
+  ASSERT_U64(s.v[MB_F_SLAB], 68664);
+  ASSERT_U64(s.v[MB_F_COMMITTED_AS], 245292);
+  ASSERT_U64(s.v[MB_F_SWAPFREE], 1047680);
+  /* Fields born later than 2.6.18 are absent, not zero. */
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_MEMAVAILABLE));
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_ACTIVE_ANON));
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_ACTIVE_FILE));
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_SRECLAIMABLE));
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_SUNRECLAIM));
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_KERNELSTACK));
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_SHMEM));
+  int count = 0;
+  for (int f = 0; f < MB_F_COUNT; f++)
+    count += mb_sample_has(&s, f);
+  CU_ASSERT_EQUAL(count, 14);
+
+  char *v = unit_slurp("vmstat-2.6.18-xen", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+  r = mb_vmstat_parse(v, len, &s, err, sizeof(err));
+  CU_ASSERT_EQUAL_FATAL(r, 0);
+  ASSERT_U64(s.v[MB_F_PSWPIN], 1021);
+  ASSERT_U64(s.v[MB_F_PSWPOUT], 2212);
+  ASSERT_U64(s.v[MB_F_PGMAJFAULT], 4321);
+  ASSERT_U64(s.v[MB_F_PGFAULT], 87654321);
+  free(t);
+  free(v);
+}
+
+/* A real sample goes through the record and back unchanged. */
+static void test_record_roundtrip_real(void) {
+  size_t len, vlen;
+  char *t = unit_slurp("meminfo-6.18", &len);
+  char *v = unit_slurp("vmstat-6.18", &vlen);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+  mb_sample_t s, back;
+  CU_ASSERT_EQUAL_FATAL(mb_meminfo_parse(t, len, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(mb_vmstat_parse(v, vlen, &s, err, sizeof(err)), 0);
+  s.seq = 42;
+  s.uptime_ms = 123456;
+  s.urgent = true;
+  char rec[MB_RECORD_MAX];
+  int n = mb_record_format(&s, rec, sizeof(rec));
+  CU_ASSERT_FATAL(n > 0 && n < MB_RECORD_MAX);
+  CU_ASSERT_EQUAL((size_t)n, strlen(rec));
+  CU_ASSERT_EQUAL(strncmp(rec, "membal 1\nseq 42\nuptime_ms 123456\nurgent 1\n",
+                          42),
+                  0);
+  CU_ASSERT_EQUAL_FATAL(mb_record_parse(rec, (size_t)n, &back, err,
+                                        sizeof(err)),
+                        0);
+  CU_ASSERT_EQUAL(memcmp(&s, &back, sizeof(s)), 0);
+  /* Every field at its largest legal value still fits a record. */
+  mb_sample_t big;
+  memset(&big, 0, sizeof(big));
+  for (int f = 0; f < MB_F_COUNT; f++)
+    big.v[f] = f < MB_F_FIRST_VMSTAT ? MB_KIB_MAX : UINT64_MAX;
+  big.v[MB_F_SRECLAIMABLE] = big.v[MB_F_SUNRECLAIM] = MB_KIB_MAX / 2;
+  big.have = (UINT64_C(1) << MB_F_COUNT) - 1;
+  big.seq = UINT64_MAX;
+  big.uptime_ms = UINT64_MAX;
+  big.urgent = true;
+  n = mb_record_format(&big, rec, sizeof(rec));
+  CU_ASSERT_FATAL(n > 0 && n < MB_RECORD_MAX);
+  CU_ASSERT_EQUAL(mb_record_parse(rec, (size_t)n, &back, err, sizeof(err)),
+                  0);
+  CU_ASSERT_EQUAL(memcmp(&big, &back, sizeof(big)), 0);
+  /* Too small a buffer is refused, never overrun. */
+  CU_ASSERT_EQUAL(mb_record_format(&s, rec, 40), -1);
+  free(t);
+  free(v);
+}
+
+/* ---- malformed input, table-driven ------------------------------------ */
+
+typedef struct {
+  const char *text;
+  size_t len; /* 0: strlen(text) */
+  const char *err_has;
+} bad_t;
+
+static void check_bad(int (*parse)(const char *, size_t, mb_sample_t *,
+                                   char *, size_t),
+                      const bad_t *t, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    mb_sample_t s;
+    memset(&s, 0x5a, sizeof(s));
+    err[0] = '\0';
+    size_t len = t[i].len ? t[i].len : strlen(t[i].text);
+    int r = parse(t[i].text, len, &s, err, sizeof(err));
+    if (r != -1 || strstr(err, t[i].err_has) == NULL || s.have != 0)
+      fprintf(stderr, "\n  case %zu: r=%d err='%s' want '%s'\n", i, r, err,
+              t[i].err_has);
+    CU_ASSERT_EQUAL(r, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, t[i].err_has));
+    ASSERT_U64(s.have, 0);
+  }
+}
+
+static void test_meminfo_bad(void) {
+  static const bad_t t[] = {
+      {"MemTotal 1000 kB\n", 0, "line 1"},
+      {"MemTotal: -5 kB\n", 0, "MemTotal"},
+      {"MemTotal: 12abc kB\n", 0, "MemTotal"},
+      {"MemTotal: 18446744073709551616 kB\n", 0, "MemTotal"}, /* 2^64 */
+      {"MemTotal: 999999999999999999999999 kB\n", 0, "MemTotal"},
+      {"MemTotal: 1000 kB\nMemTotal: 1000 kB\n", 0, "duplicate key MemTotal"},
+      {"MemTotal: 1000 kB\nMemFree: 2000 kB\n", 0, "MemFree"},
+      {"MemTotal: 1000 kB\nMemAvailable: 1001 kB\n", 0, "MemAvailable"},
+      {"MemTotal: 1000 kB\nCached: 1001 kB\n", 0, "exceeds MemTotal"},
+      {"SwapTotal: 10 kB\nSwapFree: 20 kB\n", 0, "SwapFree"},
+      {"MemTotal: 1000\n", 0, "no kB unit"},
+      {"MemTotal: nan kB\n", 0, "MemTotal"},
+      {"MemTotal: NaN\n", 0, "MemTotal"},
+      {"MemTotal: 1e3 kB\n", 0, "MemTotal"},
+      {"MemTotal: 0x10 kB\n", 0, "MemTotal"},
+      {"MemTotal: +100 kB\n", 0, "MemTotal"},
+      {"MemTotal: 1000 kB trailing\n", 0, "MemTotal"},
+      {"MemTotal: 1000 MB\n", 0, "MemTotal"},
+      {"MemTotal: kB\n", 0, "MemTotal"},
+      {"MemTotal: 4398046511105 kB\n", 0, "absurd"}, /* 2^42 + 1 */
+      {"MemTotal: 0 kB\n", 0, "MemTotal: 0"},
+      {"\n", 0, "line 1"},
+      {"MemTotal: 100 kB\n\nMemFree: 1 kB\n", 0, "line 2"},
+      {"Mem Total: 5 kB\n", 0, "bad character"},
+      {"Foo: bar\n", 0, "Foo"}, /* unknown key, still malformed */
+      {"MemTotal: 100 kB\nMemFree: 1\0 kB\n", 29, "NUL"},
+      {"MemTotal: 100 kB\r\n", 0, "MemTotal"},
+      {"", 0, "empty"},
+  };
+  check_bad(mb_meminfo_parse, t, sizeof(t) / sizeof(t[0]));
+}
+
+static void test_meminfo_good_edges(void) {
+  mb_sample_t s;
+  /* Unknown keys (well-formed) are ignored; no final newline is fine. */
+  const char *t = "Foo:    12 kB\nHugePages_Total:       0\nMemTotal: 100 kB";
+  CU_ASSERT_EQUAL_FATAL(mb_meminfo_parse(t, strlen(t), &s, err, sizeof(err)),
+                        0);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], 100);
+  ASSERT_U64(s.have, UINT64_C(1) << MB_F_MEMTOTAL);
+  /* len bounds the parse: the text after it is never read. */
+  t = "MemTotal: 100 kB\nMemFree: 999 kB\n";
+  CU_ASSERT_EQUAL(mb_meminfo_parse(t, 17, &s, err, sizeof(err)), 0);
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_MEMFREE));
+  /* The largest legal figure is accepted. */
+  t = "MemTotal: 4398046511104 kB\n";
+  CU_ASSERT_EQUAL(mb_meminfo_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], MB_KIB_MAX);
+  /* Tabs after the colon (some kernels' alignment) are fine. */
+  t = "MemTotal:\t100 kB\n";
+  CU_ASSERT_EQUAL(mb_meminfo_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  /* NULL error buffer is allowed. */
+  CU_ASSERT_EQUAL(mb_meminfo_parse("x", 1, &s, NULL, 0), -1);
+}
+
+static void test_vmstat_bad(void) {
+  static const bad_t t[] = {
+      {"pswpin -1\n", 0, "pswpin"},
+      {"pswpin\n", 0, "line 1"},
+      {"pswpin 1 2\n", 0, "pswpin"},
+      {"pswpin 1\npswpin 2\n", 0, "duplicate key pswpin"},
+      {"pgfault 18446744073709551616\n", 0, "pgfault"},
+      {"pswpin  5\n", 0, "pswpin"},
+      {"pswpout 5x\n", 0, "pswpout"},
+      {"pgmajfault nan\n", 0, "pgmajfault"},
+      {"nr_foo abc\n", 0, "nr_foo"},
+      {"nr_free_pages 5\n pswpin 4\n", 0, "line 2"},
+      {"pswpin 1\0\n", 10, "NUL"},
+      {"", 0, "empty"},
+  };
+  check_bad(mb_vmstat_parse, t, sizeof(t) / sizeof(t[0]));
+  /* Rejected vmstat also drops what the sample held (have == 0). */
+  mb_sample_t s;
+  CU_ASSERT_EQUAL(mb_meminfo_parse("MemTotal: 5 kB\n", 15, &s, err,
+                                   sizeof(err)),
+                  0);
+  CU_ASSERT_EQUAL(mb_vmstat_parse("pswpin x", 8, &s, err, sizeof(err)), -1);
+  ASSERT_U64(s.have, 0);
+  /* Signed drift of an unknown counter is tolerated; known ones are not. */
+  const char *ok = "nr_zone_drift -3\npswpout 7\n";
+  memset(&s, 0, sizeof(s));
+  CU_ASSERT_EQUAL(mb_vmstat_parse(ok, strlen(ok), &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_PSWPOUT], 7);
+  ASSERT_U64(s.have, UINT64_C(1) << MB_F_PSWPOUT);
+}
+
+/* A valid record of exactly `total` bytes (total >= 40): padding lines
+ * of an unknown key, the last one's zeros adjusting the length. */
+static size_t make_record(char *buf, size_t total) {
+  size_t n = (size_t)sprintf(buf, "membal 1\nseq 1\nuptime_ms 1\n");
+  while (total - n > 8) {
+    memcpy(buf + n, "p 0\n", 4);
+    n += 4;
+  }
+  buf[n++] = 'p';
+  buf[n++] = ' ';
+  while (n < total - 1)
+    buf[n++] = '0';
+  buf[n++] = '\n';
+  buf[n] = '\0';
+  return n;
+}
+
+static void test_record_bad(void) {
+  static char big[MB_RECORD_MAX + 8];
+  CU_ASSERT_EQUAL_FATAL(make_record(big, MB_RECORD_MAX), MB_RECORD_MAX);
+  const bad_t t[] = {
+      {"seq 1\nuptime_ms 5\n", 0, "line 1"},
+      {"membal 2\nseq 1\nuptime_ms 5\n", 0, "membal 2"},
+      {"membal 1\r\nseq 1\nuptime_ms 5\n", 0, "line 1"},
+      {"membal 1\nuptime_ms 5\n", 0, "missing key seq"},
+      {"membal 1\nseq 4\n", 0, "missing key uptime_ms"},
+      {"membal 1\nseq 0\nuptime_ms 5\n", 0, "seq must be > 0"},
+      {"membal 1\nseq 1\nseq 2\nuptime_ms 5\n", 0, "duplicate key seq"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 5\nMemTotal 5\n", 0,
+       "duplicate key MemTotal"},
+      {"membal 1\nseq 1\nuptime_ms 5\nurgent 2\n", 0, "urgent"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 100\nMemFree 200\n", 0,
+       "MemFree"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal -100\n", 0, "MemTotal"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 1O0\n", 0, "MemTotal"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal  100\n", 0, "MemTotal"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal\n", 0, "line 4"},
+      {"membal 1\nseq 99999999999999999999\nuptime_ms 5\n", 0, "seq"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 9999999999999\n", 0,
+       "absurd"},
+      {"membal 1\nseq 1\nuptime_ms 5\nBad key! 5\n", 0, "line 4 (Bad)"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMem-Total 5\n", 0, "bad character"},
+      {"membal 1\nseq 1\n\nuptime_ms 5\n", 0, "line 3"},
+      {"membal 1\nseq 1\nuptime_ms 5\0\n", 28, "NUL"},
+      {"membal 1\nseq 1\nuptime_ms 5\nSwapTotal 1\nSwapFree 2\n", 0,
+       "SwapFree"},
+      {big, MB_RECORD_MAX, "limit"},
+      {"", 0, "empty"},
+  };
+  check_bad(mb_record_parse, t, sizeof(t) / sizeof(t[0]));
+  /* One byte less is the largest legal record. */
+  mb_sample_t s;
+  CU_ASSERT_EQUAL_FATAL(make_record(big, MB_RECORD_MAX - 1),
+                        MB_RECORD_MAX - 1);
+  CU_ASSERT_EQUAL(mb_record_parse(big, MB_RECORD_MAX - 1, &s, err,
+                                  sizeof(err)),
+                  0);
+  ASSERT_U64(s.seq, 1);
+}
+
+static void test_record_good_edges(void) {
+  mb_sample_t s;
+  const char *t = "membal 1\nseq 7\nuptime_ms 0\nfuture_thing 5\n"
+                  "MemTotal 1000\nMemFree 10\npswpin 3";
+  CU_ASSERT_EQUAL_FATAL(mb_record_parse(t, strlen(t), &s, err, sizeof(err)),
+                        0);
+  ASSERT_U64(s.seq, 7);
+  ASSERT_U64(s.uptime_ms, 0);
+  CU_ASSERT_FALSE(s.urgent);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], 1000);
+  ASSERT_U64(s.v[MB_F_MEMFREE], 10);
+  ASSERT_U64(s.v[MB_F_PSWPIN], 3);
+  ASSERT_U64(s.have, (UINT64_C(1) << MB_F_MEMTOTAL) |
+                         (UINT64_C(1) << MB_F_MEMFREE) |
+                         (UINT64_C(1) << MB_F_PSWPIN));
+  t = "membal 1\nurgent 1\nuptime_ms 9\nseq 1\n";
+  CU_ASSERT_EQUAL(mb_record_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  CU_ASSERT_TRUE(s.urgent);
+  ASSERT_U64(s.have, 0);
+}
+
+/* Random bytes and random mutations of a valid record: whatever is
+ * accepted must be consistent (the parser never hands on free > total). */
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint64_t next_rand(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+static void check_consistent(const mb_sample_t *s) {
+  if (mb_sample_has(s, MB_F_MEMTOTAL)) {
+    if (mb_sample_has(s, MB_F_MEMFREE))
+      CU_ASSERT(s->v[MB_F_MEMFREE] <= s->v[MB_F_MEMTOTAL]);
+    if (mb_sample_has(s, MB_F_MEMAVAILABLE))
+      CU_ASSERT(s->v[MB_F_MEMAVAILABLE] <= s->v[MB_F_MEMTOTAL]);
+  }
+  for (int f = 0; f < MB_F_FIRST_VMSTAT; f++)
+    if (mb_sample_has(s, f))
+      CU_ASSERT(s->v[f] <= MB_KIB_MAX);
+}
+
+static void test_fuzz(void) {
+  static const char alphabet[] = "membal 1\nseq0123456789MemTotalFree: kB-"
+                                 "pswpin()\n\n\t\r\0x";
+  const char *valid = "membal 1\nseq 5\nuptime_ms 77\nMemTotal 1000\n"
+                      "MemFree 100\nMemAvailable 500\npswpin 3\n";
+  char buf[512];
+  unsigned accepted = 0, rejected = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    size_t len;
+    if (iter % 2 == 0) {
+      len = next_rand() % sizeof(buf);
+      for (size_t i = 0; i < len; i++)
+        buf[i] = alphabet[next_rand() % (sizeof(alphabet) - 1)];
+    } else {
+      len = strlen(valid);
+      memcpy(buf, valid, len);
+      int flips = 1 + (int)(next_rand() % 3);
+      for (int k = 0; k < flips; k++)
+        buf[next_rand() % len] = (char)(next_rand() & 0xff);
+    }
+    mb_sample_t s;
+    int r = mb_record_parse(buf, len, &s, err, sizeof(err));
+    CU_ASSERT(r == 0 || r == -1);
+    if (r == 0) {
+      accepted++;
+      CU_ASSERT(s.seq > 0);
+      check_consistent(&s);
+    } else {
+      rejected++;
+      ASSERT_U64(s.have, 0);
+      CU_ASSERT(err[0] != '\0');
+    }
+    r = mb_meminfo_parse(buf, len, &s, err, sizeof(err));
+    if (r == 0)
+      check_consistent(&s);
+    r = mb_vmstat_parse(buf, len, &s, err, sizeof(err));
+    CU_ASSERT(r == 0 || r == -1);
+  }
+  /* Both outcomes occur: the mutations are not all fatal nor all benign. */
+  CU_ASSERT(accepted > 0);
+  CU_ASSERT(rejected > 0);
+}
+
+/* ---- rates -------------------------------------------------------------- */
+
+static mb_sample_t counters(uint64_t in, uint64_t out, uint64_t maj,
+                            uint64_t up_ms) {
+  mb_sample_t s;
+  memset(&s, 0, sizeof(s));
+  s.v[MB_F_PSWPIN] = in;
+  s.v[MB_F_PSWPOUT] = out;
+  s.v[MB_F_PGMAJFAULT] = maj;
+  s.have = (UINT64_C(1) << MB_F_PSWPIN) | (UINT64_C(1) << MB_F_PSWPOUT) |
+           (UINT64_C(1) << MB_F_PGMAJFAULT);
+  s.uptime_ms = up_ms;
+  return s;
+}
+
+static void test_rates(void) {
+  mb_rates_t r;
+  mb_sample_t a = counters(100, 200, 10, 1000);
+  mb_sample_t b = counters(300, 260, 16, 3000);
+  mb_sample_rates(&a, &b, 2.0, &r);
+  CU_ASSERT_TRUE(r.valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.swapin_pps, 100.0, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(r.swapout_pps, 30.0, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(r.majflt_ps, 3.0, 1e-9);
+  /* counter went back: guest rebooted */
+  mb_sample_t c = counters(5, 260, 16, 3000);
+  mb_sample_rates(&b, &c, 2.0, &r);
+  CU_ASSERT_FALSE(r.valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.swapin_pps, 0.0, 0);
+  /* uptime went back: rebooted even if counters grew past the old ones */
+  mb_sample_t d = counters(400, 300, 20, 500);
+  mb_sample_rates(&b, &d, 2.0, &r);
+  CU_ASSERT_FALSE(r.valid);
+  mb_sample_rates(&a, &b, 0.0, &r);
+  CU_ASSERT_FALSE(r.valid);
+  mb_sample_rates(&a, &b, -1.0, &r);
+  CU_ASSERT_FALSE(r.valid);
+  mb_sample_rates(&a, &b, NAN, &r);
+  CU_ASSERT_FALSE(r.valid);
+  mb_sample_rates(&a, &b, INFINITY, &r);
+  CU_ASSERT_FALSE(r.valid);
+  mb_sample_rates(NULL, &b, 2.0, &r);
+  CU_ASSERT_FALSE(r.valid);
+  /* no counters at all: nothing to say */
+  mb_sample_t e;
+  memset(&e, 0, sizeof(e));
+  mb_sample_rates(&e, &e, 2.0, &r);
+  CU_ASSERT_FALSE(r.valid);
+  /* only majflt known (virtio-balloon stats without swap): still valid */
+  mb_sample_t f1 = e, f2 = e;
+  f1.v[MB_F_PGMAJFAULT] = 10;
+  f2.v[MB_F_PGMAJFAULT] = 50;
+  f1.have = f2.have = UINT64_C(1) << MB_F_PGMAJFAULT;
+  mb_sample_rates(&f1, &f2, 4.0, &r);
+  CU_ASSERT_TRUE(r.valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.majflt_ps, 10.0, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(r.swapin_pps, 0.0, 0);
+}
+
+static void test_field_keys(void) {
+  for (int f = 0; f < MB_F_COUNT; f++) {
+    const char *k = mb_field_key(f);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+    CU_ASSERT_EQUAL(mb_field_from_key(k, strlen(k)), f);
+  }
+  CU_ASSERT_PTR_NULL(mb_field_key(MB_F_COUNT));
+  CU_ASSERT_EQUAL(mb_field_from_key("MemTotalX", 9), -1);
+  CU_ASSERT_EQUAL(mb_field_from_key("MemTotal", 3), -1);
+  CU_ASSERT_STRING_EQUAL(mb_field_key(MB_F_ACTIVE_ANON), "Active(anon)");
+  CU_ASSERT_STRING_EQUAL(mb_field_key(MB_F_PGMAJFAULT), "pgmajfault");
+}
+
+int main(void) {
+  static CU_TestInfo tests[] = {
+      {"meminfo+vmstat, this machine (6.18)", test_meminfo_modern},
+      {"meminfo+vmstat, 2.6.18-xen", test_meminfo_26},
+      {"record round trip of a real sample", test_record_roundtrip_real},
+      {"meminfo malformed", test_meminfo_bad},
+      {"meminfo edges accepted", test_meminfo_good_edges},
+      {"vmstat malformed", test_vmstat_bad},
+      {"record malformed", test_record_bad},
+      {"record edges accepted", test_record_good_edges},
+      {"random and mutated input", test_fuzz},
+      {"rates", test_rates},
+      {"field keys", test_field_keys},
+      CU_TEST_INFO_NULL,
+  };
+  static CU_SuiteInfo suites[] = {
+      {"parse", NULL, NULL, NULL, NULL, tests},
+      CU_SUITE_INFO_NULL,
+  };
+  return unit_main(suites);
+}
