@@ -326,10 +326,15 @@ mb_collectd_start() {
     >>"$MB_CD_DIR/collectd.stderr" 2>&1 &
   MB_CD_PID=$!
   MB_SAN_LOGS+=("$MB_CD_DIR/collectd.stderr" "$MB_CD_LOG")
-  if ! mb_wait_for 15 collectdctl -s "$MB_CD_SOCK" listval; then
-    mb_fail "collectd did not come up (pid $MB_CD_PID)"
-  fi
+  mb_wait_for 15 mb__collectd_up || mb_fail "collectd did not come up (pid $MB_CD_PID)"
+  mb_collectd_alive || mb_fail "collectd exited at start (see its log)"
   mb_log "collectd pid $MB_CD_PID, socket $MB_CD_SOCK"
+}
+
+# Up (socket answers) or dead: both end the wait at start.
+mb__collectd_up() {
+  mb_collectd_alive || return 0
+  collectdctl -s "$MB_CD_SOCK" listval
 }
 
 mb_collectd_stop() {
