@@ -40,9 +40,11 @@
  * with a virtio balloon whose <stats period> is 0 or absent, the backend
  * sets it (virDomainSetMemoryStatsPeriod, live) and logs it once.
  *
- * Connection: opened with virConnectOpen(uri) (read-write: actuation needs
- * it). A call that fails while virConnectIsAlive() says the connection is
- * dead closes it; the next call re-opens it. The log sink hears "lost" and
+ * Connection: opts->uri, else $LIBVIRT_DEFAULT_URI (libvirt's own
+ * variable), else qemu:///system; opened read-write (actuation needs it)
+ * and shared by every handle of the process on the same URI. A call that
+ * fails while virConnectIsAlive() says the connection is dead drops it; the
+ * next call re-opens it. The log sink hears "lost" and
  * "re-established" once per change; calls return -1 with the same text
  * while the connection stays down, so the caller's c_complain logs once.
  * libvirt's default error printing to stderr is silenced
@@ -56,6 +58,7 @@
 #include <libvirt/virterror.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,10 +83,27 @@ typedef struct {
   uint64_t seen_round;
 } lv_dom_state_t;
 
-typedef struct {
+/* One libvirt connection per URI and process, shared by every handle: the
+ * plugins of one collectd (vmmem's reader, its watch thread, membal) then
+ * see one libvirt state, which matters for drivers whose state lives in the
+ * connection (the test driver with a host file), and a host gets one
+ * connection instead of three. Each user holds one libvirt reference. */
+typedef struct lv_shared {
   char *uri;          /* owned */
-  virConnectPtr conn; /* owned; NULL while disconnected */
-  bool was_connected; /* for the once-per-change log lines */
+  virConnectPtr conn; /* one reference per user */
+  unsigned users;
+  bool listed; /* still in lv_shared_list (false once found dead) */
+  struct lv_shared *next;
+} lv_shared_t;
+
+static pthread_mutex_t lv_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static lv_shared_t *lv_shared_list; /* guarded by lv_shared_lock */
+
+typedef struct {
+  char *uri;           /* owned */
+  lv_shared_t *shared; /* one user's share; NULL while disconnected */
+  virConnectPtr conn;  /* shared->conn, or NULL */
+  bool was_connected;  /* for the once-per-change log lines */
   unsigned period_s;
   void (*log)(void *, int, const char *);
   void *log_ctx;
@@ -127,21 +147,90 @@ static bool lv_err_is_gone(void) {
   return c == VIR_ERR_NO_DOMAIN || c == VIR_ERR_OPERATION_INVALID;
 }
 
+static void lv_shared_unlink(lv_shared_t *e) {
+  for (lv_shared_t **pp = &lv_shared_list; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == e) {
+      *pp = e->next;
+      break;
+    }
+  e->listed = false;
+}
+
+/* Gives up this handle's share of the connection. dead: the connection
+ * was found dead, so no later handle may pick it up. */
+static void lv_release(lv_priv_t *p, bool dead) {
+  lv_shared_t *e = p->shared;
+  if (e == NULL)
+    return;
+  pthread_mutex_lock(&lv_shared_lock);
+  if (dead && e->listed)
+    lv_shared_unlink(e);
+  e->users--;
+  bool last = e->users == 0;
+  if (last && e->listed)
+    lv_shared_unlink(e);
+  pthread_mutex_unlock(&lv_shared_lock);
+  virConnectClose(e->conn); /* this user's reference */
+  if (last) {
+    free(e->uri);
+    free(e);
+  }
+  p->shared = NULL;
+  p->conn = NULL;
+}
+
 static int lv_connect(lv_priv_t *p, char *err, size_t errlen) {
   if (p->conn != NULL)
     return 0;
+  int ret = -1;
+  bool opened = false;
+  pthread_mutex_lock(&lv_shared_lock);
+  lv_shared_t *e = lv_shared_list;
+  while (e != NULL && strcmp(e->uri, p->uri) != 0)
+    e = e->next;
+  if (e != NULL) {
+    p->requests++;
+    if (virConnectIsAlive(e->conn) == 1) {
+      virConnectRef(e->conn);
+      e->users++;
+      goto done;
+    }
+    lv_shared_unlink(e); /* dead: its users drop it on their next failure */
+  }
+  e = calloc(1, sizeof(*e));
+  if (e == NULL || (e->uri = strdup(p->uri)) == NULL) {
+    free(e);
+    snprintf(err, errlen, "libvirt: out of memory");
+    goto out;
+  }
   p->requests++;
-  p->conn = virConnectOpen(p->uri);
-  if (p->conn == NULL) {
+  e->conn = virConnectOpen(p->uri);
+  if (e->conn == NULL) {
     snprintf(err, errlen, "libvirt: cannot connect to %s: %s", p->uri,
              lv_errmsg());
-    return -1;
+    free(e->uri);
+    free(e);
+    goto out;
   }
-  virConnSetErrorFunc(p->conn, NULL, lv_silent);
-  if (p->was_connected)
-    lv_log(p, LOG_NOTICE, "libvirt: connection to %s re-established", p->uri);
-  p->was_connected = true;
-  return 0;
+  virConnSetErrorFunc(e->conn, NULL, lv_silent);
+  e->users = 1;
+  e->listed = true;
+  e->next = lv_shared_list;
+  lv_shared_list = e;
+  opened = true;
+done:
+  p->shared = e;
+  p->conn = e->conn;
+  ret = 0;
+out:
+  pthread_mutex_unlock(&lv_shared_lock);
+  if (ret == 0) {
+    if (p->was_connected)
+      lv_log(p, LOG_NOTICE, "libvirt: connection to %s re-established%s",
+             p->uri, opened ? "" : " (shared)");
+    p->was_connected = true;
+  }
+  return ret;
 }
 
 /* After a failed call: drop the connection when it is dead so that the next
@@ -157,8 +246,7 @@ static void lv_check_conn(lv_priv_t *p) {
     return;
   lv_log(p, LOG_WARNING, "libvirt: connection to %s lost (%s); re-opening",
          p->uri, why);
-  virConnectClose(p->conn);
-  p->conn = NULL;
+  lv_release(p, true);
 }
 
 static lv_dom_state_t *lv_state(lv_priv_t *p, const unsigned char *uuid) {
@@ -195,7 +283,11 @@ static void *lv_open(const mb_backend_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "libvirt: out of memory");
     return NULL;
   }
-  const char *uri = (opts && opts->uri) ? opts->uri : LV_DEFAULT_URI;
+  /* No URI configured: libvirt's own variable, then qemu:///system. */
+  const char *uri =
+      (opts && opts->uri) ? opts->uri : getenv("LIBVIRT_DEFAULT_URI");
+  if (uri == NULL || *uri == '\0')
+    uri = LV_DEFAULT_URI;
   p->uri = strdup(uri);
   if (p->uri == NULL) {
     snprintf(err, errlen, "libvirt: out of memory");
@@ -221,8 +313,7 @@ static void lv_close(void *priv) {
   lv_priv_t *p = priv;
   if (p == NULL)
     return;
-  if (p->conn)
-    virConnectClose(p->conn);
+  lv_release(p, false);
   free(p->doms);
   free(p->uri);
   free(p);

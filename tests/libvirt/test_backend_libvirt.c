@@ -471,8 +471,8 @@ static void test_reconnect(void) {
   lv_priv_t *p = lv_open(&o, err, sizeof(err));
   CU_ASSERT_FATAL(p != NULL);
   CU_ASSERT_EQUAL(log_lines, 0);
-  virConnectClose(p->conn);
-  p->conn = NULL;
+  lv_release(p, true); /* as when found dead */
+  CU_ASSERT_PTR_NULL(p->conn);
   mb_dominfo_t *d = NULL;
   size_t n = 0;
   CU_ASSERT_EQUAL(lv_list(p, &d, &n, err, sizeof(err)), 0);
@@ -485,6 +485,40 @@ static void test_reconnect(void) {
       strstr(strstr(logbuf, "re-established") + 1, "re-established"));
   CU_ASSERT_EQUAL(strncmp(logbuf, "libvirt: connection to ", 23), 0);
   lv_close(p);
+}
+
+/* Handles on one URI share the connection, hence the test driver's state:
+ * what one sets, the other lists. */
+static void test_shared_connection(void) {
+  mb_backend_t *a = open_backend(host_uri, 0);
+  mb_backend_t *b = open_backend(host_uri, 0);
+  CU_ASSERT_FATAL(a != NULL && b != NULL);
+  mb_dominfo_t *d = NULL;
+  size_t n = 0;
+  char err[256] = "";
+  CU_ASSERT_FATAL(mb_backend_list(b, &d, &n, err, sizeof(err)) == 0);
+  const mb_dominfo_t *db = find_dom(d, n, "db");
+  CU_ASSERT_FATAL(db != NULL);
+  uint32_t id = db->domid;
+  uint64_t want = db->current_kib - 262144;
+  free(d);
+  CU_ASSERT_EQUAL(mb_backend_set_target(a, id, want, err, sizeof(err)), 0);
+  CU_ASSERT_FATAL(mb_backend_list(b, &d, &n, err, sizeof(err)) == 0);
+  CU_ASSERT_EQUAL(find_dom(d, n, "db")->current_kib, want);
+  free(d);
+  mb_backend_close(a);
+  /* b keeps working after a is gone */
+  CU_ASSERT_FATAL(mb_backend_list(b, &d, &n, err, sizeof(err)) == 0);
+  CU_ASSERT_EQUAL(find_dom(d, n, "db")->current_kib, want);
+  free(d);
+  mb_backend_close(b);
+  /* the last user closed it: a new handle starts from the host file */
+  b = open_backend(host_uri, 0);
+  CU_ASSERT_FATAL(b != NULL);
+  CU_ASSERT_FATAL(mb_backend_list(b, &d, &n, err, sizeof(err)) == 0);
+  CU_ASSERT_EQUAL(find_dom(d, n, "db")->current_kib, want + 262144);
+  free(d);
+  mb_backend_close(b);
 }
 
 int main(void) {
@@ -502,6 +536,7 @@ int main(void) {
   CU_add_test(s, "stats period detection", test_period_off);
   CU_add_test(s, "balloon stats to sample, hostile values", test_fill_sample);
   CU_add_test(s, "domain gone mid-round dropped", test_gone_mid_round);
+  CU_add_test(s, "one connection per URI, shared", test_shared_connection);
   CU_add_test(s, "reconnect after the connection went away", test_reconnect);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
