@@ -1,0 +1,481 @@
+/*
+ * vmmem: collectd read plugin for dom0. Every interval it asks the backend
+ * (plugins/backend.h) for the host's memory, the domains and each guest's
+ * latest record, and dispatches them as plugins/SCHEMA.md section 2 says.
+ * A thread of its own waits on the guests' records and raises a
+ * notification at once when a record is urgent or the guest swaps fast, so
+ * a balancer need not wait for the next interval.
+ *
+ * <Plugin vmmem>
+ *   Backend "libxl"          # or "sim"; required
+ *   XenstorePath "/run/xenstored/socket"
+ *   StaleAfter 30            # seconds; default 3 intervals
+ *   SwapRateThreshold 64     # pswpin+pswpout pages/s that raise a
+ *                            # notification; default 64
+ * </Plugin>
+ */
+/* usleep() */
+#define _DEFAULT_SOURCE
+#include "collectd.h"
+
+#include "plugin.h"
+#include "utils/common/common.h"
+#include "utils_complain.h"
+#include "utils_time.h"
+
+#include "backend.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define VM_PLUGIN "vmmem"
+#define VM_WATCH_TIMEOUT_MS 250 /* bounds the shutdown delay */
+#define VM_WATCH_TABLE_MAX 4096
+
+static char *vm_backend_kind;   /* owned; config "Backend" */
+static char *vm_xenstore_path;  /* owned; config "XenstorePath" */
+static double vm_stale_after_s; /* 0: three intervals */
+static double vm_swap_threshold_pps = 64.0;
+
+/* Read callback's state; only the read callback touches it. */
+typedef struct {
+  uint32_t domid;
+  char name[MB_NAME_LEN];
+  bool have_sample;   /* a good record was seen */
+  uint64_t seq;       /* seq of the last good record */
+  uint64_t total_kib; /* seq-less records: MemTotal/MemFree tell change */
+  uint64_t free_kib;
+  cdtime_t changed; /* when the record last advanced (or first seen) */
+  c_complain_t complaint;
+} vm_dom_t;
+
+static mb_backend_t *vm_rd; /* owned; NULL until (re)opened */
+static vm_dom_t *vm_doms;   /* owned; sorted by domid */
+static size_t vm_ndoms;
+static c_complain_t vm_rd_complaint = C_COMPLAIN_INIT_STATIC;
+
+static pthread_t vm_watch_thread;
+static bool vm_watch_started;
+static atomic_bool vm_watch_stop;
+
+static void vm_backend_log(void *ctx, int level, const char *msg) {
+  plugin_log(level, VM_PLUGIN ": %s", msg);
+}
+
+static void vm_opts(mb_backend_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->kind = vm_backend_kind;
+  o->xenstore_path = vm_xenstore_path;
+  o->log = vm_backend_log;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Configuration                                                          */
+/* ---------------------------------------------------------------------- */
+
+static int vm_config(oconfig_item_t *ci) {
+  for (int i = 0; i < ci->children_num; i++) {
+    oconfig_item_t *c = ci->children + i;
+    int status = 0;
+    if (strcasecmp("Backend", c->key) == 0) {
+      status = cf_util_get_string(c, &vm_backend_kind);
+      if (status == 0 && strcmp(vm_backend_kind, "libxl") != 0 &&
+          strcmp(vm_backend_kind, "sim") != 0 &&
+          strcmp(vm_backend_kind, "libvirt") != 0) {
+        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want \"libxl\" or "
+                        "\"sim\")",
+              vm_backend_kind);
+        status = -1;
+      }
+    } else if (strcasecmp("XenstorePath", c->key) == 0) {
+      status = cf_util_get_string(c, &vm_xenstore_path);
+    } else if (strcasecmp("StaleAfter", c->key) == 0) {
+      status = cf_util_get_double(c, &vm_stale_after_s);
+      if (status == 0 && !(vm_stale_after_s > 0)) {
+        ERROR(VM_PLUGIN ": StaleAfter must be > 0 seconds");
+        status = -1;
+      }
+    } else if (strcasecmp("SwapRateThreshold", c->key) == 0) {
+      status = cf_util_get_double(c, &vm_swap_threshold_pps);
+      if (status == 0 && !(vm_swap_threshold_pps > 0)) {
+        ERROR(VM_PLUGIN ": SwapRateThreshold must be > 0 pages/s");
+        status = -1;
+      }
+    } else {
+      ERROR(VM_PLUGIN ": unknown option \"%s\" (known: Backend, "
+                      "XenstorePath, StaleAfter, SwapRateThreshold)",
+            c->key);
+      status = -1;
+    }
+    if (status != 0)
+      return -1;
+  }
+  if (vm_backend_kind == NULL) {
+    ERROR(VM_PLUGIN ": Backend is required (\"libxl\" or \"sim\")");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Read callback                                                          */
+/* ---------------------------------------------------------------------- */
+
+static void vm_submit(const char *pinst, const char *type, const char *tinst,
+                      value_t v, cdtime_t t, meta_data_t *meta) {
+  value_list_t vl = VALUE_LIST_INIT;
+  vl.values = &v;
+  vl.values_len = 1;
+  vl.time = t;
+  vl.meta = meta; /* copied by the core */
+  sstrncpy(vl.plugin, VM_PLUGIN, sizeof(vl.plugin));
+  sstrncpy(vl.plugin_instance, pinst, sizeof(vl.plugin_instance));
+  sstrncpy(vl.type, type, sizeof(vl.type));
+  sstrncpy(vl.type_instance, tinst, sizeof(vl.type_instance));
+  plugin_dispatch_values(&vl);
+}
+
+static void vm_gauge(const char *pinst, const char *type, const char *tinst,
+                     double g, cdtime_t t, meta_data_t *meta) {
+  vm_submit(pinst, type, tinst, (value_t){.gauge = g}, t, meta);
+}
+
+static double vm_kib_bytes(uint64_t kib) { return (double)kib * 1024.0; }
+
+static void vm_dispatch_host(const mb_hostinfo_t *h, cdtime_t t) {
+  vm_gauge("", "memory", "host_total", vm_kib_bytes(h->total_kib), t, NULL);
+  vm_gauge("", "memory", "host_free", vm_kib_bytes(h->free_kib), t, NULL);
+  for (unsigned i = 0; i < h->nr_nodes && i < MB_MAX_NODES; i++) {
+    char ti[32];
+    snprintf(ti, sizeof(ti), "node%u_total", i);
+    vm_gauge("", "memory", ti, vm_kib_bytes(h->node_total_kib[i]), t, NULL);
+    snprintf(ti, sizeof(ti), "node%u_free", i);
+    vm_gauge("", "memory", ti, vm_kib_bytes(h->node_free_kib[i]), t, NULL);
+  }
+}
+
+/* Values of one good, fresh sample: meminfo as bytes, vmstat as derive. */
+static void vm_dispatch_sample(const mb_dominfo_t *d, cdtime_t t,
+                               meta_data_t *meta) {
+  for (int f = 0; f < MB_F_COUNT; f++) {
+    if (!mb_sample_has(&d->sample, (mb_field_t)f))
+      continue;
+    const char *key = mb_field_key((mb_field_t)f);
+    uint64_t v = d->sample.v[f];
+    if (f < MB_F_FIRST_VMSTAT) {
+      char ti[DATA_MAX_NAME_LEN];
+      snprintf(ti, sizeof(ti), "guest_%s", key);
+      vm_gauge(d->name, "memory", ti, vm_kib_bytes(v), t, meta);
+    } else {
+      derive_t dv = v > (uint64_t)INT64_MAX ? INT64_MAX : (derive_t)v;
+      vm_submit(d->name, "vmmem_events", key, (value_t){.derive = dv}, t, meta);
+    }
+  }
+}
+
+static double vm_stale_limit(void) {
+  if (vm_stale_after_s > 0)
+    return vm_stale_after_s;
+  return 3.0 * CDTIME_T_TO_DOUBLE(plugin_get_interval());
+}
+
+/* Finds domid's state in the previous round's table, walking it in step
+ * with the sorted domain list. NULL when new. */
+static vm_dom_t *vm_prev(uint32_t domid, size_t *cursor) {
+  while (*cursor < vm_ndoms && vm_doms[*cursor].domid < domid)
+    (*cursor)++;
+  if (*cursor < vm_ndoms && vm_doms[*cursor].domid == domid)
+    return &vm_doms[*cursor];
+  return NULL;
+}
+
+static void vm_dispatch_domain(const mb_dominfo_t *d, vm_dom_t *st,
+                               cdtime_t now, double stale_after) {
+  meta_data_t *meta = meta_data_create(); /* owned; NULL tolerated */
+  if (meta != NULL)
+    meta_data_add_unsigned_int(meta, "vmmem:domid", d->domid);
+
+  vm_gauge(d->name, "memory", "current", vm_kib_bytes(d->current_kib), now,
+           meta);
+  vm_gauge(d->name, "memory", "target", vm_kib_bytes(d->target_kib), now, meta);
+  vm_gauge(d->name, "memory", "max", vm_kib_bytes(d->max_kib), now, meta);
+
+  if (d->sample_status == MB_SAMPLE_OK) {
+    const mb_sample_t *s = &d->sample;
+    bool advanced;
+    if (s->seq != 0)
+      advanced = !st->have_sample || s->seq != st->seq;
+    else /* XenServer keys: no seq, the values themselves must move */
+      advanced = !st->have_sample || st->seq != 0 ||
+                 s->v[MB_F_MEMTOTAL] != st->total_kib ||
+                 s->v[MB_F_MEMFREE] != st->free_kib;
+    if (advanced)
+      st->changed = now;
+    st->have_sample = true;
+    st->seq = s->seq;
+    st->total_kib = s->v[MB_F_MEMTOTAL];
+    st->free_kib = s->v[MB_F_MEMFREE];
+    c_release(LOG_NOTICE, &st->complaint,
+              VM_PLUGIN ": domain %s (%u): guest record accepted again",
+              d->name, d->domid);
+  } else if (d->sample_status == MB_SAMPLE_BAD) {
+    c_complain_once(LOG_WARNING, &st->complaint,
+                    VM_PLUGIN ": domain %s (%u): guest record rejected: %s",
+                    d->name, d->domid, d->sample_err);
+  }
+
+  double age = CDTIME_T_TO_DOUBLE(now - st->changed);
+  bool fresh = d->sample_status == MB_SAMPLE_OK && age <= stale_after;
+  if (d->sample_status == MB_SAMPLE_OK) {
+    if (meta != NULL)
+      meta_data_add_unsigned_int(meta, "vmmem:seq", d->sample.seq);
+    vm_gauge(d->name, "vmmem_sample", "seq", (double)d->sample.seq, now, meta);
+  }
+  if (d->sample_status != MB_SAMPLE_NONE)
+    vm_gauge(d->name, "vmmem_sample", "age", age, now, meta);
+  vm_gauge(d->name, "vmmem_sample", "stale", fresh ? 0.0 : 1.0, now, meta);
+  if (fresh)
+    vm_dispatch_sample(d, now, meta);
+  meta_data_destroy(meta);
+}
+
+static int vm_read(void) {
+  char err[256];
+  mb_hostinfo_t host;
+  mb_dominfo_t *doms = NULL; /* owned */
+  size_t n = 0;
+
+  if (vm_rd == NULL) {
+    mb_backend_opts_t o;
+    vm_opts(&o);
+    vm_rd = mb_backend_open(&o, err, sizeof(err));
+    if (vm_rd == NULL) {
+      c_complain(LOG_ERR, &vm_rd_complaint, VM_PLUGIN ": %s", err);
+      return 0; /* no back-off: recover as soon as the store is back */
+    }
+  }
+  cdtime_t now = cdtime();
+  if (mb_backend_host(vm_rd, &host, err, sizeof(err)) != 0 ||
+      mb_backend_list(vm_rd, &doms, &n, err, sizeof(err)) != 0) {
+    c_complain(LOG_ERR, &vm_rd_complaint, VM_PLUGIN ": %s", err);
+    free(doms);
+    /* Reopened next round: a libxl context or store connection may be
+     * dead. */
+    mb_backend_close(vm_rd);
+    vm_rd = NULL;
+    return 0;
+  }
+  c_release(LOG_NOTICE, &vm_rd_complaint, VM_PLUGIN ": backend %s reachable",
+            vm_backend_kind);
+
+  vm_dispatch_host(&host, now);
+
+  vm_dom_t *next = calloc(n ? n : 1, sizeof(*next)); /* owned */
+  if (next == NULL) {
+    ERROR(VM_PLUGIN ": out of memory");
+    free(doms);
+    return -1;
+  }
+  double stale_after = vm_stale_limit();
+  size_t nn = 0, cursor = 0, guests = 0;
+  for (size_t i = 0; i < n; i++) {
+    const mb_dominfo_t *d = &doms[i];
+    if (d->domid == 0) {
+      /* dom0 is host overhead, never balanced. */
+      vm_gauge("", "memory", "dom0", vm_kib_bytes(d->current_kib), now, NULL);
+      continue;
+    }
+    if (nn > 0 && next[nn - 1].domid == d->domid)
+      continue; /* a backend listing a domain twice */
+    vm_dom_t *st = &next[nn++];
+    vm_dom_t *prev = vm_prev(d->domid, &cursor);
+    if (prev != NULL && strcmp(prev->name, d->name) == 0) {
+      *st = *prev;
+    } else {
+      /* New domain (or renamed: its history starts again). */
+      memset(st, 0, sizeof(*st));
+      st->domid = d->domid;
+      sstrncpy(st->name, d->name, sizeof(st->name));
+      st->changed = now;
+      C_COMPLAIN_INIT(&st->complaint);
+    }
+    vm_dispatch_domain(d, st, now, stale_after);
+    guests++;
+  }
+  vm_gauge("", "vmmem_domains", "", (double)guests, now, NULL);
+
+  free(vm_doms);
+  vm_doms = next;
+  vm_ndoms = nn;
+  free(doms);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Watch thread                                                           */
+/* ---------------------------------------------------------------------- */
+
+typedef struct {
+  uint32_t domid;
+  uint64_t notified_seq; /* last seq a notification was raised for */
+  mb_sample_t last;
+} vm_watch_dom_t;
+
+typedef struct {
+  vm_watch_dom_t *doms; /* owned */
+  size_t n, cap;
+} vm_watch_table_t;
+
+static vm_watch_dom_t *vm_watch_lookup(vm_watch_table_t *t, uint32_t domid) {
+  for (size_t i = 0; i < t->n; i++)
+    if (t->doms[i].domid == domid)
+      return &t->doms[i];
+  if (t->n >= VM_WATCH_TABLE_MAX)
+    t->n = 0; /* domids churned a lot: forget history rather than grow */
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    vm_watch_dom_t *d = realloc(t->doms, cap * sizeof(*d));
+    if (d == NULL)
+      return NULL;
+    t->doms = d;
+    t->cap = cap;
+  }
+  vm_watch_dom_t *e = &t->doms[t->n++];
+  memset(e, 0, sizeof(*e));
+  e->domid = domid;
+  return e;
+}
+
+static void vm_notify(const mb_dominfo_t *d, const char *raw,
+                      const mb_rates_t *r) {
+  notification_t n = {
+      .severity = NOTIF_WARNING,
+      .time = cdtime(),
+  };
+  sstrncpy(n.host, hostname_g, sizeof(n.host));
+  sstrncpy(n.plugin, VM_PLUGIN, sizeof(n.plugin));
+  sstrncpy(n.plugin_instance, d->name, sizeof(n.plugin_instance));
+  sstrncpy(n.type, "vmmem_sample", sizeof(n.type));
+  sstrncpy(n.type_instance, "urgent", sizeof(n.type_instance));
+  double in = r->valid ? r->swapin_pps : 0, out = r->valid ? r->swapout_pps : 0;
+  snprintf(n.message, sizeof(n.message),
+           "domain %s (%u): %s record seq %llu; swap in %.0f out %.0f "
+           "pages/s, major faults %.0f/s",
+           d->name, d->domid, d->sample.urgent ? "urgent" : "swapping",
+           (unsigned long long)d->sample.seq, in, out,
+           r->valid ? r->majflt_ps : 0);
+  plugin_notification_meta_add_unsigned_int(&n, "vmmem:domid", d->domid);
+  plugin_notification_meta_add_string(&n, "vmmem:record", raw);
+  plugin_dispatch_notification(&n);
+  plugin_notification_meta_free(n.meta);
+}
+
+/* A changed record: notify when urgent or swapping fast. */
+static void vm_watch_record(vm_watch_table_t *t, const mb_dominfo_t *d,
+                            const char *raw) {
+  vm_watch_dom_t *e = vm_watch_lookup(t, d->domid);
+  if (e == NULL)
+    return;
+  const mb_sample_t *s = &d->sample;
+  mb_rates_t r = {.valid = false};
+  if (e->last.seq != 0 && s->seq == e->last.seq)
+    return; /* the same record seen again (another key changed) */
+  if (e->last.seq != 0 && s->uptime_ms > e->last.uptime_ms)
+    mb_sample_rates(&e->last, s,
+                    (double)(s->uptime_ms - e->last.uptime_ms) / 1000.0, &r);
+  double swap = r.valid ? r.swapin_pps + r.swapout_pps : 0;
+  if ((s->urgent || swap > vm_swap_threshold_pps) &&
+      (s->seq == 0 || s->seq != e->notified_seq)) {
+    vm_notify(d, raw, &r);
+    e->notified_seq = s->seq;
+  }
+  e->last = *s;
+}
+
+static void *vm_watch_main(void *arg) {
+  mb_backend_t *wb = NULL; /* owned: the watch thread's own handle */
+  vm_watch_table_t table = {0};
+  c_complain_t complaint = C_COMPLAIN_INIT_STATIC;
+  char err[256];
+  static char raw[MB_RECORD_MAX]; /* only this thread */
+
+  while (!atomic_load(&vm_watch_stop)) {
+    if (wb == NULL) {
+      mb_backend_opts_t o;
+      vm_opts(&o);
+      wb = mb_backend_open(&o, err, sizeof(err));
+      if (wb == NULL) {
+        c_complain(LOG_ERR, &complaint, VM_PLUGIN ": watch: %s", err);
+        usleep(VM_WATCH_TIMEOUT_MS * 1000);
+        continue;
+      }
+    }
+    uint32_t domid = 0;
+    int r = mb_backend_wait_event(wb, VM_WATCH_TIMEOUT_MS, &domid, err,
+                                  sizeof(err));
+    if (r < 0) {
+      c_complain(LOG_WARNING, &complaint, VM_PLUGIN ": watch: %s", err);
+      usleep(VM_WATCH_TIMEOUT_MS * 1000);
+      continue; /* the backend reconnects on the next wait */
+    }
+    c_release(LOG_NOTICE, &complaint, VM_PLUGIN ": watch: watching again");
+    if (r == 0)
+      continue;
+    mb_dominfo_t d;
+    if (mb_backend_guest(wb, domid, &d, raw, sizeof(raw), err, sizeof(err)) !=
+        0)
+      continue; /* domain gone meanwhile: the read callback drops it */
+    if (d.sample_status != MB_SAMPLE_OK)
+      continue; /* rejected records are logged by the read callback */
+    vm_watch_record(&table, &d, raw);
+  }
+  mb_backend_close(wb);
+  free(table.doms);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Life cycle                                                             */
+/* ---------------------------------------------------------------------- */
+
+static int vm_init(void) {
+  if (vm_backend_kind == NULL) {
+    ERROR(VM_PLUGIN ": no <Plugin vmmem> block: Backend is required");
+    return -1;
+  }
+  if (vm_watch_started)
+    return 0;
+  atomic_store(&vm_watch_stop, false);
+  int status = plugin_thread_create(&vm_watch_thread, vm_watch_main, NULL,
+                                    "vmmem watch");
+  if (status != 0) {
+    ERROR(VM_PLUGIN ": cannot start the watch thread: %s", STRERRNO);
+    return -1;
+  }
+  vm_watch_started = true;
+  return 0;
+}
+
+static int vm_shutdown(void) {
+  if (vm_watch_started) {
+    atomic_store(&vm_watch_stop, true);
+    pthread_join(vm_watch_thread, NULL);
+    vm_watch_started = false;
+  }
+  mb_backend_close(vm_rd);
+  vm_rd = NULL;
+  free(vm_doms);
+  vm_doms = NULL;
+  vm_ndoms = 0;
+  sfree(vm_backend_kind);
+  sfree(vm_xenstore_path);
+  return 0;
+}
+
+/* Built with hidden visibility; collectd looks this one up. */
+__attribute__((visibility("default"))) void module_register(void) {
+  plugin_register_complex_config(VM_PLUGIN, vm_config);
+  plugin_register_init(VM_PLUGIN, vm_init);
+  plugin_register_read(VM_PLUGIN, vm_read);
+  plugin_register_shutdown(VM_PLUGIN, vm_shutdown);
+}
