@@ -34,7 +34,9 @@ int mb_policy_compute(const mb_config_t *cfg, mb_state_t *st,
     if (o->stale) {
       o->priv.flags = MB_PF_STALE;
       o->want_kib = mb_min_u64(mb_max_u64(o->from_kib, lo), hi);
-      o->reason = MB_R_STALE_FROZEN;
+      o->reason = o->from_kib > hi   ? MB_R_CLAMPED_MAX
+                  : o->from_kib < lo ? MB_R_CLAMPED_MIN
+                                     : MB_R_STALE_FROZEN;
       stale_hold += o->want_kib;
     } else {
       o->priv.flags = MB_PF_ACTIVE;

@@ -142,9 +142,9 @@ static void test_names(void) {
   CU_ASSERT_STRING_EQUAL(mb_policy_name(MB_POLICY_CAGMA), "cagma");
   CU_ASSERT_STRING_EQUAL(mb_policy_name(MB_POLICY_SELFBALLOON), "selfballoon");
   static const char *const want[MB_R_COUNT] = {
-      "unchanged",    "grow-pressure", "shrink-idle", "clamped-min",
-      "clamped-max",  "stale-frozen",  "emergency",   "deadband",
-      "step-capped",  "pool-limit"};
+      "unchanged",   "grow-pressure", "shrink-idle", "clamped-min",
+      "clamped-max", "stale-frozen",  "emergency",   "deadband",
+      "step-capped", "pool-limit"};
   for (int r = 0; r < MB_R_COUNT; r++)
     CU_ASSERT_STRING_EQUAL(mb_reason_name(r), want[r]);
   CU_ASSERT_STRING_EQUAL(mb_reason_name(MB_R_COUNT), "invalid");
@@ -155,15 +155,15 @@ static void test_balloon_min(void) {
   static const struct {
     uint64_t max_kib, min_kib;
   } t[] = {
-      {4096, 4096},              /* 8 MiB + 2 MiB > max: capped at max */
-      {102400, 59392},           /* 100 MiB: 8 + 25600>>9 = 58 MiB */
-      {126976, 71680},           /* 124 MiB: 8 + 62 = 70 MiB */
-      {128000, 72704},           /* 125 MiB: 40 + 32000>>10 = 71 MiB */
-      {262144, 106496},          /* 256 MiB: 40 + 64 = 104 MiB */
-      {524288, 172032},          /* 512 MiB: 104 + 131072>>11 = 168 MiB */
-      {2047999, 361472},         /* just under 2000 MiB: 104 + 249 */
-      {2048000, 366592},         /* 2000 MiB: 296 + 512000>>13 = 358 MiB */
-      {4194304, 434176},         /* 4 GiB: 296 + 128 = 424 MiB */
+      {4096, 4096},      /* 8 MiB + 2 MiB > max: capped at max */
+      {102400, 59392},   /* 100 MiB: 8 + 25600>>9 = 58 MiB */
+      {126976, 71680},   /* 124 MiB: 8 + 62 = 70 MiB */
+      {128000, 72704},   /* 125 MiB: 40 + 32000>>10 = 71 MiB */
+      {262144, 106496},  /* 256 MiB: 40 + 64 = 104 MiB */
+      {524288, 172032},  /* 512 MiB: 104 + 131072>>11 = 168 MiB */
+      {2047999, 361472}, /* just under 2000 MiB: 104 + 249 */
+      {2048000, 366592}, /* 2000 MiB: 296 + 512000>>13 = 358 MiB */
+      {4194304, 434176}, /* 4 GiB: 296 + 128 = 424 MiB */
       {0, 0},
   };
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)

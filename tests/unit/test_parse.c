@@ -103,12 +103,10 @@ static void test_record_roundtrip_real(void) {
   int n = mb_record_format(&s, rec, sizeof(rec));
   CU_ASSERT_FATAL(n > 0 && n < MB_RECORD_MAX);
   CU_ASSERT_EQUAL((size_t)n, strlen(rec));
-  CU_ASSERT_EQUAL(strncmp(rec, "membal 1\nseq 42\nuptime_ms 123456\nurgent 1\n",
-                          42),
-                  0);
-  CU_ASSERT_EQUAL_FATAL(mb_record_parse(rec, (size_t)n, &back, err,
-                                        sizeof(err)),
-                        0);
+  CU_ASSERT_EQUAL(
+      strncmp(rec, "membal 1\nseq 42\nuptime_ms 123456\nurgent 1\n", 42), 0);
+  CU_ASSERT_EQUAL_FATAL(
+      mb_record_parse(rec, (size_t)n, &back, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(memcmp(&s, &back, sizeof(s)), 0);
   /* Every field at its largest legal value still fits a record. */
   mb_sample_t big;
@@ -122,8 +120,7 @@ static void test_record_roundtrip_real(void) {
   big.urgent = true;
   n = mb_record_format(&big, rec, sizeof(rec));
   CU_ASSERT_FATAL(n > 0 && n < MB_RECORD_MAX);
-  CU_ASSERT_EQUAL(mb_record_parse(rec, (size_t)n, &back, err, sizeof(err)),
-                  0);
+  CU_ASSERT_EQUAL(mb_record_parse(rec, (size_t)n, &back, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(memcmp(&big, &back, sizeof(big)), 0);
   /* Too small a buffer is refused, never overrun. */
   CU_ASSERT_EQUAL(mb_record_format(&s, rec, 40), -1);
@@ -139,8 +136,8 @@ typedef struct {
   const char *err_has;
 } bad_t;
 
-static void check_bad(int (*parse)(const char *, size_t, mb_sample_t *,
-                                   char *, size_t),
+static void check_bad(int (*parse)(const char *, size_t, mb_sample_t *, char *,
+                                   size_t),
                       const bad_t *t, size_t n) {
   for (size_t i = 0; i < n; i++) {
     mb_sample_t s;
@@ -232,9 +229,8 @@ static void test_vmstat_bad(void) {
   check_bad(mb_vmstat_parse, t, sizeof(t) / sizeof(t[0]));
   /* Rejected vmstat also drops what the sample held (have == 0). */
   mb_sample_t s;
-  CU_ASSERT_EQUAL(mb_meminfo_parse("MemTotal: 5 kB\n", 15, &s, err,
-                                   sizeof(err)),
-                  0);
+  CU_ASSERT_EQUAL(
+      mb_meminfo_parse("MemTotal: 5 kB\n", 15, &s, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(mb_vmstat_parse("pswpin x", 8, &s, err, sizeof(err)), -1);
   ASSERT_U64(s.have, 0);
   /* Signed drift of an unknown counter is tolerated; known ones are not. */
@@ -283,8 +279,7 @@ static void test_record_bad(void) {
       {"membal 1\nseq 1\nuptime_ms 5\nMemTotal  100\n", 0, "MemTotal"},
       {"membal 1\nseq 1\nuptime_ms 5\nMemTotal\n", 0, "line 4"},
       {"membal 1\nseq 99999999999999999999\nuptime_ms 5\n", 0, "seq"},
-      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 9999999999999\n", 0,
-       "absurd"},
+      {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 9999999999999\n", 0, "absurd"},
       {"membal 1\nseq 1\nuptime_ms 5\nBad key! 5\n", 0, "line 4 (Bad)"},
       {"membal 1\nseq 1\nuptime_ms 5\nMem-Total 5\n", 0, "bad character"},
       {"membal 1\nseq 1\n\nuptime_ms 5\n", 0, "line 3"},
@@ -297,10 +292,8 @@ static void test_record_bad(void) {
   check_bad(mb_record_parse, t, sizeof(t) / sizeof(t[0]));
   /* One byte less is the largest legal record. */
   mb_sample_t s;
-  CU_ASSERT_EQUAL_FATAL(make_record(big, MB_RECORD_MAX - 1),
-                        MB_RECORD_MAX - 1);
-  CU_ASSERT_EQUAL(mb_record_parse(big, MB_RECORD_MAX - 1, &s, err,
-                                  sizeof(err)),
+  CU_ASSERT_EQUAL_FATAL(make_record(big, MB_RECORD_MAX - 1), MB_RECORD_MAX - 1);
+  CU_ASSERT_EQUAL(mb_record_parse(big, MB_RECORD_MAX - 1, &s, err, sizeof(err)),
                   0);
   ASSERT_U64(s.seq, 1);
 }
@@ -309,8 +302,7 @@ static void test_record_good_edges(void) {
   mb_sample_t s;
   const char *t = "membal 1\nseq 7\nuptime_ms 0\nfuture_thing 5\n"
                   "MemTotal 1000\nMemFree 10\npswpin 3";
-  CU_ASSERT_EQUAL_FATAL(mb_record_parse(t, strlen(t), &s, err, sizeof(err)),
-                        0);
+  CU_ASSERT_EQUAL_FATAL(mb_record_parse(t, strlen(t), &s, err, sizeof(err)), 0);
   ASSERT_U64(s.seq, 7);
   ASSERT_U64(s.uptime_ms, 0);
   CU_ASSERT_FALSE(s.urgent);

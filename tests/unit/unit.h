@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSERT_U64(actual, expected) CU_ASSERT_EQUAL((uint64_t)(actual), (uint64_t)(expected))
+#define ASSERT_U64(actual, expected)                                           \
+  CU_ASSERT_EQUAL((uint64_t)(actual), (uint64_t)(expected))
 
 /* Reads a whole file into a static-lifetime heap buffer the caller frees. */
 static inline char *unit_slurp(const char *name, size_t *len) {
@@ -51,8 +52,8 @@ static inline int unit_main(CU_SuiteInfo *suites) {
   }
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
-  unsigned failed = CU_get_number_of_failures() +
-                    CU_get_number_of_tests_failed();
+  unsigned failed =
+      CU_get_number_of_failures() + CU_get_number_of_tests_failed();
   unsigned run = CU_get_number_of_tests_run();
   CU_cleanup_registry();
   if (run == 0)

@@ -1,0 +1,968 @@
+/*
+ * The three policies and the safety envelope on hand-worked hosts. Every
+ * expected target below is worked out in the comment next to it from the
+ * formulas in policy/tax.c, cagma.c, selfballoon.c and envelope.c.
+ */
+#include <math.h>
+
+#include "membal_policy.h"
+#include "unit.h"
+
+#define M(x) ((uint64_t)(x)*1024) /* MiB -> KiB */
+#define G(x) ((uint64_t)(x)*1048576)
+
+enum {
+  D_STALE = 1,  /* never heard from */
+  D_OLD = 2,    /* sample older than StaleAfter */
+  D_SWAP = 4,   /* swapin_pps = swapin */
+  D_NOCOMM = 8, /* no Committed_AS / anon split: virtio-like sample */
+};
+
+typedef struct {
+  uint64_t cur, max, min;
+  uint32_t w;
+  uint64_t memtotal, avail, anon, committed;
+  int flags;
+  double swapin;
+  uint64_t last_target; /* 0: == cur */
+  uint32_t node_mask;
+} dspec_t;
+
+typedef struct {
+  uint64_t target;
+  mb_reason_t reason;
+} expect_t;
+
+typedef struct {
+  const char *name;
+  mb_policy_kind_t kind;
+  double tau;
+  uint64_t deadband, step_cap;
+  unsigned up, down;
+  uint64_t total, reserve;
+  size_t n;
+  dspec_t d[4];
+  expect_t want[4];
+} scenario_t;
+
+static void build_dom(mb_domain_t *d, const dspec_t *s, int i) {
+  memset(d, 0, sizeof(*d));
+  d->domid = (uint32_t)i + 1;
+  snprintf(d->name, sizeof(d->name), "vm%d", i);
+  d->current_kib = s->cur;
+  d->target_kib = s->last_target ? s->last_target : s->cur;
+  d->max_kib = s->max;
+  d->min_kib = s->min;
+  d->weight = s->w;
+  d->node_mask = s->node_mask;
+  d->has_sample = !(s->flags & D_STALE);
+  d->sample_age_s = (s->flags & D_OLD) ? 100 : 2;
+  mb_sample_t *m = &d->sample;
+  m->seq = 1;
+  m->v[MB_F_MEMTOTAL] = s->memtotal;
+  m->v[MB_F_MEMFREE] = s->avail;
+  m->v[MB_F_MEMAVAILABLE] = s->avail;
+  m->have = (UINT64_C(1) << MB_F_MEMTOTAL) | (UINT64_C(1) << MB_F_MEMFREE) |
+            (UINT64_C(1) << MB_F_MEMAVAILABLE);
+  if (!(s->flags & D_NOCOMM)) {
+    m->v[MB_F_ANONPAGES] = s->anon;
+    m->v[MB_F_COMMITTED_AS] = s->committed;
+    m->have |=
+        (UINT64_C(1) << MB_F_ANONPAGES) | (UINT64_C(1) << MB_F_COMMITTED_AS) |
+        (UINT64_C(1) << MB_F_ACTIVE_FILE) | (UINT64_C(1) << MB_F_SHMEM) |
+        (UINT64_C(1) << MB_F_SUNRECLAIM) | (UINT64_C(1) << MB_F_PAGETABLES) |
+        (UINT64_C(1) << MB_F_KERNELSTACK);
+  }
+  if (s->flags & D_SWAP) {
+    d->rates.valid = true;
+    d->rates.swapin_pps = s->swapin;
+  }
+}
+
+static void run_scenarios(const scenario_t *t, size_t count) {
+  for (size_t k = 0; k < count; k++) {
+    const scenario_t *sc = &t[k];
+    mb_config_t cfg;
+    mb_config_default(&cfg);
+    cfg.kind = sc->kind;
+    cfg.tax.tau = sc->tau;
+    cfg.deadband_kib = sc->deadband;
+    cfg.step_cap_kib = sc->step_cap;
+    if (sc->up)
+      cfg.selfballoon.up_hysteresis = sc->up;
+    if (sc->down)
+      cfg.selfballoon.down_hysteresis = sc->down;
+    mb_host_t host = {.total_kib = sc->total, .reserve_kib = sc->reserve};
+    mb_domain_t doms[4];
+    mb_decision_t out[4];
+    for (size_t i = 0; i < sc->n; i++)
+      build_dom(&doms[i], &sc->d[i], (int)i);
+    mb_state_t st;
+    mb_state_init(&st, &cfg);
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, &st, &host, doms, sc->n, out),
+                          0);
+    uint64_t sum = 0;
+    bool all_floor = true;
+    for (size_t i = 0; i < sc->n; i++) {
+      sum += out[i].target_kib;
+      all_floor = all_floor && out[i].target_kib == out[i].floor_kib;
+      if (out[i].target_kib != sc->want[i].target ||
+          out[i].reason != sc->want[i].reason)
+        fprintf(stderr, "\n  %s: vm%zu target %llu (%s), want %llu (%s)",
+                sc->name, i, (unsigned long long)out[i].target_kib,
+                mb_reason_name(out[i].reason),
+                (unsigned long long)sc->want[i].target,
+                mb_reason_name(sc->want[i].reason));
+      ASSERT_U64(out[i].target_kib, sc->want[i].target);
+      CU_ASSERT_EQUAL(out[i].reason, sc->want[i].reason);
+      ASSERT_U64(out[i].from_kib, sc->d[i].cur);
+    }
+    uint64_t pool = sc->total > sc->reserve ? sc->total - sc->reserve : 0;
+    CU_ASSERT(sum <= pool || all_floor);
+    ASSERT_U64(st.rounds, 1);
+  }
+}
+
+/* Shorthand: a fresh domain with a sample whose MemTotal is its size. */
+#define DOM(cur_, max_, min_, avail_, anon_, comm_)                            \
+  {                                                                            \
+    .cur = (cur_), .max = (max_), .min = (min_), .w = 1, .memtotal = (cur_),   \
+    .avail = (avail_), .anon = (anon_), .committed = (comm_)                   \
+  }
+
+static void test_tax(void) {
+  static const scenario_t t[] = {
+      /* pool 4G, one domain: it gets the pool */
+      {"tax one domain",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(4) + M(512),
+       M(512),
+       1,
+       {DOM(G(1), G(8), M(64), M(512), 0, 0)},
+       {{G(4), MB_R_GROW_PRESSURE}}},
+      /* ... up to its max */
+      {"tax one domain at max",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(4),
+       0,
+       1,
+       {DOM(G(1), G(2), M(64), M(512), 0, 0)},
+       {{G(2), MB_R_GROW_PRESSURE}}},
+      /* equal demand: x = A + c is the same for all: pool / 3 */
+      {"tax equal demand",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(3),
+       0,
+       3,
+       {DOM(G(1), G(4), M(64), M(512), 0, 0),
+        DOM(G(1), G(4), M(64), M(512), 0, 0),
+        DOM(G(1), G(4), M(64), M(512), 0, 0)},
+       {{G(1), MB_R_UNCHANGED},
+        {G(1), MB_R_UNCHANGED},
+        {G(1), MB_R_UNCHANGED}}},
+      /* hog (A=2G) + donors (A=512M), tau=1, pool 6G:
+       * c = (6G - 3G) / 3 = 1G: x = 3G, 1.5G, 1.5G. The hog grows by
+       * exactly what the donors give: shrinks fund growth. */
+      {"tax hog + idle donors tau=1",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {DOM(G(2), G(8), M(64), 0, 0, 0), DOM(G(2), G(8), M(64), M(1536), 0, 0),
+        DOM(G(2), G(8), M(64), M(1536), 0, 0)},
+       {{G(3), MB_R_GROW_PRESSURE},
+        {M(1536), MB_R_SHRINK_IDLE},
+        {M(1536), MB_R_SHRINK_IDLE}}},
+      /* tau=0.5: x = A/2 + c, c = (6G - 1.5G) / 3 = 1.5G:
+       * 1G + 1.5G = 2.5G, 256M + 1.5G = 1.75G */
+      {"tax hog + idle donors tau=0.5",
+       MB_POLICY_TAX,
+       0.5,
+       0,
+       0,
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {DOM(G(2), G(8), M(64), 0, 0, 0), DOM(G(2), G(8), M(64), M(1536), 0, 0),
+        DOM(G(2), G(8), M(64), M(1536), 0, 0)},
+       {{M(2560), MB_R_GROW_PRESSURE},
+        {M(1792), MB_R_SHRINK_IDLE},
+        {M(1792), MB_R_SHRINK_IDLE}}},
+      /* tau=0: allocation by weight 1:2:1 of 4G */
+      {"tax tau=0 weights",
+       MB_POLICY_TAX,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(4),
+       0,
+       3,
+       {{.cur = G(1), .max = G(8), .min = M(64), .w = 1, .memtotal = G(1)},
+        {.cur = G(1), .max = G(8), .min = M(64), .w = 2, .memtotal = G(1)},
+        {.cur = G(1), .max = G(8), .min = M(64), .w = 0, .memtotal = G(1)}},
+       {{G(1), MB_R_UNCHANGED},
+        {G(2), MB_R_GROW_PRESSURE},
+        {G(1), MB_R_UNCHANGED}}},
+      /* demand above the host: 3 x 3G fully used, pool 6G: c = -1G */
+      {"tax demand above host",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {DOM(G(3), G(8), M(64), 0, 0, 0), DOM(G(3), G(8), M(64), 0, 0, 0),
+        DOM(G(3), G(8), M(64), 0, 0, 0)},
+       {{G(2), MB_R_SHRINK_IDLE},
+        {G(2), MB_R_SHRINK_IDLE},
+        {G(2), MB_R_SHRINK_IDLE}}},
+      /* min clamp, tau=0: one keeps its 3G minimum, the others split 3G */
+      {"tax min clamp",
+       MB_POLICY_TAX,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {DOM(G(2), G(8), G(3), M(512), 0, 0),
+        DOM(G(2), G(8), M(64), M(512), 0, 0),
+        DOM(G(2), G(8), M(64), M(512), 0, 0)},
+       {{G(3), MB_R_GROW_PRESSURE},
+        {M(1536), MB_R_SHRINK_IDLE},
+        {M(1536), MB_R_SHRINK_IDLE}}},
+      /* stale donor keeps its 2G; the other two share 4G, tau=1:
+       * c = (4G - 2.5G) / 2 = 768M: 2.75G and 1.25G */
+      {"tax stale donor frozen",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {DOM(G(2), G(8), M(64), 0, 0, 0),
+        DOM(G(2), G(8), M(64), M(1536), 0, 0),
+        {.cur = G(2), .max = G(8), .min = M(64), .w = 1, .flags = D_STALE}},
+       {{M(2816), MB_R_GROW_PRESSURE},
+        {M(1280), MB_R_SHRINK_IDLE},
+        {G(2), MB_R_STALE_FROZEN}}},
+      {"tax old sample frozen",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {DOM(G(2), G(8), M(64), 0, 0, 0),
+        DOM(G(2), G(8), M(64), M(1536), 0, 0),
+        {.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .avail = M(1536),
+         .flags = D_OLD}},
+       {{M(2816), MB_R_GROW_PRESSURE},
+        {M(1280), MB_R_SHRINK_IDLE},
+        {G(2), MB_R_STALE_FROZEN}}},
+      /* stuck balloons: the hog was told 3G but holds 2G, the donors were
+       * told 1G but hold 2G. Step cap 256M counts from what they hold. */
+      {"tax stuck balloons, step cap",
+       MB_POLICY_TAX,
+       1,
+       0,
+       M(256),
+       0,
+       0,
+       G(6),
+       0,
+       3,
+       {{.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .last_target = G(3)},
+        {.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .avail = M(1536),
+         .last_target = G(1)},
+        {.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .avail = M(1536),
+         .last_target = G(1)}},
+       {{M(2304), MB_R_STEP_CAPPED},
+        {M(1792), MB_R_STEP_CAPPED},
+        {M(1792), MB_R_STEP_CAPPED}}},
+      /* dead band 8M: tau=0 wants 1G each; +-4M moves are not made */
+      {"tax dead band",
+       MB_POLICY_TAX,
+       0,
+       M(8),
+       0,
+       0,
+       0,
+       G(3),
+       0,
+       3,
+       {DOM(G(1) + M(4), G(4), M(64), 0, 0, 0),
+        DOM(G(1) - M(4), G(4), M(64), 0, 0, 0),
+        DOM(G(1), G(4), M(64), 0, 0, 0)},
+       {{G(1) + M(4), MB_R_DEADBAND},
+        {G(1) - M(4), MB_R_DEADBAND},
+        {G(1), MB_R_UNCHANGED}}},
+  };
+  run_scenarios(t, sizeof(t) / sizeof(t[0]));
+}
+
+static void test_cagma(void) {
+  static const scenario_t t[] = {
+      /* CMA = 1G anon + max(32M, 102.4M) = 1153433; the surplus of the 4G
+       * pool is its own. */
+      {"cagma one domain",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(4),
+       0,
+       1,
+       {DOM(G(2), G(8), M(64), G(1), G(1), 0)},
+       {{G(4), MB_R_GROW_PRESSURE}}},
+      /* equal: CMA 576716 each, the surplus split evenly: 1G each */
+      {"cagma equal demand",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(3),
+       0,
+       3,
+       {DOM(G(1), G(4), M(64), M(512), M(512), 0),
+        DOM(G(1), G(4), M(64), M(512), M(512), 0),
+        DOM(G(1), G(4), M(64), M(512), M(512), 0)},
+       {{G(1), MB_R_UNCHANGED},
+        {G(1), MB_R_UNCHANGED},
+        {G(1), MB_R_UNCHANGED}}},
+      /* hog CMA = 2.5G + 256M = 2883584, donors 256M + 32M = 294912; pool
+       * = their sum + 3G, so each gets CMA + 1G. */
+      {"cagma hog + idle donors",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       2883584 + 2 * 294912 + G(3),
+       0,
+       3,
+       {DOM(G(3), G(8), M(64), M(512), M(2560), 0),
+        DOM(M(1536), G(8), M(64), G(1), M(256), 0),
+        DOM(M(1536), G(8), M(64), G(1), M(256), 0)},
+       {{2883584 + G(1), MB_R_GROW_PRESSURE},
+        {294912 + G(1), MB_R_SHRINK_IDLE},
+        {294912 + G(1), MB_R_SHRINK_IDLE}}},
+      /* CMAs (2191523 each: anon 1992294 + 10%) exceed the 4G pool: the
+       * growth is cut, nobody is shrunk below what they hold. */
+      {"cagma CMAs above the pool",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(4),
+       0,
+       2,
+       {DOM(G(2), G(8), M(64), 0, 1992294, 0),
+        DOM(G(2), G(8), M(64), 0, 1992294, 0)},
+       {{G(2), MB_R_POOL_LIMIT}, {G(2), MB_R_POOL_LIMIT}}},
+      /* same, pool short by one growth (94371): the swapping guest keeps
+       * its emergency growth, the quiet one's is cut. */
+      {"cagma emergency served first",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(4) + 94371,
+       0,
+       2,
+       {{.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .anon = 1992294,
+         .flags = D_SWAP,
+         .swapin = 100},
+        DOM(G(2), G(8), M(64), 0, 1992294, 0)},
+       {{2191523, MB_R_EMERGENCY}, {G(2), MB_R_POOL_LIMIT}}},
+      /* emergency, 2000 pages/s: need = 2000 * 4 KiB * 10 s = 80000 KiB;
+       * A's base = 1G + 80000, B's CMA 576716; the surplus 471860 is
+       * split: A 1364506, B 812646. Step cap 16M cuts B's shrink to
+       * 1032192 but not A's emergency growth; the pool then cuts A to
+       * pool - B = 1144960 >= 1G + 80000. */
+      {"cagma emergency not step-capped",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       M(16),
+       0,
+       0,
+       2177152,
+       0,
+       2,
+       {{.cur = G(1),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(1),
+         .anon = M(512),
+         .flags = D_SWAP,
+         .swapin = 2000},
+        DOM(G(1), G(8), M(64), 0, M(512), 0)},
+       {{1144960, MB_R_POOL_LIMIT}, {1032192, MB_R_STEP_CAPPED}}},
+      /* below the thresholds (50 pages/s < 64): no emergency */
+      {"cagma slow swap is no emergency",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       576716 * 2,
+       0,
+       2,
+       {{.cur = G(1),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(1),
+         .anon = M(512),
+         .flags = D_SWAP,
+         .swapin = 50},
+        DOM(G(1), G(8), M(64), 0, M(512), 0)},
+       {{576716, MB_R_SHRINK_IDLE}, {576716, MB_R_SHRINK_IDLE}}},
+      /* virtio-like sample: ws = MemTotal - MemAvailable = 1G: CMA
+       * 1153433, the whole pool */
+      {"cagma virtio fallback",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       1153433,
+       0,
+       1,
+       {{.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .avail = G(1),
+         .flags = D_NOCOMM}},
+       {{1153433, MB_R_SHRINK_IDLE}}},
+      /* stale: frozen at what it holds; the fresh one gets the rest */
+      {"cagma stale frozen",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(4),
+       0,
+       2,
+       {{.cur = G(1), .max = G(8), .min = M(64), .w = 1, .flags = D_STALE},
+        DOM(G(1), G(8), M(64), 0, M(512), 0)},
+       {{G(1), MB_R_STALE_FROZEN}, {G(3), MB_R_GROW_PRESSURE}}},
+  };
+  run_scenarios(t, sizeof(t) / sizeof(t[0]));
+}
+
+static void test_selfballoon(void) {
+  static const scenario_t t[] = {
+      /* 1G -> Committed_AS 512M: a tenth of the gap, 52428 */
+      {"sb shrink 1/10",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       0,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), 0, 0, 0, M(512))},
+       {{G(1) - 52428, MB_R_SHRINK_IDLE}}},
+      {"sb grow at once",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       0,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), 0, 0, 0, M(1536))},
+       {{M(1536), MB_R_GROW_PRESSURE}}},
+      {"sb up hysteresis 2",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       2,
+       0,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), 0, 0, 0, M(1536))},
+       {{M(1280), MB_R_GROW_PRESSURE}}},
+      {"sb clamped max",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       0,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), 0, 0, 0, G(3))},
+       {{G(2), MB_R_CLAMPED_MAX}}},
+      /* Committed_AS 100M < balloon floor of a 2G max: 296 + 64 = 360M */
+      {"sb balloon floor",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       1,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), 0, 0, 0, M(100))},
+       {{M(360), MB_R_SHRINK_IDLE}}},
+      {"sb clamped min",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       1,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), M(600), 0, 0, M(100))},
+       {{M(600), MB_R_CLAMPED_MIN}}},
+      /* gap 48576 / 10 = 4857 < 8M dead band */
+      {"sb dead band",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       0,
+       G(8),
+       0,
+       1,
+       {DOM(G(1), G(2), 0, 0, 0, 1000000)},
+       {{G(1), MB_R_DEADBAND}}},
+      /* no Committed_AS: MemTotal - MemAvailable = 768M */
+      {"sb virtio fallback",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       1,
+       G(8),
+       0,
+       1,
+       {{.cur = G(1),
+         .max = G(2),
+         .w = 1,
+         .memtotal = G(1),
+         .avail = M(256),
+         .flags = D_NOCOMM}},
+       {{M(768), MB_R_SHRINK_IDLE}}},
+      /* both want +1G, pool 3G: each growth cut by half */
+      {"sb demand above host",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       0,
+       G(3),
+       0,
+       2,
+       {DOM(G(1), G(4), M(64), 0, 0, G(2)), DOM(G(1), G(4), M(64), 0, 0, G(2))},
+       {{M(1536), MB_R_POOL_LIMIT}, {M(1536), MB_R_POOL_LIMIT}}},
+      /* told 512M, holds 1G, Committed_AS 1G: nothing to do from 1G */
+      {"sb stuck balloon",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       1,
+       G(8),
+       0,
+       1,
+       {{.cur = G(1),
+         .max = G(2),
+         .w = 1,
+         .memtotal = G(1),
+         .committed = G(1),
+         .last_target = M(512)}},
+       {{G(1), MB_R_UNCHANGED}}},
+      {"sb stale never shrunk",
+       MB_POLICY_SELFBALLOON,
+       0,
+       M(8),
+       0,
+       0,
+       1,
+       G(8),
+       0,
+       1,
+       {{.cur = G(1),
+         .max = G(2),
+         .w = 1,
+         .memtotal = G(1),
+         .committed = M(100),
+         .flags = D_OLD}},
+       {{G(1), MB_R_STALE_FROZEN}}},
+  };
+  run_scenarios(t, sizeof(t) / sizeof(t[0]));
+}
+
+static void test_envelope(void) {
+  static const scenario_t t[] = {
+      /* floors 3 x 2G exceed the 5G pool: every target is its floor */
+      {"env floors exceed pool",
+       MB_POLICY_SELFBALLOON,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(5),
+       0,
+       3,
+       {DOM(G(1), G(4), G(2), 0, 0, G(3)), DOM(G(3), G(4), G(2), 0, 0, G(3)),
+        DOM(G(2), G(4), G(2), 0, 0, G(1))},
+       {{G(2), MB_R_POOL_LIMIT},
+        {G(2), MB_R_POOL_LIMIT},
+        {G(2), MB_R_CLAMPED_MIN}}},
+      /* a stale domain holds 2.5G, a fresh one has a 1G floor, pool 3G:
+       * the stale one is the only place left to take 512M from */
+      {"env stale shrunk only when it must",
+       MB_POLICY_SELFBALLOON,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(3),
+       0,
+       2,
+       {{.cur = M(2560), .max = G(4), .min = M(64), .w = 1, .flags = D_STALE},
+        DOM(G(1), G(4), G(1), 0, 0, G(1))},
+       {{G(2), MB_R_POOL_LIMIT}, {G(1), MB_R_UNCHANGED}}},
+      /* balloon above a lowered max: brought to max even when stale */
+      {"env above max",
+       MB_POLICY_SELFBALLOON,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(8),
+       0,
+       2,
+       {DOM(G(3), G(2), M(64), 0, 0, G(3)),
+        {.cur = G(3), .max = G(2), .min = M(64), .w = 1, .flags = D_STALE}},
+       {{G(2), MB_R_CLAMPED_MAX}, {G(2), MB_R_CLAMPED_MAX}}},
+      /* max 0: nothing to give */
+      {"env max zero",
+       MB_POLICY_TAX,
+       1,
+       0,
+       0,
+       0,
+       0,
+       G(8),
+       0,
+       1,
+       {DOM(0, 0, 0, 0, 0, 0)},
+       {{0, MB_R_UNCHANGED}}},
+      /* reserve larger than the host: pool 0, floors 64M each > 0 */
+      {"env reserve above total",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(1),
+       G(2),
+       1,
+       {DOM(G(1), G(4), M(64), 0, M(512), 0)},
+       {{M(64), MB_R_POOL_LIMIT}}},
+  };
+  run_scenarios(t, sizeof(t) / sizeof(t[0]));
+}
+
+static void test_zero_domains(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = G(4)};
+  for (int k = 0; k < MB_POLICY_COUNT; k++) {
+    cfg.kind = (mb_policy_kind_t)k;
+    mb_state_t st;
+    mb_state_init(&st, &cfg);
+    CU_ASSERT_EQUAL(mb_policy_compute(&cfg, &st, &host, NULL, 0, NULL), 0);
+    ASSERT_U64(st.rounds, 1);
+    CU_ASSERT_EQUAL(mb_policy_compute(&cfg, NULL, &host, NULL, 0, NULL), 0);
+  }
+  CU_ASSERT_EQUAL(mb_policy_compute(&cfg, NULL, NULL, NULL, 0, NULL), -1);
+  mb_domain_t d;
+  memset(&d, 0, sizeof(d));
+  CU_ASSERT_EQUAL(mb_policy_compute(&cfg, NULL, &host, &d, 1, NULL), -1);
+}
+
+/* NUMA: growth of a bound domain comes from its nodes' free memory. */
+static void test_numa(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  cfg.kind = MB_POLICY_SELFBALLOON;
+  cfg.deadband_kib = 0;
+  mb_host_t host = {.total_kib = G(16), .nr_nodes = 2};
+  host.node_free_kib[0] = M(100);
+  host.node_free_kib[1] = G(1);
+  dspec_t a = DOM(G(1), G(4), M(64), 0, 0, M(1536));
+  dspec_t b = a, c = a, d2 = a;
+  a.node_mask = 1;     /* node 0: 100M free */
+  b.node_mask = 2;     /* node 1: 1G free */
+  c.node_mask = 2;     /* node 1 again: what b left, 512M */
+  d2.node_mask = 0x30; /* nodes the host does not have: unbound */
+  mb_domain_t doms[4];
+  build_dom(&doms[0], &a, 0);
+  build_dom(&doms[1], &b, 1);
+  build_dom(&doms[2], &c, 2);
+  build_dom(&doms[3], &d2, 3);
+  mb_decision_t out[4];
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 4, out), 0);
+  ASSERT_U64(out[0].target_kib, G(1) + M(100));
+  CU_ASSERT_EQUAL(out[0].reason, MB_R_POOL_LIMIT);
+  ASSERT_U64(out[1].target_kib, M(1536));
+  CU_ASSERT_EQUAL(out[1].reason, MB_R_GROW_PRESSURE);
+  ASSERT_U64(out[2].target_kib, M(1536));
+  CU_ASSERT_EQUAL(out[2].reason, MB_R_GROW_PRESSURE);
+  ASSERT_U64(out[3].target_kib, M(1536));
+  /* node 1 now exhausted: a third domain there would not grow */
+  host.node_free_kib[1] = M(512) + M(100);
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 4, out), 0);
+  ASSERT_U64(out[1].target_kib, M(1536));
+  ASSERT_U64(out[2].target_kib, G(1) + M(100));
+  CU_ASSERT_EQUAL(out[2].reason, MB_R_POOL_LIMIT);
+  /* NUMA unknown (nr_nodes 0): masks are ignored */
+  host.nr_nodes = 0;
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 4, out), 0);
+  for (int i = 0; i < 4; i++)
+    ASSERT_U64(out[i].target_kib, M(1536));
+}
+
+/* The CMA of the 2.6.18-xen sample, parsed from the file, by hand:
+ * anon = AnonPages 107424, active file = Active 221508 - anon = 114084,
+ * kernel = Slab 68664 + PageTables 3728 (no SUnreclaim, no KernelStack),
+ * margin = max(32768, 29390) -> CMA = 293900 + 32768 = 326668. */
+static void test_cagma_old_kernel(void) {
+  size_t len;
+  char *t = unit_slurp("meminfo-2.6.18-xen", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  mb_domain_t d;
+  memset(&d, 0, sizeof(d));
+  char err[128];
+  CU_ASSERT_EQUAL_FATAL(mb_meminfo_parse(t, len, &d.sample, err, sizeof(err)),
+                        0);
+  free(t);
+  d.has_sample = true;
+  d.current_kib = d.target_kib = 524288;
+  d.max_kib = G(1);
+  d.min_kib = M(64);
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  cfg.deadband_kib = 0;
+  mb_host_t host = {.total_kib = 326668};
+  mb_decision_t out;
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, &d, 1, &out), 0);
+  ASSERT_U64(out.cma_kib, 326668);
+  ASSERT_U64(out.target_kib, 326668);
+  CU_ASSERT_EQUAL(out.reason, MB_R_SHRINK_IDLE);
+  /* selfballoon on the same sample: Committed_AS 245292 is above the
+   * floor of a 1G max (104 + 128 = 232M = 237568): a tenth of the gap */
+  cfg.kind = MB_POLICY_SELFBALLOON;
+  host.total_kib = G(4);
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, &d, 1, &out), 0);
+  ASSERT_U64(out.target_kib, 524288 - (524288 - 245292) / 10);
+  ASSERT_U64(out.cma_kib, 0);
+}
+
+/* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
+static void test_tax_auto(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  cfg.kind = MB_POLICY_TAX;
+  cfg.tax.tau_auto = true;
+  mb_host_t host = {.total_kib = G(4)};
+  dspec_t busy = {.cur = G(1),
+                  .max = G(4),
+                  .min = M(64),
+                  .w = 1,
+                  .memtotal = G(1),
+                  .flags = D_SWAP,
+                  .swapin = 500};
+  dspec_t idle = DOM(G(1), G(4), M(64), M(900), 0, 0);
+  dspec_t quiet_full = DOM(G(1), G(4), M(64), 0, 0, 0);
+  mb_domain_t doms[2];
+  mb_decision_t out[2];
+  mb_state_t st;
+  mb_state_init(&st, &cfg);
+  build_dom(&doms[0], &busy, 0);
+  build_dom(&doms[1], &idle, 1);
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, &st, &host, doms, 2, out), 0);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 0.80, 1e-12);
+  for (int i = 0; i < 10; i++)
+    mb_policy_compute(&cfg, &st, &host, doms, 2, out);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 1.0, 1e-12); /* capped at 1 */
+  /* everybody short: tax cannot help, tau stays */
+  build_dom(&doms[1], &quiet_full, 1);
+  doms[1].rates.valid = true;
+  doms[1].rates.majflt_ps = 1000;
+  st.tau = 0.9;
+  mb_policy_compute(&cfg, &st, &host, doms, 2, out);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 0.9, 1e-12);
+  /* quiet: back toward the configured 0.75 by 0.01 a round, not below */
+  build_dom(&doms[0], &idle, 0);
+  build_dom(&doms[1], &idle, 1);
+  mb_policy_compute(&cfg, &st, &host, doms, 2, out);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 0.89, 1e-12);
+  for (int i = 0; i < 50; i++)
+    mb_policy_compute(&cfg, &st, &host, doms, 2, out);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 0.75, 1e-12);
+  /* the urgent flag alone counts as pressure */
+  build_dom(&doms[0], &quiet_full, 0);
+  doms[0].sample.urgent = true;
+  mb_policy_compute(&cfg, &st, &host, doms, 2, out);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 0.80, 1e-12);
+  /* static tau: the state just reports it */
+  cfg.tax.tau_auto = false;
+  cfg.tax.tau = 0.3;
+  mb_policy_compute(&cfg, &st, &host, doms, 2, out);
+  CU_ASSERT_DOUBLE_EQUAL(st.tau, 0.3, 0);
+  ASSERT_U64(st.rounds, 65);
+}
+
+/* Absurd figures from a backend or a guest never overflow. */
+static void test_huge_values(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = UINT64_MAX};
+  mb_domain_t d[2];
+  memset(d, 0, sizeof(d));
+  for (int i = 0; i < 2; i++) {
+    d[i].current_kib = d[i].max_kib = d[i].target_kib = UINT64_MAX;
+    d[i].has_sample = true;
+    d[i].sample.v[MB_F_MEMTOTAL] = UINT64_MAX;
+    d[i].sample.v[MB_F_ANONPAGES] = UINT64_MAX;
+    d[i].sample.v[MB_F_COMMITTED_AS] = UINT64_MAX;
+    d[i].sample.have = UINT64_MAX;
+    for (int f = 0; f < MB_F_COUNT; f++)
+      d[i].sample.v[f] = UINT64_MAX;
+    d[i].rates.valid = true;
+    d[i].rates.swapin_pps = 1e300;
+    d[i].rates.majflt_ps = NAN;
+    d[i].weight = UINT32_MAX;
+  }
+  mb_decision_t out[2];
+  for (int k = 0; k < MB_POLICY_COUNT; k++) {
+    cfg.kind = (mb_policy_kind_t)k;
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, d, 2, out), 0);
+    for (int i = 0; i < 2; i++) {
+      CU_ASSERT(out[i].target_kib <= MB_KIB_MAX);
+      CU_ASSERT(out[i].reason < MB_R_COUNT);
+    }
+  }
+}
+
+int main(void) {
+  static CU_TestInfo tests[] = {
+      {"zero domains", test_zero_domains},
+      {"tax", test_tax},
+      {"tax AUTO", test_tax_auto},
+      {"cagma", test_cagma},
+      {"cagma on a 2.6.18 sample", test_cagma_old_kernel},
+      {"selfballoon", test_selfballoon},
+      {"envelope", test_envelope},
+      {"envelope NUMA", test_numa},
+      {"huge values", test_huge_values},
+      CU_TEST_INFO_NULL,
+  };
+  static CU_SuiteInfo suites[] = {
+      {"policy", NULL, NULL, NULL, NULL, tests},
+      CU_SUITE_INFO_NULL,
+  };
+  return unit_main(suites);
+}
