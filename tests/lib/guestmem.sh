@@ -85,7 +85,7 @@ gm_conf() {
     echo "  MeminfoPath \"$GM_MEMINFO\""
     echo "  VmstatPath \"$GM_VMSTAT\""
     echo "  DomainPath \"$GM_DOM\""
-    echo "  XenstorePath \"$XENSTORED_PATH\""
+    echo "  XenstorePath \"${XENSTORED_PATH:-$MB_DIR/xenstored/socket}\""
     local l
     for l in "$@"; do echo "  $l"; done
     echo "</Plugin>"

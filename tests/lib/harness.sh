@@ -296,9 +296,8 @@ mb__plugins_asan() {
   local so
   for so in "$MB_PLUGINDIR"/*.so; do
     [ -e "$so" ] || continue
-    if ldd "$so" 2>/dev/null | grep -q libasan; then
-      return 0
-    fi
+    # not "ldd | grep -q": with pipefail, grep's early exit fails ldd
+    case "$(ldd "$so" 2>/dev/null)" in *libasan*) return 0 ;; esac
   done
   return 1
 }
@@ -335,6 +334,29 @@ mb_collectd_start() {
 mb__collectd_up() {
   mb_collectd_alive || return 0
   collectdctl -s "$MB_CD_SOCK" listval
+}
+
+# mb_collectd_refuses <conf> <regex>: collectd must refuse to start with
+# this configuration (exit non-zero within 15 s) and say why (regex matched
+# in its output). Output kept in $MB_DIR/refused.<n>.out.
+MB_REFUSALS=0
+mb_collectd_refuses() {
+  local conf=$1 re=$2 rc=0 out
+  MB_REFUSALS=$((MB_REFUSALS + 1))
+  out=$MB_DIR/refused.$MB_REFUSALS.out
+  local -a env=()
+  mb__plugins_asan && env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+  # the reason goes to the configured logfile once that is loaded
+  rm -f "$MB_DIR/collectd/collectd.log"
+  env "${env[@]}" timeout 15 "$MB_COLLECTD_BIN" -f -C "$conf" >"$out" 2>&1 || rc=$?
+  cat "$MB_DIR/collectd/collectd.log" >>"$out" 2>/dev/null || true
+  MB_SAN_LOGS+=("$out")
+  [ "$rc" -ne 0 ] || mb_fail "collectd accepted $conf: $(cat "$out")"
+  [ "$rc" -ne 124 ] || mb_fail "collectd kept running with $conf"
+  grep -Eq -- "$re" "$out" || mb_fail "collectd refused $conf but did not say '$re': $(cat "$out")"
+  mb_log "ok: collectd refused the configuration: $(grep -E -- "$re" "$out" | head -n1)"
 }
 
 mb_collectd_stop() {
