@@ -342,7 +342,9 @@ int mb_xs_wait_guest(mb_xs_t *x, int timeout_ms, uint32_t *domid, char *err,
       xs_close(x->h);
       x->h = NULL;
       x->watching = false;
-      snprintf(err, errlen, "xenstore connection lost (%s)", strerror(e));
+      snprintf(err, errlen,
+               "xenstore connection lost (xenstored gone or restarted: %s)",
+               strerror(e));
       return -1;
     }
     int64_t left = deadline - mb_xs_now_ms();
