@@ -83,11 +83,11 @@ typedef struct {
   uint64_t seen_round;
 } lv_dom_state_t;
 
-/* One libvirt connection per URI and process, shared by every handle: the
- * plugins of one collectd (vmmem's reader, its watch thread, membal) then
- * see one libvirt state, which matters for drivers whose state lives in the
- * connection (the test driver with a host file), and a host gets one
- * connection instead of three. Each user holds one libvirt reference. */
+/* One libvirt connection per URI shared by every handle of this copy of the
+ * backend (vmmem's reader and its watch thread use one connection). Each
+ * collectd plugin links its own copy, so vmmem and membal still hold one
+ * connection each: the same state with libvirtd, two separate states with
+ * the test driver on a host file. Each user holds one libvirt reference. */
 typedef struct lv_shared {
   char *uri;          /* owned */
   virConnectPtr conn; /* one reference per user */
