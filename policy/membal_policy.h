@@ -220,6 +220,20 @@ typedef struct {
 /* Configuration                                                          */
 /* ---------------------------------------------------------------------- */
 
+/* The policies (details, formulas, tunables and fallbacks in the file):
+ *  - tax (policy/tax.c): Waldspurger's idle memory tax as xenmm solved it,
+ *    x_i = tau * used_i + w_i * c water-filled into [floor_i, max_i] so
+ *    that sum x_i = pool. Needs MemAvailable or MemFree (+Buffers+Cached).
+ *  - cagma (policy/cagma.c): each guest guaranteed its critical memory
+ *    amount (anon + shmem + active file + unreclaimable kernel + margin),
+ *    grown at once on swap activity (emergency), surplus shared by weight.
+ *    Falls back to MemTotal - MemAvailable when there is no anon figure.
+ *  - selfballoon (policy/selfballoon.c): xenballoond's target =
+ *    Committed_AS, never below mb_balloon_min_kib, 1/DownHysteresis of the
+ *    gap per round when shrinking, 1/UpHysteresis when growing. Falls back
+ *    to MemTotal - MemAvailable without Committed_AS.
+ * A domain whose sample is stale or missing is left where it is by every
+ * policy. */
 typedef enum {
   MB_POLICY_CAGMA = 0, /* default */
   MB_POLICY_TAX,
@@ -277,18 +291,41 @@ typedef struct {
 
 void mb_state_init(mb_state_t *st, const mb_config_t *cfg);
 
-/* One decision round. doms[i] and out[i] correspond. n may be 0.
- * Guarantees (the envelope, checked by the tests on random hosts):
- *   - min_kib <= out[i].target_kib <= max_kib (min raised to a safe floor
- *     when 0, and never above max);
- *   - sum of targets <= host->total_kib - host->reserve_kib, unless the
- *     sum of the domains' floors alone exceeds it, in which case every
- *     target is its floor;
- *   - a domain whose sample is missing or older than stale_after_s is never
- *     given a target below its current_kib;
- *   - a domain whose balloon did not reach its target is accounted at
- *     current_kib.
- * Returns 0, or -1 when cfg does not validate (out untouched). */
+/* One decision round. doms[i] and out[i] correspond. n may be 0 (doms and
+ * out may then be NULL). st may be NULL (no AUTO adaptation, no counting).
+ *
+ * Definitions: pool = host->total_kib - host->reserve_kib (0 if negative);
+ * hi_i = min(max_kib, MB_KIB_MAX); floor_i = min(min_kib, or when 0
+ * mb_balloon_min_kib(hi_i), hi_i); from_i = min(current_kib, MB_KIB_MAX):
+ * every domain is accounted at what its balloon holds, never at the target
+ * it was last given (a balloon that did not reach its target is accounted
+ * at current_kib); stale_i = !has_sample, or sample_age_s not in
+ * [0, stale_after_s] (NaN counts as stale).
+ *
+ * Guarantees (the envelope, checked by tests/unit/test_invariants.c on
+ * random hosts):
+ *   - floor_i <= out[i].target_kib <= hi_i;
+ *   - if sum floor_i > pool: every target is its floor (nothing else is
+ *     safe); otherwise sum of targets <= pool (conservation);
+ *   - a stale domain gets no target below min(from_i, hi_i), unless the
+ *     fresh domains' floors plus what the stale ones hold exceed the pool
+ *     (then the pool wins: reason MB_R_POOL_LIMIT);
+ *   - a change smaller than deadband_kib is not made, and one larger than
+ *     step_cap_kib is cut to it, unless the floor/max force it, the pool
+ *     cut it (MB_R_POOL_LIMIT), or it is a cagma emergency growth (not
+ *     step-capped);
+ *   - with host->nr_nodes > 0, a domain whose node_mask names some of the
+ *     host's nodes grows (above max(from, floor)) at most by what those
+ *     nodes have free (node_free_kib), shared among such domains;
+ *   - deterministic: same input, same output; doms and host are not
+ *     written; nothing is allocated; O(N) work with a constant of about
+ *     130 passes (water-filling bisection), no sort.
+ * out[i].reason is the last rule that set the target: the policy's own
+ * (unchanged, grow-pressure, shrink-idle, emergency) unless the envelope
+ * changed it (clamped-min/max, stale-frozen, deadband, step-capped,
+ * pool-limit).
+ * Returns 0, or -1 when cfg does not validate, host is NULL, or n > 0 with
+ * doms or out NULL (out and st untouched). */
 int mb_policy_compute(const mb_config_t *cfg, mb_state_t *st,
                       const mb_host_t *host, const mb_domain_t *doms, size_t n,
                       mb_decision_t *out);
