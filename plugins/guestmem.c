@@ -255,7 +255,8 @@ static int gm_xs_ensure(void) {
 }
 
 /* One xenstore write. A refusal about the node itself (permissions, quota)
- * is logged; anything else means the connection is gone. */
+ * is logged and returns -1; anything else means the connection is gone: it
+ * is dropped and -2 returned. */
 static int gm_xs_write(const char *key, const char *value, size_t len) {
   char path[512];
   gm_key(path, sizeof(path), key);
@@ -274,7 +275,7 @@ static int gm_xs_write(const char *key, const char *value, size_t len) {
                               "reconnecting on the next publish",
                   path, STRERROR(e));
   gm_xs_drop();
-  return -1;
+  return -2;
 }
 
 /* Reads both files and publishes one record. Fills *s for the caller's
@@ -289,20 +290,27 @@ static int gm_publish(bool urgent, mb_sample_t *s) {
   if (gm_read_sample(s) != 0)
     goto out;
   rc = 0;
-  if (gm_xs_ensure() != 0)
-    goto out;
-
-  s->seq = gm.seq + 1;
-  s->uptime_ms = gm_uptime_ms();
-  s->urgent = urgent;
-  int len = mb_record_format(s, rec, sizeof(rec));
-  if (len < 0) {
-    ERROR(PLUGIN_NAME ": record longer than %d bytes; not published",
-          MB_RECORD_MAX - 1);
+  /* A dead connection is only noticed by using it (xenstored restarted):
+   * one immediate retry on a fresh one saves a whole interval. */
+  for (int attempt = 0;; attempt++) {
+    if (gm_xs_ensure() != 0)
+      goto out;
+    s->seq = gm.seq + 1;
+    s->uptime_ms = gm_uptime_ms();
+    s->urgent = urgent;
+    int len = mb_record_format(s, rec, sizeof(rec));
+    if (len < 0) {
+      ERROR(PLUGIN_NAME ": record longer than %d bytes; not published",
+            MB_RECORD_MAX - 1);
+      goto out;
+    }
+    int w = gm_xs_write("data/membal/stats", rec, (size_t)len);
+    if (w == 0)
+      break;
+    if (w == -2 && attempt == 0)
+      continue;
     goto out;
   }
-  if (gm_xs_write("data/membal/stats", rec, (size_t)len) != 0)
-    goto out;
   gm.seq = s->seq;
   if (urgent) {
     gm.urgent_publishes++;
