@@ -1,0 +1,654 @@
+/*
+ * membal-bench: every scenario x every policy in fast mode, one table per
+ * scenario, CSV, and an rrdtool PNG per scenario and policy (memory and
+ * demand per VM over time). Deterministic: same seed, same table.
+ *
+ *   membal-bench [--scenarios DIR] [--out DIR] [--seed N] [--short]
+ *                [--check FILE] [--no-plot]
+ *   membal-bench --cost [--callgrind]   policy cost, 10..10000 domains
+ *
+ * --check FILE: lines "scenario pol1 <= pol2 < pol3" on swap I/O pages;
+ * exits 1 when one does not hold.
+ */
+#include "sim.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef SIM_HAVE_RRD
+#include <rrd.h>
+#endif
+
+#define MAX_SCN 64
+#define NPOL 16
+#define RRD_BASE 946684800 /* 2000-01-01 UTC: graphs read as mm:ss */
+
+static const char *const short_set[] = {"mono", "cagma", NULL};
+
+typedef struct {
+  sim_scenario_t *scn;
+  sim_result_t res[NPOL];
+  bool ran[NPOL];
+} scn_run_t;
+
+/* ---- time series for plots -------------------------------------------- */
+
+typedef struct {
+  FILE *csv;
+  size_t nvm;
+  size_t rows, cap;
+  float *cur, *need; /* rows x nvm, NAN when absent; owned */
+} series_t;
+
+static void series_obs(void *arg, const sim_model_t *m) {
+  series_t *s = arg;
+  if (s->csv)
+    sim_csv_row(s->csv, m);
+  if (s->rows == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    float *c = realloc(s->cur, cap * s->nvm * sizeof(float));
+    if (!c)
+      return;
+    s->cur = c;
+    float *nd = realloc(s->need, cap * s->nvm * sizeof(float));
+    if (!nd)
+      return;
+    s->need = nd;
+    s->cap = cap;
+  }
+  for (size_t i = 0; i < s->nvm; i++) {
+    bool p = m->vm[i].present;
+    s->cur[s->rows * s->nvm + i] =
+        p ? (float)(m->vm[i].current_kib * 1024.0) : NAN;
+    s->need[s->rows * s->nvm + i] =
+        p ? (float)(sim_model_need_at(m, i, m->t) * 1024.0) : NAN;
+  }
+  s->rows++;
+}
+
+#ifdef SIM_HAVE_RRD
+static const char *const palette[] = {"1f77b4", "d62728", "2ca02c", "ff7f0e",
+                                      "9467bd", "8c564b", "e377c2", "7f7f7f",
+                                      "bcbd22", "17becf"};
+
+/* Feeds the series into an RRD (step 1 s) and graphs it. */
+static int plot(const char *dir, const sim_scenario_t *scn,
+                const sim_policy_t *pol, const series_t *s) {
+  char rrdf[1024], png[1024], title[256];
+  char **args = NULL; /* owned, with every string */
+  size_t nargs = 0, cap = 0;
+  int rc = -1;
+  snprintf(rrdf, sizeof(rrdf), "%s/%s-%s.rrd", dir, scn->name, pol->name);
+  snprintf(png, sizeof(png), "%s/%s-%s.png", dir, scn->name, pol->name);
+  size_t nvm = s->nvm < 10 ? s->nvm : 10; /* ten lines stay readable */
+#define ADD(...)                                                               \
+  do {                                                                         \
+    if (nargs + 1 >= cap) {                                                    \
+      cap = cap ? cap * 2 : 64;                                                \
+      char **na = realloc(args, cap * sizeof(*args));                          \
+      if (!na)                                                                 \
+        goto out;                                                              \
+      args = na;                                                               \
+    }                                                                          \
+    char tmp_[2200];                                                           \
+    snprintf(tmp_, sizeof(tmp_), __VA_ARGS__);                                 \
+    if (!(args[nargs] = strdup(tmp_)))                                         \
+      goto out;                                                                \
+    args[++nargs] = NULL;                                                      \
+  } while (0)
+  for (size_t i = 0; i < nvm; i++) {
+    ADD("DS:c%zu:GAUGE:5:0:U", i);
+    ADD("DS:n%zu:GAUGE:5:0:U", i);
+  }
+  ADD("RRA:AVERAGE:0.5:1:%zu", s->rows + 10);
+  unlink(rrdf);
+  rrd_clear_error();
+  if (rrd_create_r(rrdf, 1, RRD_BASE, (int)nargs, (const char **)args)) {
+    fprintf(stderr, "membal-bench: rrd create %s: %s\n", rrdf, rrd_get_error());
+    goto out;
+  }
+  for (size_t r = 0; r < s->rows; r++) {
+    char line[4096];
+    size_t o = (size_t)snprintf(line, sizeof(line), "%lu",
+                                (unsigned long)(RRD_BASE + 1 + r));
+    for (size_t i = 0; i < nvm && o < sizeof(line) - 64; i++) {
+      float c = s->cur[r * s->nvm + i], nd = s->need[r * s->nvm + i];
+      if (isnan(c))
+        o += (size_t)snprintf(line + o, sizeof(line) - o, ":U:U");
+      else
+        o += (size_t)snprintf(line + o, sizeof(line) - o, ":%.0f:%.0f", c, nd);
+    }
+    const char *argv1[1] = {line};
+    if (rrd_update_r(rrdf, NULL, 1, argv1)) {
+      fprintf(stderr, "membal-bench: rrd update %s: %s\n", rrdf,
+              rrd_get_error());
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < nargs; i++)
+    free(args[i]);
+  nargs = 0;
+  snprintf(title, sizeof(title),
+           "%s / %s: memory (solid) and demand (dashed) per VM", scn->name,
+           pol->name);
+  ADD("graph");
+  ADD("%s", png);
+  ADD("--start=%lu", (unsigned long)RRD_BASE);
+  ADD("--end=%lu", (unsigned long)(RRD_BASE + s->rows));
+  ADD("--title=%s", title);
+  ADD("--vertical-label=bytes");
+  ADD("--width=900");
+  ADD("--height=300");
+  ADD("--base=1024");
+  ADD("--lower-limit=0");
+  ADD("--x-grid=MINUTE:1:MINUTE:5:MINUTE:5:0:%%M:%%S");
+  for (size_t i = 0; i < nvm; i++) {
+    const char *col = palette[i % 10];
+    ADD("DEF:c%zu=%s:c%zu:AVERAGE", i, rrdf, i);
+    ADD("DEF:n%zu=%s:n%zu:AVERAGE", i, rrdf, i);
+    ADD("LINE2:c%zu#%s:%s", i, col, scn->vm[i].name);
+    ADD("LINE1:n%zu#%s::dashes=4,3", i, col);
+  }
+  ADD("COMMENT:\\n");
+  ADD("COMMENT:time axis\\: minutes\\:seconds since the start of the run");
+  rrd_clear_error();
+  rrd_info_t *info = rrd_graph_v((int)nargs, args);
+  if (!info) {
+    fprintf(stderr, "membal-bench: rrd graph %s: %s\n", png, rrd_get_error());
+    goto out;
+  }
+  rrd_info_free(info);
+  rc = 0;
+out:
+#undef ADD
+  for (size_t i = 0; i < nargs; i++)
+    free(args[i]);
+  free(args);
+  return rc;
+}
+#endif
+
+/* ---- tables ------------------------------------------------------------ */
+
+static int pol_index(const char *name) {
+  for (int i = 0; sim_policies[i]; i++)
+    if (!strcmp(sim_policies[i]->name, name))
+      return i;
+  return -1;
+}
+
+static void fmt_ratio(char *b, size_t n, double a, double ref) {
+  if (ref > 0)
+    snprintf(b, n, "%.2f", a / ref);
+  else
+    snprintf(b, n, a > 0 ? "inf" : "1.00");
+}
+
+static void print_table(FILE *f, const scn_run_t *sr, bool md) {
+  const sim_scenario_t *scn = sr->scn;
+  int io = pol_index("oracle"), is = pol_index("static");
+  double oracle = sr->ran[io] ? sr->res[io].swap_pages : -1;
+  double st = sr->ran[is] ? sr->res[is].swap_pages : -1;
+  bool disk = false;
+  for (int p = 0; sim_policies[p]; p++)
+    if (sr->ran[p] && sr->res[p].diskvm_iops_free > 0)
+      disk = true;
+  if (md) {
+    fprintf(f, "\n**%s** — %s\n\n", scn->name, scn->title);
+    fprintf(f, "| policy | swap I/O pages | ×oracle | ×static | slowdown "
+               "mean | p99 | disk ms | disk-VM IOPS | idle MiB | balloon "
+               "changes | react cover/decide max s |\n");
+    fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+  } else {
+    fprintf(f, "\n== %s: %s (%.0f s, interval %.1f s)\n", scn->name, scn->title,
+            scn->duration_s, scn->interval_s);
+    fprintf(f, "%-12s %12s %8s %8s %8s %8s %8s %14s %8s %7s %13s %6s\n",
+            "policy", "swap_pages", "x_oracle", "x_static", "slow_avg",
+            "slow_p99", "disk_ms", "diskvm_iops", "idle_MiB", "changes",
+            "react_cov/dec", "oom_MiB");
+  }
+  for (int p = 0; sim_policies[p]; p++) {
+    if (!sr->ran[p])
+      continue;
+    const sim_result_t *r = &sr->res[p];
+    char xo[16], xs[16], iops[32];
+    fmt_ratio(xo, sizeof(xo), r->swap_pages, oracle);
+    fmt_ratio(xs, sizeof(xs), r->swap_pages, st);
+    if (disk && r->diskvm_iops_free > 0)
+      snprintf(iops, sizeof(iops), "%.1f (%.0f%%)", r->diskvm_iops,
+               100 * r->diskvm_iops / r->diskvm_iops_free);
+    else
+      snprintf(iops, sizeof(iops), "-");
+    if (md)
+      fprintf(f,
+              "| %s | %.0f | %s | %s | %.3f | %.2f | %.1f | %s | %.0f | "
+              "%llu | %.1f / %.1f |\n",
+              sim_policies[p]->name, r->swap_pages, xo, xs, r->slowdown_mean,
+              r->slowdown_p99, r->disk_resp_ms, iops, r->idle_mib,
+              (unsigned long long)r->balloon_changes, r->react_cover_max_s,
+              r->react_decide_max_s);
+    else
+      fprintf(f,
+              "%-12s %12.0f %8s %8s %8.3f %8.2f %8.1f %14s %8.0f %7llu "
+              "%6.1f/%-6.1f %6llu\n",
+              sim_policies[p]->name, r->swap_pages, xo, xs, r->slowdown_mean,
+              r->slowdown_p99, r->disk_resp_ms, iops, r->idle_mib,
+              (unsigned long long)r->balloon_changes, r->react_cover_max_s,
+              r->react_decide_max_s, (unsigned long long)r->oom_mib);
+  }
+}
+
+static void csv_rows(FILE *f, const scn_run_t *sr) {
+  for (int p = 0; sim_policies[p]; p++) {
+    if (!sr->ran[p])
+      continue;
+    const sim_result_t *r = &sr->res[p];
+    fprintf(f,
+            "%s,%s,%.0f,%.0f,%.0f,%.4f,%.4f,%.3f,%.2f,%.2f,%.1f,%llu,%.1f,"
+            "%.1f,%.1f,%u,%llu,%llu\n",
+            sr->scn->name, sim_policies[p]->name, r->swap_pages,
+            r->swapin_pages, r->swapout_pages, r->slowdown_mean,
+            r->slowdown_p99, r->disk_resp_ms, r->diskvm_iops,
+            r->diskvm_iops_free, r->idle_mib,
+            (unsigned long long)r->balloon_changes, r->react_cover_max_s,
+            r->react_cover_mean_s, r->react_decide_max_s, r->react_events,
+            (unsigned long long)r->oom_mib, (unsigned long long)r->rounds);
+  }
+}
+
+/* ---- ordering check ---------------------------------------------------- */
+
+static int check_order(const char *path, scn_run_t *runs, size_t nr) {
+  FILE *f = fopen(path, "r");
+  char line[512];
+  int bad = 0;
+  unsigned ln = 0, checked = 0;
+  if (!f) {
+    fprintf(stderr, "membal-bench: %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  while (fgets(line, sizeof(line), f)) {
+    ln++;
+    char *h = strchr(line, '#');
+    if (h)
+      *h = 0;
+    char *tok[32], *save = NULL;
+    int nt = 0;
+    for (char *t = strtok_r(line, " \t\r\n", &save); t && nt < 32;
+         t = strtok_r(NULL, " \t\r\n", &save))
+      tok[nt++] = t;
+    if (nt == 0)
+      continue;
+    if (nt < 4 || nt % 2) {
+      fprintf(stderr, "%s:%u: expected 'scenario p1 <= p2 < p3'\n", path, ln);
+      bad = 1;
+      continue;
+    }
+    scn_run_t *sr = NULL;
+    for (size_t i = 0; i < nr; i++)
+      if (!strcmp(runs[i].scn->name, tok[0]))
+        sr = &runs[i];
+    if (!sr) {
+      fprintf(stderr, "%s:%u: scenario %s was not run\n", path, ln, tok[0]);
+      bad = 1;
+      continue;
+    }
+    for (int k = 1; k + 2 < nt; k += 2) {
+      int a = pol_index(tok[k]), b = pol_index(tok[k + 2]);
+      const char *op = tok[k + 1];
+      if (a < 0 || b < 0 || !sr->ran[a] || !sr->ran[b] ||
+          (strcmp(op, "<") && strcmp(op, "<="))) {
+        fprintf(stderr, "%s:%u: bad term '%s %s %s'\n", path, ln, tok[k], op,
+                tok[k + 2]);
+        bad = 1;
+        continue;
+      }
+      double x = sr->res[a].swap_pages, y = sr->res[b].swap_pages;
+      bool ok = !strcmp(op, "<") ? x < y : x <= y;
+      printf("check %-8s %s (%.0f) %s %s (%.0f): %s\n", tok[0], tok[k], x, op,
+             tok[k + 2], y, ok ? "ok" : "FAILED");
+      if (!ok)
+        bad = 1;
+      checked++;
+    }
+  }
+  fclose(f);
+  if (checked == 0) {
+    fprintf(stderr, "membal-bench: %s: nothing checked\n", path);
+    bad = 1;
+  }
+  return bad ? -1 : 0;
+}
+
+/* ---- policy cost --------------------------------------------------------- */
+
+/* A host of n domains with plausible, varied samples (fixed pattern). */
+static void cost_host(size_t n, mb_host_t *h, mb_domain_t *d) {
+  memset(h, 0, sizeof(*h));
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    mb_domain_t *x = &d[i];
+    memset(x, 0, sizeof(*x));
+    x->domid = (uint32_t)(i + 1);
+    snprintf(x->name, sizeof(x->name), "vm%zu", i + 1);
+    uint64_t cur = (512 + (i * 7919) % 1536) * 1024;
+    x->current_kib = x->target_kib = cur;
+    x->max_kib = 4096 * 1024;
+    x->weight = 1 + (uint32_t)(i % 3);
+    x->has_sample = true;
+    mb_sample_t *s = &x->sample;
+    uint64_t used = cur / 4 + ((i * 104729) % (cur / 2));
+    uint64_t total = cur - 16384;
+    uint64_t cached = (total - used) / 3;
+    uint64_t fr = total - used - cached;
+    s->v[MB_F_MEMTOTAL] = total;
+    s->v[MB_F_MEMFREE] = fr;
+    s->v[MB_F_MEMAVAILABLE] = fr + cached;
+    s->v[MB_F_CACHED] = cached;
+    s->v[MB_F_BUFFERS] = 1024;
+    s->v[MB_F_ANONPAGES] = used - 40000 > used ? used : used - 40000;
+    s->v[MB_F_ACTIVE_ANON] = s->v[MB_F_ANONPAGES] * 4 / 5;
+    s->v[MB_F_COMMITTED_AS] = used * 6 / 5;
+    s->v[MB_F_SWAPTOTAL] = 1048576;
+    s->v[MB_F_SWAPFREE] = 1048576 - (i % 5 == 0 ? 65536 : 0);
+    s->v[MB_F_PSWPIN] = i * 10;
+    s->v[MB_F_PSWPOUT] = i * 10;
+    s->v[MB_F_PGMAJFAULT] = i * 20;
+    for (int f = 0; f < MB_F_COUNT; f++)
+      if (f == MB_F_MEMTOTAL || f == MB_F_MEMFREE || f == MB_F_MEMAVAILABLE ||
+          f == MB_F_CACHED || f == MB_F_BUFFERS || f == MB_F_ANONPAGES ||
+          f == MB_F_ACTIVE_ANON || f == MB_F_COMMITTED_AS ||
+          f == MB_F_SWAPTOTAL || f == MB_F_SWAPFREE || f == MB_F_PSWPIN ||
+          f == MB_F_PSWPOUT || f == MB_F_PGMAJFAULT)
+        s->have |= UINT64_C(1) << f;
+    s->seq = 10;
+    s->uptime_ms = 100000;
+    x->rates.valid = true;
+    x->rates.swapin_pps = (i % 5 == 0) ? 100 : 0;
+    x->rates.swapout_pps = 0;
+    x->sample_age_s = 0.5;
+    sum += cur;
+  }
+  h->total_kib = sum + sum / 10 + 1048576;
+  h->reserve_kib = 1048576;
+  h->free_kib = sum / 10;
+}
+
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cost_rounds(size_t n, unsigned rounds, double *per_round_s) {
+  mb_host_t h;
+  mb_domain_t *d = calloc(n, sizeof(*d));   /* owned */
+  mb_decision_t *o = calloc(n, sizeof(*o)); /* owned */
+  int rc = -1;
+  if (!d || !o)
+    goto out;
+  cost_host(n, &h, d);
+  mb_config_t cfg;
+  mb_state_t st;
+  mb_config_default(&cfg);
+  mb_state_init(&st, &cfg);
+  double t0 = cpu_now();
+  unsigned done = 0;
+  while (done < rounds || (per_round_s && cpu_now() - t0 < 0.3)) {
+    if (mb_policy_compute(&cfg, &st, &h, d, n, o))
+      goto out;
+    done++;
+    if (done >= 100000)
+      break;
+  }
+  if (per_round_s)
+    *per_round_s = (cpu_now() - t0) / done;
+  rc = 0;
+out:
+  free(d);
+  free(o);
+  return rc;
+}
+
+/* Instructions of mb_policy_compute per round under callgrind. */
+static double callgrind_ir(const char *self, size_t n, unsigned rounds) {
+  char out[] = "/tmp/membal-callgrind-XXXXXX";
+  int fd = mkstemp(out);
+  if (fd < 0)
+    return -1;
+  close(fd);
+  char nbuf[32], rbuf[32], ofile[128];
+  snprintf(nbuf, sizeof(nbuf), "%zu", n);
+  snprintf(rbuf, sizeof(rbuf), "%u", rounds);
+  snprintf(ofile, sizeof(ofile), "--callgrind-out-file=%s", out);
+  pid_t pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    if (!freopen("/dev/null", "w", stderr))
+      _exit(127);
+    execlp("valgrind", "valgrind", "--tool=callgrind", ofile,
+           "--toggle-collect=mb_policy_compute", self, "--cost-one", nbuf,
+           "--rounds", rbuf, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  double ir = -1;
+  if (waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+      WEXITSTATUS(status) == 0) {
+    FILE *f = fopen(out, "r");
+    char line[256];
+    while (f && fgets(line, sizeof(line), f))
+      if (!strncmp(line, "summary:", 8) || !strncmp(line, "totals:", 7))
+        ir = strtod(strchr(line, ':') + 1, NULL) / rounds;
+    if (f)
+      fclose(f);
+  }
+  unlink(out);
+  return ir;
+}
+
+static int cost_bench(const char *self, bool callgrind) {
+  static const size_t ns[] = {10, 100, 1000, 10000};
+  double prev_t = 0, prev_ir = 0;
+  printf("policy cost: mb_policy_compute, default config (cagma), one round\n");
+  printf("%8s %14s %14s %12s %16s %14s\n", "domains", "cpu_us/round",
+         "cpu_ns/domain", "growth", "instr/round", "instr/domain");
+  for (size_t k = 0; k < 4; k++) {
+    size_t n = ns[k];
+    double t;
+    if (cost_rounds(n, 3, &t)) {
+      fprintf(stderr, "membal-bench: cost round failed at n=%zu\n", n);
+      return 1;
+    }
+    double ir = callgrind ? callgrind_ir(self, n, 3) : -1;
+    char growth[32] = "-", irs[32] = "-", irpd[32] = "-";
+    /* growth relative to N log N: 1.0 means exactly N log N */
+    if (k > 0) {
+      double nl = (double)n * log((double)n);
+      double pl = (double)ns[k - 1] * log((double)ns[k - 1]);
+      double base = ir > 0 && prev_ir > 0 ? ir / prev_ir : t / prev_t;
+      snprintf(growth, sizeof(growth), "%.2fx NlogN", base / (nl / pl));
+    }
+    if (ir > 0) {
+      snprintf(irs, sizeof(irs), "%.0f", ir);
+      snprintf(irpd, sizeof(irpd), "%.0f", ir / (double)n);
+    }
+    printf("%8zu %14.1f %14.1f %12s %16s %14s\n", n, t * 1e6,
+           t * 1e9 / (double)n, growth, irs, irpd);
+    prev_t = t;
+    prev_ir = ir;
+  }
+  printf("growth: cost ratio to the previous row divided by the N log N "
+         "ratio (instructions when measured, else CPU time); <= 1 means no "
+         "faster than N log N\n");
+  return 0;
+}
+
+/* ---- main -----------------------------------------------------------------
+ */
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool in_short(const char *name) {
+  for (size_t i = 0; short_set[i]; i++)
+    if (!strcmp(short_set[i], name))
+      return true;
+  return false;
+}
+
+int main(int argc, char **argv) {
+  const char *dir = NULL, *out = "bench-out", *check = NULL;
+  bool shortset = false, noplot = false, cost = false, cg = false;
+  double seed = -1;
+  long cost_one = -1, rounds = 3;
+  for (int i = 1; i < argc; i++) {
+    const char *o = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(o, "--short"))
+      shortset = true;
+    else if (!strcmp(o, "--no-plot"))
+      noplot = true;
+    else if (!strcmp(o, "--cost"))
+      cost = true;
+    else if (!strcmp(o, "--callgrind"))
+      cg = true;
+    else if (v && !strcmp(o, "--scenarios"))
+      dir = v, i++;
+    else if (v && !strcmp(o, "--out"))
+      out = v, i++;
+    else if (v && !strcmp(o, "--check"))
+      check = v, i++;
+    else if (v && !strcmp(o, "--seed"))
+      seed = strtod(v, NULL), i++;
+    else if (v && !strcmp(o, "--cost-one"))
+      cost_one = strtol(v, NULL, 10), i++;
+    else if (v && !strcmp(o, "--rounds"))
+      rounds = strtol(v, NULL, 10), i++;
+    else {
+      fprintf(stderr,
+              "usage: membal-bench [--scenarios DIR] [--out DIR] [--seed N] "
+              "[--short] [--check FILE] [--no-plot]\n"
+              "       membal-bench --cost [--callgrind]\n");
+      return 2;
+    }
+  }
+  if (cost_one > 0)
+    return cost_rounds((size_t)cost_one, rounds > 0 ? (unsigned)rounds : 1,
+                       NULL)
+               ? 1
+               : 0;
+  if (cost)
+    return cost_bench(argv[0], cg);
+  if (!dir) {
+    fprintf(stderr, "membal-bench: --scenarios DIR is required\n");
+    return 2;
+  }
+  setenv("TZ", "UTC", 1);
+  tzset();
+  if (mkdir(out, 0755) && errno != EEXIST) {
+    fprintf(stderr, "membal-bench: %s: %s\n", out, strerror(errno));
+    return 1;
+  }
+
+  DIR *dh = opendir(dir);
+  if (!dh) {
+    fprintf(stderr, "membal-bench: %s: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  char *names[MAX_SCN];
+  size_t nn = 0;
+  struct dirent *de;
+  while ((de = readdir(dh)) && nn < MAX_SCN) {
+    size_t l = strlen(de->d_name);
+    if (l > 4 && !strcmp(de->d_name + l - 4, ".scn"))
+      names[nn++] = strdup(de->d_name);
+  }
+  closedir(dh);
+  qsort(names, nn, sizeof(char *), cmp_str);
+
+  static scn_run_t runs[MAX_SCN];
+  size_t nr = 0;
+  int rc = 0;
+  char path[1024], err[512];
+  snprintf(path, sizeof(path), "%s/bench.csv", out);
+  FILE *csv = fopen(path, "w");
+  snprintf(path, sizeof(path), "%s/bench.md", out);
+  FILE *md = fopen(path, "w");
+  if (!csv || !md) {
+    fprintf(stderr, "membal-bench: cannot write in %s\n", out);
+    return 1;
+  }
+  fprintf(csv, "scenario,policy,swap_pages,swapin_pages,swapout_pages,"
+               "slowdown_mean,slowdown_p99,disk_resp_ms,diskvm_iops,"
+               "diskvm_iops_alone,idle_mib,balloon_changes,react_cover_max_s,"
+               "react_cover_mean_s,react_decide_max_s,react_events,oom_mib,"
+               "rounds\n");
+  for (size_t k = 0; k < nn; k++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, names[k]);
+    sim_scenario_t *scn = sim_scenario_load(path, err, sizeof(err));
+    if (!scn) {
+      fprintf(stderr, "membal-bench: %s\n", err);
+      rc = 1;
+      continue;
+    }
+    if (shortset && !in_short(scn->name)) {
+      free(scn);
+      continue;
+    }
+    if (seed >= 0)
+      scn->seed = (uint64_t)seed;
+    scn_run_t *sr = &runs[nr++];
+    sr->scn = scn;
+    for (int p = 0; sim_policies[p]; p++) {
+      series_t ser = {0};
+      ser.nvm = scn->nvms;
+      char cpath[1024];
+      snprintf(cpath, sizeof(cpath), "%s/%s-%s.csv", out, scn->name,
+               sim_policies[p]->name);
+      ser.csv = shortset ? NULL : fopen(cpath, "w");
+      if (ser.csv)
+        sim_csv_header(ser.csv, scn);
+      if (sim_run(scn, sim_policies[p], scn->seed, series_obs, &ser,
+                  &sr->res[p], err, sizeof(err))) {
+        fprintf(stderr, "membal-bench: %s/%s: %s\n", scn->name,
+                sim_policies[p]->name, err);
+        rc = 1;
+      } else {
+        sr->ran[p] = true;
+      }
+      if (ser.csv)
+        fclose(ser.csv);
+#ifdef SIM_HAVE_RRD
+      if (!noplot && !shortset && sr->ran[p] && ser.rows &&
+          plot(out, scn, sim_policies[p], &ser))
+        rc = 1;
+#else
+      (void)noplot;
+#endif
+      free(ser.cur);
+      free(ser.need);
+    }
+    print_table(stdout, sr, false);
+    print_table(md, sr, true);
+    csv_rows(csv, sr);
+    fflush(stdout);
+  }
+  fclose(csv);
+  fclose(md);
+  if (check && check_order(check, runs, nr))
+    rc = 1;
+  for (size_t i = 0; i < nr; i++)
+    free(runs[i].scn);
+  for (size_t k = 0; k < nn; k++)
+    free(names[k]);
+  return rc;
+}

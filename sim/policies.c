@@ -1,0 +1,114 @@
+/*
+ * membal's own policies as the simulator runs them: exactly the library
+ * entry point the membal plugin calls (mb_policy_compute) with the
+ * documented defaults (mb_config_default), nothing tuned.
+ */
+#include "sim.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  mb_config_t cfg;
+  mb_state_t st;
+  mb_decision_t out[SIM_MAX_VMS];
+  bool trace;
+} membal_st_t;
+
+static void *membal_create(mb_policy_kind_t kind) {
+  membal_st_t *s = calloc(1, sizeof(*s)); /* owned by the runner */
+  if (!s)
+    return NULL;
+  mb_config_default(&s->cfg);
+  s->cfg.kind = kind;
+  mb_state_init(&s->st, &s->cfg);
+  const char *tr = getenv("MEMBAL_SIM_TRACE");
+  s->trace = tr && *tr && strcmp(tr, "0");
+  return s;
+}
+
+static void *cagma_create(const sim_scenario_t *scn) {
+  return membal_create(MB_POLICY_CAGMA);
+}
+static void *tax_create(const sim_scenario_t *scn) {
+  return membal_create(MB_POLICY_TAX);
+}
+static void *self_create(const sim_scenario_t *scn) {
+  return membal_create(MB_POLICY_SELFBALLOON);
+}
+
+static int membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
+                         const mb_domain_t *doms, size_t n, uint64_t *targets) {
+  membal_st_t *s = st;
+  if (n > SIM_MAX_VMS)
+    return -1;
+  if (mb_policy_compute(&s->cfg, &s->st, host, doms, n, s->out) != 0)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    targets[i] = s->out[i].target_kib;
+  /* MEMBAL_SIM_TRACE=1: every decision on stderr, to see why */
+  if (s->trace)
+    for (size_t i = 0; i < n; i++)
+      fprintf(stderr,
+              "t=%.1f %s cur=%" PRIu64 " target=%" PRIu64 " want=%" PRIu64
+              " cma=%" PRIu64 " reason=%s%s%s swap_pps=%.0f age=%.1f\n",
+              ctx->t, doms[i].name, doms[i].current_kib, s->out[i].target_kib,
+              s->out[i].want_kib, s->out[i].cma_kib,
+              mb_reason_name(s->out[i].reason),
+              s->out[i].emergency ? " emergency" : "",
+              s->out[i].stale ? " stale" : "",
+              doms[i].rates.swapin_pps + doms[i].rates.swapout_pps,
+              doms[i].sample_age_s);
+  return 0;
+}
+
+const sim_policy_t sim_policy_cagma = {
+    "cagma",
+    "membal cagma (default policy), library defaults",
+    0,
+    true,
+    false,
+    false,
+    cagma_create,
+    free,
+    membal_decide};
+const sim_policy_t sim_policy_tax = {"tax",
+                                     "membal idle memory tax, library defaults",
+                                     0,
+                                     true,
+                                     false,
+                                     false,
+                                     tax_create,
+                                     free,
+                                     membal_decide};
+const sim_policy_t sim_policy_selfballoon = {
+    "selfballoon",
+    "membal selfballoon (dom0-coordinated), library defaults",
+    0,
+    true,
+    false,
+    false,
+    self_create,
+    free,
+    membal_decide};
+
+const sim_policy_t *const sim_policies[] = {&sim_policy_cagma,
+                                            &sim_policy_tax,
+                                            &sim_policy_selfballoon,
+                                            &sim_base_static,
+                                            &sim_base_xenballoond,
+                                            &sim_base_xenmm,
+                                            &sim_base_mom,
+                                            &sim_base_proxmox,
+                                            &sim_base_qubes,
+                                            &sim_policy_oracle,
+                                            NULL};
+
+const sim_policy_t *sim_policy_find(const char *name) {
+  for (size_t i = 0; sim_policies[i]; i++)
+    if (strcmp(sim_policies[i]->name, name) == 0)
+      return sim_policies[i];
+  return NULL;
+}

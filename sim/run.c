@@ -1,0 +1,342 @@
+/*
+ * Fast mode: simulated time, the policy called in-process. The policy sees
+ * what the real pipeline would give it: each guest publishes a sample
+ * every interval (and early, marked urgent, on swap activity); the sample
+ * reaches the policy `delay` seconds later; rates come from successive
+ * samples, as in the membal plugin. Policies marked urgent (membal's) also
+ * run a round as soon as an urgent sample arrives, as the plugin does on
+ * vmmem's notification.
+ */
+#include "sim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RING 64
+
+typedef struct {
+  double t;
+  mb_sample_t s;
+} pub_t;
+
+typedef struct {
+  pub_t ring[RING];
+  unsigned head, count;
+  /* what the policy has seen */
+  bool have_cur, have_prev;
+  mb_sample_t cur, prev;
+  double cur_t, prev_t;
+  mb_rates_t rates;
+  uint64_t last_target;
+  bool gave_target;
+  /* reaction events */
+  bool uncovered;
+  double ev_start, ev_decided;
+  /* slowdown per second */
+  double work_mark;
+} view_t;
+
+typedef struct {
+  view_t v[SIM_MAX_VMS];
+  double *slow; /* per-second slowdowns, owned */
+  size_t nslow, capslow;
+  double react_sum;
+} run_t;
+
+static int push_slow(run_t *r, double v) {
+  if (r->nslow == r->capslow) {
+    size_t cap = r->capslow ? r->capslow * 2 : 4096;
+    double *p = realloc(r->slow, cap * sizeof(*p));
+    if (!p)
+      return -1;
+    r->slow = p;
+    r->capslow = cap;
+  }
+  r->slow[r->nslow++] = v;
+  return 0;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Newest published sample at most `delay` old; true when it is new. */
+static bool refresh_view(view_t *v, double now, double delay) {
+  const pub_t *best = NULL;
+  for (unsigned k = 0; k < v->count; k++) {
+    const pub_t *p = &v->ring[(v->head + RING - 1 - k) % RING];
+    if (p->t <= now - delay + 1e-9) {
+      best = p;
+      break;
+    }
+  }
+  if (!best || (v->have_cur && best->s.seq == v->cur.seq))
+    return false;
+  if (v->have_cur) {
+    v->prev = v->cur;
+    v->prev_t = v->cur_t;
+    v->have_prev = true;
+  }
+  v->cur = best->s;
+  v->cur_t = best->t;
+  v->have_cur = true;
+  if (v->have_prev)
+    mb_sample_rates(&v->prev, &v->cur, v->cur_t - v->prev_t, &v->rates);
+  else
+    memset(&v->rates, 0, sizeof(v->rates));
+  return true;
+}
+
+static void react_close(view_t *v, sim_result_t *res, run_t *r, double t) {
+  double cover = t - v->ev_start;
+  double decide = (v->ev_decided >= 0 ? v->ev_decided : t) - v->ev_start;
+  res->react_events++;
+  r->react_sum += cover;
+  if (cover > res->react_cover_max_s)
+    res->react_cover_max_s = cover;
+  if (decide > res->react_decide_max_s)
+    res->react_decide_max_s = decide;
+  v->uncovered = false;
+}
+
+int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
+            sim_observer_t obs, void *obs_arg, sim_result_t *res, char *err,
+            size_t errlen) {
+  sim_model_t *m = NULL; /* owned */
+  run_t *r = NULL;       /* owned */
+  void *pst = NULL;      /* owned, pol->destroy */
+  int rc = -1;
+  memset(res, 0, sizeof(*res));
+  m = malloc(sizeof(*m));
+  r = calloc(1, sizeof(*r));
+  if (!m || !r) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  pst = pol->create(scn);
+  if (!pst) {
+    snprintf(err, errlen, "%s: cannot create policy state", pol->name);
+    goto out;
+  }
+  sim_model_init(m, scn, seed);
+  size_t n = scn->nvms;
+  double dt = scn->dt_s;
+  double interval = pol->interval_s > 0 ? pol->interval_s : scn->interval_s;
+  double delay = (pol->guest_local || pol->no_delay) ? 0 : scn->delay_s;
+  long steps = lround(scn->duration_s / dt);
+  long per_sec = lround(1.0 / dt);
+  double next_round = interval;
+  double disk_sum = 0, idle_sum = 0, iops_sum = 0, iops_free_sum = 0;
+  bool seen[SIM_MAX_VMS] = {false};
+  for (size_t i = 0; i < n; i++) {
+    r->v[i].last_target = (uint64_t)m->vm[i].target_kib;
+    r->v[i].ev_decided = -1;
+  }
+
+  for (long step = 1; step <= steps; step++) {
+    sim_model_step(m, dt);
+    double t = m->t;
+    bool urgent_arrived = false;
+    for (size_t i = 0; i < n; i++) {
+      view_t *v = &r->v[i];
+      if (!m->vm[i].present) {
+        if (seen[i]) { /* destroyed: forget everything about it */
+          memset(v, 0, sizeof(*v));
+          v->ev_decided = -1;
+        }
+        seen[i] = false;
+        continue;
+      }
+      if (!seen[i]) {
+        seen[i] = true;
+        v->last_target = (uint64_t)m->vm[i].target_kib;
+        v->work_mark = m->vm[i].work;
+      }
+      bool urgent;
+      if (sim_model_publish_due(m, i, &urgent)) {
+        pub_t *p = &v->ring[v->head];
+        sim_model_sample(m, i, &p->s);
+        p->s.urgent = urgent;
+        p->t = t;
+        v->head = (v->head + 1) % RING;
+        if (v->count < RING)
+          v->count++;
+      }
+      if (!scn->vm[i].fixed && refresh_view(v, t, delay) && v->cur.urgent)
+        urgent_arrived = true;
+    }
+
+    bool round = t >= next_round - 1e-9;
+    if (round)
+      next_round += interval;
+    if (pol->urgent && urgent_arrived)
+      round = true;
+    if (round) {
+      mb_host_t host;
+      mb_domain_t doms[SIM_MAX_VMS];
+      uint64_t targets[SIM_MAX_VMS];
+      size_t map[SIM_MAX_VMS], nd = 0;
+      memset(&host, 0, sizeof(host));
+      host.total_kib = scn->total_kib;
+      /* the toolstack's reservation for domains being built */
+      host.reserve_kib = scn->reserve_kib + (uint64_t)sim_model_claims_kib(m);
+      host.free_kib = (uint64_t)sim_model_host_free(m);
+      for (size_t i = 0; i < n; i++) {
+        if (!m->vm[i].present)
+          continue;
+        if (scn->vm[i].fixed) {
+          host.reserve_kib += (uint64_t)m->vm[i].current_kib;
+          continue;
+        }
+        const view_t *v = &r->v[i];
+        mb_domain_t *d = &doms[nd];
+        memset(d, 0, sizeof(*d));
+        d->domid = scn->vm[i].domid;
+        snprintf(d->name, sizeof(d->name), "%s", scn->vm[i].name);
+        d->current_kib = (uint64_t)m->vm[i].current_kib;
+        d->target_kib = v->last_target;
+        d->min_kib = scn->vm[i].min_kib;
+        d->max_kib = scn->vm[i].max_kib;
+        d->weight = scn->vm[i].weight;
+        d->has_sample = v->have_cur;
+        if (v->have_cur) {
+          d->sample = v->cur;
+          d->rates = v->rates;
+          d->sample_age_s = t - v->cur_t;
+        }
+        map[nd++] = i;
+      }
+      sim_ctx_t ctx = {m, t};
+      if (pol->decide(pst, &ctx, &host, doms, nd, targets) < 0) {
+        snprintf(err, errlen, "%s: policy failed at t=%.1f", pol->name, t);
+        goto out;
+      }
+      res->rounds++;
+      for (size_t k = 0; k < nd; k++) {
+        size_t i = map[k];
+        view_t *v = &r->v[i];
+        if (targets[k] != v->last_target)
+          res->balloon_changes++;
+        res->clamped +=
+            (uint64_t)sim_model_set_target(m, i, (double)targets[k]);
+        v->last_target = (uint64_t)m->vm[i].target_kib;
+      }
+    }
+
+    /* metrics */
+    disk_sum += m->disk_resp_s;
+    for (size_t i = 0; i < n; i++) {
+      const sim_vm_t *vm = &m->vm[i];
+      view_t *v = &r->v[i];
+      if (!vm->present)
+        continue;
+      mb_sample_t s;
+      sim_model_sample(m, i, &s);
+      idle_sum += (double)s.v[MB_F_MEMFREE];
+      if (vm->iops_free > 0) {
+        iops_sum += vm->iops_done;
+        iops_free_sum += vm->iops_free;
+      }
+      if (scn->vm[i].fixed)
+        continue;
+      double need = sim_model_need_at(m, i, t);
+      double tol = 4096 + 0.02 * need;
+      if (!v->uncovered && need > vm->current_kib + tol) {
+        v->uncovered = true;
+        v->ev_start = t;
+        v->ev_decided = vm->target_kib + tol >= need ? t : -1;
+      } else if (v->uncovered) {
+        if (v->ev_decided < 0 && vm->target_kib + tol >= need)
+          v->ev_decided = t;
+        if (need <= vm->current_kib + tol)
+          react_close(v, res, r, t);
+      }
+      if (step % per_sec == 0) {
+        double w = vm->work - v->work_mark;
+        v->work_mark = vm->work;
+        /* a second without progress counts as slowdown 1000 (stalled) */
+        if (push_slow(r, w > 1e-3 ? 1.0 / w : 1000)) {
+          snprintf(err, errlen, "out of memory");
+          goto out;
+        }
+      }
+    }
+    if (obs && step % per_sec == 0)
+      obs(obs_arg, m);
+  }
+
+  for (size_t i = 0; i < n; i++)
+    if (r->v[i].uncovered)
+      react_close(&r->v[i], res, r, m->t);
+  double sd_sum = 0;
+  unsigned sd_n = 0;
+  for (size_t i = 0; i < n; i++) {
+    const sim_vm_t *vm = &m->vm[i];
+    res->swapin_pages += floor(vm->pswpin);
+    res->swapout_pages += floor(vm->pswpout);
+    res->oom_mib += vm->oom_kib / 1024;
+    res->boot_wait_s += vm->boot_wait_s;
+    if (!vm->ever || scn->vm[i].fixed)
+      continue;
+    double end = vm->present ? m->t : scn->vm[i].stop_s;
+    double elapsed = end - vm->booted_at;
+    if (elapsed > 0 && vm->work > 0) {
+      sd_sum += elapsed / vm->work;
+      sd_n++;
+    }
+  }
+  res->swap_pages = res->swapin_pages + res->swapout_pages;
+  res->slowdown_mean = sd_n ? sd_sum / sd_n : 1;
+  if (r->nslow) {
+    qsort(r->slow, r->nslow, sizeof(double), cmp_d);
+    size_t k = (size_t)ceil(0.99 * (double)r->nslow) - 1;
+    res->slowdown_p99 = r->slow[k];
+  } else {
+    res->slowdown_p99 = 1;
+  }
+  res->disk_resp_ms = disk_sum / (double)steps * 1000.0;
+  res->diskvm_iops = iops_sum / (double)steps;
+  res->diskvm_iops_free = iops_free_sum / (double)steps;
+  res->idle_mib = idle_sum / (double)steps / 1024.0;
+  res->react_cover_mean_s =
+      res->react_events ? r->react_sum / res->react_events : 0;
+  rc = 0;
+out:
+  if (pst)
+    pol->destroy(pst);
+  if (r)
+    free(r->slow);
+  free(r);
+  free(m);
+  return rc;
+}
+
+void sim_csv_header(FILE *f, const sim_scenario_t *scn) {
+  fprintf(f, "t,disk_resp_ms,host_free_mib");
+  for (size_t i = 0; i < scn->nvms; i++) {
+    const char *nm = scn->vm[i].name;
+    fprintf(f,
+            ",%s_current_mib,%s_target_mib,%s_need_mib,%s_swap_pps,"
+            "%s_progress",
+            nm, nm, nm, nm, nm);
+  }
+  fputc('\n', f);
+}
+
+void sim_csv_row(FILE *f, const sim_model_t *m) {
+  fprintf(f, "%.1f,%.2f,%.1f", m->t, m->disk_resp_s * 1000.0,
+          sim_model_host_free(m) / 1024.0);
+  for (size_t i = 0; i < m->scn->nvms; i++) {
+    const sim_vm_t *v = &m->vm[i];
+    if (!v->present) {
+      fprintf(f, ",,,,,");
+      continue;
+    }
+    fprintf(f, ",%.1f,%.1f,%.1f,%.1f,%.3f", v->current_kib / 1024.0,
+            v->target_kib / 1024.0, sim_model_need_at(m, i, m->t) / 1024.0,
+            v->fault_ps + v->swapout_ps, v->progress);
+  }
+  fputc('\n', f);
+}

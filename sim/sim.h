@@ -1,0 +1,214 @@
+/*
+ * membal host simulator: one model of a host (sim/model.c), scenarios
+ * (sim/scenario.c), the policies it can run (membal's, the baselines, the
+ * oracle: sim/policies.c, sim/baselines.c, sim/oracle.c) and the fast-mode
+ * runner with its metrics (sim/run.c). Live mode (sim/live.c) drives the
+ * same model in real time against a xenstored. All memory figures KiB.
+ */
+#ifndef MEMBAL_SIM_H
+#define MEMBAL_SIM_H
+
+#include "membal_policy.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SIM_MAX_VMS 64
+#define SIM_MAX_POINTS 128
+#define SIM_PAGE_KIB 4.0
+
+/* ---- scenario --------------------------------------------------------- */
+
+typedef enum {
+  SIM_TR_WS,        /* anonymous working set, KiB */
+  SIM_TR_CACHE,     /* file-cache appetite, KiB */
+  SIM_TR_IOPS,      /* own disk I/O demand, I/O per second */
+  SIM_TR_INTENSITY, /* working-set accesses per second at full speed */
+  SIM_TR_COUNT
+} sim_trace_kind_t;
+
+/* Piecewise-linear in time; constant before the first and after the last
+ * point. */
+typedef struct {
+  size_t n;
+  double t[SIM_MAX_POINTS];
+  double v[SIM_MAX_POINTS];
+} sim_trace_t;
+
+typedef struct {
+  char name[MB_NAME_LEN];
+  uint32_t domid;
+  uint64_t mem_kib;  /* boot memory */
+  uint64_t min_kib;  /* floor given to policies (0 = policy's own) */
+  uint64_t max_kib;  /* maximum */
+  uint64_t base_kib; /* kernel + system daemons: never reclaimable */
+  uint64_t swap_kib; /* guest swap partition on the shared disk */
+  uint32_t weight;
+  double commit_factor; /* Committed_AS = (ws + daemons) * commit_factor */
+  double file_rate;     /* file page reads/s at full speed; misses of the
+                           page cache go to the shared disk */
+  double queue_depth;   /* outstanding I/Os of its own disk I/O */
+  double noise;         /* relative jitter of ws, new value every second */
+  bool fixed;           /* not managed (a static hog): reserve for policies */
+  double start_s;       /* boots at (0 = at start) */
+  double stop_s;        /* destroyed at (< 0: never) */
+  sim_trace_t tr[SIM_TR_COUNT];
+} sim_vm_spec_t;
+
+typedef struct {
+  char name[64];
+  char title[160];
+  double duration_s;
+  double interval_s;     /* collection interval (guest publish + policy) */
+  double delay_s;        /* guest sample to policy: pipeline delay */
+  double urgent_check_s; /* guest checks swap counters this often (0: off) */
+  double urgent_pps;     /* swap pages/s that make the guest publish early */
+  double dt_s;           /* model step */
+  uint64_t total_kib;    /* host physical memory */
+  uint64_t reserve_kib;  /* dom0 + hypervisor */
+  double disk_iops;      /* service rate of the shared swap disk */
+  double shrink_kibps;   /* balloon speeds */
+  double grow_kibps;
+  uint64_t seed;
+  size_t nvms;
+  sim_vm_spec_t vm[SIM_MAX_VMS];
+} sim_scenario_t;
+
+/* Parses a scenario (format in sim/README.md). Returns a heap scenario or
+ * NULL with err naming the line. */
+sim_scenario_t *sim_scenario_parse(const char *text, const char *origin,
+                                   char *err, size_t errlen);
+sim_scenario_t *sim_scenario_load(const char *path, char *err, size_t errlen);
+double sim_trace_at(const sim_trace_t *tr, double t);
+/* max of the trace over [t0, t1] */
+double sim_trace_max(const sim_trace_t *tr, double t0, double t1);
+
+/* ---- model ------------------------------------------------------------ */
+
+typedef struct {
+  bool present; /* booted and not destroyed */
+  bool ever;    /* has booted */
+  double current_kib, target_kib;
+  double anon_res_kib; /* working set resident */
+  double swapped_kib;  /* working set in swap */
+  double cache_kib;
+  /* workload now */
+  double ws_kib, cache_want_kib, iops_want, intensity;
+  /* vmstat counters */
+  double pswpin, pswpout, pgmajfault, pgfault;
+  /* last step */
+  double progress;   /* 1 = unconstrained speed */
+  double fault_ps;   /* swap-in faults per second */
+  double swapout_ps; /* swap-out pages per second */
+  double iops_done;  /* own disk I/O achieved per second */
+  double iops_free;  /* own disk I/O it would achieve alone */
+  double work;       /* integral of progress */
+  double booted_at;
+  uint64_t oom_kib;   /* working set lost because swap was full */
+  double alloc_ratio; /* growth granted / wanted this step (reclaim) */
+  double boot_wait_s; /* waited for the toolstack to free its memory */
+  /* guest publishing */
+  uint64_t seq;
+  double last_pub_s;
+  double swap_at_pub; /* pswpin + pswpout when last published */
+  bool urgent_pending;
+} sim_vm_t;
+
+typedef struct {
+  const sim_scenario_t *scn;
+  double t;
+  sim_vm_t vm[SIM_MAX_VMS];
+  double disk_resp_s; /* response time of the shared disk, last step */
+  double disk_util;
+  double wb_backlog_io; /* swap-out writes queued for the disk, I/Os */
+  uint64_t rng_seed;
+} sim_model_t;
+
+void sim_model_init(sim_model_t *m, const sim_scenario_t *scn, uint64_t seed);
+/* Advances by dt (boots/destroys VMs, moves balloons, swaps, disk). */
+void sim_model_step(sim_model_t *m, double dt);
+/* Working set of VM i at time t (trace + deterministic noise). */
+double sim_model_ws_at(const sim_model_t *m, size_t i, double t);
+/* Memory the VM needs to run without swapping at time t: ws + base. */
+double sim_model_need_at(const sim_model_t *m, size_t i, double t);
+/* Host free memory: total - reserve - sum of current. */
+double sim_model_host_free(const sim_model_t *m);
+/* Memory the toolstack holds back for domains waiting to boot. */
+double sim_model_claims_kib(const sim_model_t *m);
+/* Lowest size the balloon can take the guest to. */
+double sim_model_balloon_floor(const sim_model_t *m, size_t i);
+/* What the guest's /proc/meminfo and /proc/vmstat say now. */
+void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out);
+/* Sets a target, clamping it to [floor, max]. Returns 1 when clamped. */
+int sim_model_set_target(sim_model_t *m, size_t i, double target_kib);
+/* Guest-side publishing: returns true when VM i publishes at this step
+ * (interval elapsed, or urgent swap activity); *urgent set accordingly. */
+bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent);
+
+/* ---- policies --------------------------------------------------------- */
+
+typedef struct {
+  const sim_model_t *model; /* only the oracle looks at it */
+  double t;
+} sim_ctx_t;
+
+typedef struct {
+  const char *name;
+  const char *desc;
+  double interval_s; /* 0: scenario interval */
+  bool urgent;       /* also runs when a guest publishes an urgent record */
+  bool guest_local;  /* runs inside each guest: sees its sample at once */
+  bool no_delay;     /* sees the truth at once (oracle) */
+  void *(*create)(const sim_scenario_t *scn);
+  void (*destroy)(void *st);
+  /* targets[i] for doms[i]; return < 0 on error */
+  int (*decide)(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
+                const mb_domain_t *doms, size_t n, uint64_t *targets);
+} sim_policy_t;
+
+/* All policies in benchmark order; NULL-terminated. */
+extern const sim_policy_t *const sim_policies[];
+const sim_policy_t *sim_policy_find(const char *name);
+
+extern const sim_policy_t sim_policy_cagma, sim_policy_tax,
+    sim_policy_selfballoon;
+extern const sim_policy_t sim_base_static, sim_base_xenballoond, sim_base_xenmm,
+    sim_base_mom, sim_base_proxmox, sim_base_qubes;
+extern const sim_policy_t sim_policy_oracle;
+
+/* ---- fast-mode runner ------------------------------------------------- */
+
+typedef struct {
+  double swap_pages; /* pswpin + pswpout, all VMs */
+  double swapin_pages, swapout_pages;
+  double slowdown_mean;    /* mean over active VMs of elapsed / work */
+  double slowdown_p99;     /* p99 of per-second slowdown over (VM, second) */
+  double disk_resp_ms;     /* mean response time of the shared disk */
+  double diskvm_iops;      /* mean achieved I/O per s of VMs with own I/O */
+  double diskvm_iops_free; /* same, had each been alone on the disk */
+  double idle_mib;         /* mean of the sum of guests' MemFree */
+  uint64_t balloon_changes;
+  double react_cover_max_s; /* longest time demand > memory */
+  double react_cover_mean_s;
+  double react_decide_max_s; /* longest time demand > target */
+  unsigned react_events;
+  uint64_t rounds;
+  uint64_t oom_mib;
+  uint64_t clamped;   /* targets the model had to clamp */
+  double boot_wait_s; /* sum over VMs of the time waiting to boot */
+} sim_result_t;
+
+/* Per-second observer (CSV, plots). */
+typedef void (*sim_observer_t)(void *arg, const sim_model_t *m);
+
+int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
+            sim_observer_t obs, void *obs_arg, sim_result_t *res, char *err,
+            size_t errlen);
+
+/* CSV of per-second state: header + rows. */
+void sim_csv_header(FILE *f, const sim_scenario_t *scn);
+void sim_csv_row(FILE *f, const sim_model_t *m);
+
+#endif
