@@ -41,6 +41,9 @@
 /* Store entries of domains gone from the backend are dropped after this. */
 #define MB_FORGET_AFTER_S 120.0
 #define MB_DEFAULT_RESERVE_SLACK_KIB (64 * 1024)
+/* How far back a sequence number may be and still be a reordered straggler
+ * rather than a guest that started counting again. */
+#define MB_SEQ_REORDER 2
 
 typedef struct {
   char name[MB_NAME_LEN];
@@ -462,16 +465,26 @@ static void mb_store_promote(mb_dstore_t *d, const mb_sample_t *s, cdtime_t t) {
   d->have_cur = true;
 }
 
+/* Caller holds store_lock. */
+static void mb_store_forget(mb_dstore_t *d) {
+  d->building = false;
+  d->build_taken = false;
+  d->have_cur = false;
+  d->have_prev = false;
+  d->expect_have = 0;
+}
+
 /* A value for sample `seq` arrived. Caller holds store_lock. */
 static void mb_store_begin(mb_dstore_t *d, uint64_t seq, cdtime_t t) {
   if (d->building && d->build.seq == seq)
     return;
-  if (d->building && seq < d->build.seq && seq != 0) {
-    /* Sequence went back: the guest restarted its agent or rebooted. */
-    d->building = false;
-    d->have_cur = false;
-    d->have_prev = false;
-    d->expect_have = 0;
+  if (d->building && seq < d->build.seq) {
+    /* A straggler of the previous sample (write threads may reorder) is
+     * dropped by the caller; a sequence that went further back means the
+     * guest restarted its agent or rebooted: its history is void. */
+    if (seq + MB_SEQ_REORDER >= d->build.seq)
+      return;
+    mb_store_forget(d);
   }
   if (d->building) {
     /* Every value of the previous seq has arrived by now: it is whole. */
@@ -546,13 +559,9 @@ static int mb_write(const data_set_t *ds, const value_list_t *vl,
       d->have_age = true;
       d->vm_age_s = v;
       d->vm_age_time = vl->time;
-    } else if (strcmp(vl->type_instance, "seq") == 0 && d->building && v != 0 &&
-               v < (double)d->build.seq) {
-      /* Guest restarted its sequence: what we assembled is history. */
-      d->building = false;
-      d->have_cur = false;
-      d->have_prev = false;
-      d->expect_have = 0;
+    } else if (strcmp(vl->type_instance, "seq") == 0 && d->building &&
+               v + MB_SEQ_REORDER < (double)d->build.seq) {
+      mb_store_forget(d); /* guest restarted its sequence */
     }
     goto out;
   }
@@ -655,9 +664,9 @@ static void mb_fill_sample(mb_domain_t *dom, cdtime_t now) {
   mb_dstore_t *d = mb_store_get(dom->name, dom->domid, false, false);
   if (d == NULL || d->domid != dom->domid)
     return;
-  if (d->building && !d->build_taken &&
-      (d->build.have & d->expect_have) == d->expect_have &&
+  if (d->building && (d->build.have & d->expect_have) == d->expect_have &&
       mb_sample_has(&d->build, MB_F_MEMTOTAL)) {
+    /* Also refreshes cur with fields of its seq that came after a round. */
     mb_store_promote(d, &d->build, d->build_time);
     d->build_taken = true;
   }
@@ -697,6 +706,104 @@ static void mb_dispatch(const char *plugin_instance, const char *type,
   sstrncpy(vl.type, type, sizeof(vl.type));
   sstrncpy(vl.type_instance, type_instance, sizeof(vl.type_instance));
   plugin_dispatch_values(&vl);
+}
+
+/* The decisions in force, re-dispatched every interval between rounds so
+ * that RRD shows them as a continuous line at collectd's resolution, not
+ * only at the instants of the rounds. */
+typedef struct {
+  char name[MB_NAME_LEN];
+  uint64_t target_kib;
+  uint64_t cma_kib;
+  mb_reason_t reason;
+} mb_snapdom_t;
+
+static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t snap_cond = PTHREAD_COND_INITIALIZER;
+static mb_snapdom_t *snap; /* owned, snap_num entries */
+static size_t snap_num;
+static bool snap_valid;
+static double snap_tau;
+static uint64_t snap_pool_kib, snap_sum_kib, snap_rounds;
+static cdtime_t snap_last; /* time of the last dispatch */
+
+/* rrdtool takes one update per file and (rounded) second. */
+static cdtime_t mb_next_slot(cdtime_t last) {
+  if (last == 0)
+    return 0;
+  return TIME_T_TO_CDTIME_T_STATIC(CDTIME_T_TO_TIME_T(last)) +
+         DOUBLE_TO_CDTIME_T_STATIC(0.51);
+}
+
+/* Caller holds snap_lock. */
+static void mb_snap_dispatch(cdtime_t now) {
+  cdtime_t interval = plugin_get_interval();
+  for (size_t i = 0; i < snap_num; i++) {
+    mb_dispatch(snap[i].name, "memory", "target",
+                (value_t){.gauge = (gauge_t)snap[i].target_kib * 1024.0}, now,
+                interval);
+    mb_dispatch(snap[i].name, "memory", "cma",
+                (value_t){.gauge = (gauge_t)snap[i].cma_kib * 1024.0}, now,
+                interval);
+    mb_dispatch(snap[i].name, "membal_reason", "",
+                (value_t){.gauge = (gauge_t)snap[i].reason}, now, interval);
+  }
+  mb_dispatch("", "membal_tau", "", (value_t){.gauge = snap_tau}, now,
+              interval);
+  mb_dispatch("", "memory", "pool",
+              (value_t){.gauge = (gauge_t)snap_pool_kib * 1024.0}, now,
+              interval);
+  mb_dispatch("", "memory", "sum_targets",
+              (value_t){.gauge = (gauge_t)snap_sum_kib * 1024.0}, now,
+              interval);
+  mb_dispatch("", "membal_rounds", "",
+              (value_t){.derive = (derive_t)snap_rounds}, now, interval);
+  snap_last = now;
+}
+
+/* A round's decisions: recorded now, waiting (< 1 s) for a free second. */
+static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
+                            size_t n, double tau, uint64_t pool_kib,
+                            uint64_t sum_kib, uint64_t nrounds) {
+  mb_snapdom_t *tmp = calloc(n > 0 ? n : 1, sizeof(*tmp)); /* owned */
+  if (tmp == NULL) {
+    ERROR(PLUGIN ": out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    sstrncpy(tmp[i].name, doms[i].name, sizeof(tmp[i].name));
+    tmp[i].target_kib = dec[i].target_kib;
+    tmp[i].cma_kib = dec[i].cma_kib;
+    tmp[i].reason = dec[i].reason;
+  }
+  pthread_mutex_lock(&snap_lock);
+  free(snap);
+  snap = tmp;
+  snap_num = n;
+  snap_tau = tau;
+  snap_pool_kib = pool_kib;
+  snap_sum_kib = sum_kib;
+  snap_rounds = nrounds;
+  snap_valid = true;
+  /* Nobody signals snap_cond: the wait is a sleep that releases snap_lock
+   * (the read callback may dispatch meanwhile: the slot is recomputed). */
+  cdtime_t now = cdtime(), slot;
+  while (now < (slot = mb_next_slot(snap_last))) {
+    struct timespec ts = CDTIME_T_TO_TIMESPEC(slot);
+    pthread_cond_timedwait(&snap_cond, &snap_lock, &ts);
+    now = cdtime();
+  }
+  mb_snap_dispatch(now);
+  pthread_mutex_unlock(&snap_lock);
+}
+
+static int mb_read(void) {
+  pthread_mutex_lock(&snap_lock);
+  cdtime_t now = cdtime();
+  if (snap_valid && now >= mb_next_slot(snap_last))
+    mb_snap_dispatch(now);
+  pthread_mutex_unlock(&snap_lock);
+  return 0;
 }
 
 static int mb_backend_ensure(void) {
@@ -897,26 +1004,7 @@ static void mb_round(const char *why) {
     }
   }
 
-  cdtime_t interval = DOUBLE_TO_CDTIME_T(mb_period_s());
-  now = cdtime();
-  for (size_t i = 0; i < n; i++) {
-    mb_dispatch(doms[i].name, "memory", "target",
-                (value_t){.gauge = (gauge_t)dec[i].target_kib * 1024.0}, now,
-                interval);
-    mb_dispatch(doms[i].name, "memory", "cma",
-                (value_t){.gauge = (gauge_t)dec[i].cma_kib * 1024.0}, now,
-                interval);
-    mb_dispatch(doms[i].name, "membal_reason", "",
-                (value_t){.gauge = (gauge_t)dec[i].reason}, now, interval);
-  }
-  mb_dispatch("", "membal_tau", "", (value_t){.gauge = pstate.tau}, now,
-              interval);
-  mb_dispatch("", "memory", "pool",
-              (value_t){.gauge = (gauge_t)pool_kib * 1024.0}, now, interval);
-  mb_dispatch("", "memory", "sum_targets",
-              (value_t){.gauge = (gauge_t)sum_kib * 1024.0}, now, interval);
-  mb_dispatch("", "membal_rounds", "", (value_t){.derive = (derive_t)rounds},
-              now, interval);
+  mb_snap_publish(doms, dec, n, pstate.tau, pool_kib, sum_kib, rounds);
   DEBUG(PLUGIN ": round %" PRIu64 " (%s): %zu guests, sum of targets %" PRIu64
                " KiB, pool %" PRIu64 " KiB",
         rounds, why, n, sum_kib, pool_kib);
@@ -932,24 +1020,24 @@ static void *mb_thread(void *arg) {
   pthread_mutex_lock(&store_lock);
   while (!thread_stop) {
     cdtime_t now = cdtime();
-    const char *why = NULL;
-    if (urgent_pending) {
-      why = "urgent notification";
-      urgent_pending = false;
-    } else if (flush_at != 0 && now >= flush_at) {
-      why = "flush";
-      flush_at = 0;
-    } else if (now >= next_round) {
-      why = "period";
-    }
-    if (why == NULL) {
-      cdtime_t wake = next_round;
-      if (flush_at != 0 && flush_at < wake)
-        wake = flush_at;
-      struct timespec ts = CDTIME_T_TO_TIMESPEC(wake);
+    cdtime_t due = next_round;
+    if (flush_at != 0 && flush_at < due)
+      due = flush_at;
+    if (urgent_pending)
+      due = now;
+    if (now < due) {
+      struct timespec ts = CDTIME_T_TO_TIMESPEC(due);
       pthread_cond_timedwait(&store_cond, &store_lock, &ts);
       continue;
     }
+    const char *why = "period";
+    if (urgent_pending)
+      why = "urgent notification";
+    else if (flush_at != 0 && flush_at <= now)
+      why = "flush";
+    urgent_pending = false;
+    if (flush_at != 0 && flush_at <= now)
+      flush_at = 0;
     pthread_mutex_unlock(&store_lock);
     mb_round(why);
     next_round = cdtime() + DOUBLE_TO_CDTIME_T(mb_period_s());
@@ -988,7 +1076,8 @@ static int mb_init(void) {
    * could act. */
   if (plugin_register_write(PLUGIN, mb_write, NULL) != 0 ||
       plugin_register_flush(PLUGIN, mb_flush, NULL) != 0 ||
-      plugin_register_notification(PLUGIN, mb_notification, NULL) != 0) {
+      plugin_register_notification(PLUGIN, mb_notification, NULL) != 0 ||
+      plugin_register_read(PLUGIN, mb_read) != 0) {
     ERROR(PLUGIN ": cannot register callbacks");
     return -1;
   }
@@ -1022,6 +1111,11 @@ static int mb_shutdown(void) {
   sfree(store);
   store_num = 0;
   pthread_mutex_unlock(&store_lock);
+  pthread_mutex_lock(&snap_lock);
+  sfree(snap);
+  snap_num = 0;
+  snap_valid = false;
+  pthread_mutex_unlock(&snap_lock);
   sfree(conf_doms);
   conf_doms_num = 0;
   sfree(conf_backend);

@@ -9,14 +9,14 @@ MBT_MIB=1024 # KiB per MiB
 
 # mbt_host <total_kib> <free_kib>
 mbt_host() {
-  xenstore-write /tool/membal-sim/host "$(printf 'total_kib %s\nfree_kib %s\n' "$1" "$2")"
+  xenstore-write -R /tool/membal-sim/host "$(printf 'total_kib %s\nfree_kib %s\n' "$1" "$2")"
 }
 
 # mbt_dom <domid> <name> <current_kib> <max_kib>: a running domain whose
 # balloon sits at current_kib with its target there too.
 mbt_dom() {
   local id=$1 name=$2 cur=$3 max=$4
-  xenstore-write "/tool/membal-sim/dom/$id" \
+  xenstore-write -R "/tool/membal-sim/dom/$id" \
     "$(printf 'name %s\ncurrent_kib %s\nmax_kib %s\n' "$name" "$cur" "$max")"
   if [ "$id" != 0 ]; then
     mb_guest_domain "$id" "$name"
@@ -31,7 +31,7 @@ mbt_record() {
   local avail=$((total - used))
   local free=$((avail / 2))
   local cached=$((avail - free))
-  xenstore-write "/local/domain/$id/data/membal/stats" "$(
+  xenstore-write -R "/local/domain/$id/data/membal/stats" "$(
     printf 'membal 1\nseq %s\nuptime_ms %s\nurgent 0\n' "$seq" "$((seq * 1000))"
     printf 'MemTotal %s\nMemFree %s\nMemAvailable %s\nCached %s\n' "$total" "$free" "$avail" "$cached"
     printf 'Active %s\nInactive %s\nAnonPages %s\nCommitted_AS %s\n' "$used" "$cached" "$used" "$used"
@@ -73,6 +73,70 @@ EOF
 # mbt_membal_log <regex>: collectd's log has a membal line matching it.
 mbt_membal_log() { grep -E -- "membal: .*$1" "$MB_CD_LOG"; }
 
-# mbt_rounds: rounds membal computed so far (from its log at debug level is
-# not available; use its dispatched counter through unixsock).
-mbt_rounds() { mb_getval "$MB_HOSTNAME/membal/membal_rounds" 2>/dev/null || echo 0; }
+# mbt_lastupdate <identifier>: time (epoch s, fractional) of the last value
+# collectd holds for identifier, from unixsock's LISTVAL; empty if none.
+mbt_lastupdate() {
+  python3 - "$MB_CD_SOCK" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.write("LISTVAL\n"); f.flush()
+n = int(f.readline().split()[0])
+for _ in range(n):
+    t, ident = f.readline().rstrip("\n").split(" ", 1)
+    if ident == sys.argv[2]:
+        print(t)
+PY
+}
+
+# mbt_guest_loop <domid> <demand_file> [stop_file]: a guest agent stand-in:
+# every 0.5 s publishes a record with seq+1, MemTotal = the domain's
+# current balloon size, and the demand in demand_file (KiB, read each time,
+# so a test can change it). Demand beyond 97% of MemTotal cannot be held:
+# the guest swaps, its pswpin/pswpout counters grow with the excess. Stops
+# when stop_file exists. Run it with mb_bg.
+mbt_guest_loop() {
+  local id=$1 demand_file=$2 stop=${3:-/nonexistent} seq=1 cur demand used
+  local sin=0 sout=0 fit excess
+  while [ ! -e "$stop" ]; do
+    cur=$(xenstore-read -R "/tool/membal-sim/dom/$id" | sed -n 's/^current_kib //p')
+    demand=$(cat "$demand_file")
+    fit=$((cur * 97 / 100))
+    used=$demand
+    if [ "$demand" -gt "$fit" ]; then
+      used=$fit
+      excess=$(((demand - fit) / 4)) # pages of 4 KiB
+      sin=$((sin + excess / 8))
+      sout=$((sout + excess / 4))
+    fi
+    mbt_record "$id" "$seq" "$cur" "$used" "$sin" "$sout" || true
+    seq=$((seq + 1))
+    sleep 0.5
+  done
+}
+
+# mbt_settle <dom0_kib> <total_kib> <domid...>: plays the hypervisor for the
+# given domains: the balloon reaches its target at once; free memory is what
+# dom0 and the guests do not hold.
+mbt_settle() {
+  local dom0=$1 total=$2 id node name max t held=$1
+  shift 2
+  for id in "$@"; do
+    node=$(xenstore-read -R "/tool/membal-sim/dom/$id")
+    name=$(sed -n 's/^name //p' <<<"$node")
+    max=$(sed -n 's/^max_kib //p' <<<"$node")
+    t=$(mbt_target "$id")
+    xenstore-write -R "/tool/membal-sim/dom/$id" \
+      "$(printf 'name %s\ncurrent_kib %s\nmax_kib %s\n' "$name" "$t" "$max")"
+    held=$((held + t))
+  done
+  mbt_host "$total" $((total - held))
+}
+
+# mbt_sum_targets <domid...>: sum of the backend's targets (KiB).
+mbt_sum_targets() {
+  local id s=0
+  for id in "$@"; do s=$((s + $(mbt_target "$id"))); done
+  echo "$s"
+}
