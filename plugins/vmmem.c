@@ -9,6 +9,8 @@
  * <Plugin vmmem>
  *   Backend "libxl"          # or "sim"; required
  *   XenstorePath "/run/xenstored/socket"
+ *   URI "qemu:///system"     # libvirt backend; default $LIBVIRT_DEFAULT_URI,
+ *                            # else qemu:///system
  *   StaleAfter 30            # seconds; default 3 intervals
  *   SwapRateThreshold 64     # pswpin+pswpout pages/s that raise a
  *                            # notification; default 64
@@ -34,6 +36,7 @@
 
 static char *vm_backend_kind;   /* owned; config "Backend" */
 static char *vm_xenstore_path;  /* owned; config "XenstorePath" */
+static char *vm_uri;            /* owned; config "URI" (libvirt) */
 static double vm_stale_after_s; /* 0: three intervals */
 static double vm_swap_threshold_pps = 64.0;
 
@@ -66,6 +69,7 @@ static void vm_opts(mb_backend_opts_t *o) {
   memset(o, 0, sizeof(*o));
   o->kind = vm_backend_kind;
   o->xenstore_path = vm_xenstore_path;
+  o->uri = vm_uri;
   o->log = vm_backend_log;
 }
 
@@ -89,6 +93,8 @@ static int vm_config(oconfig_item_t *ci) {
       }
     } else if (strcasecmp("XenstorePath", c->key) == 0) {
       status = cf_util_get_string(c, &vm_xenstore_path);
+    } else if (strcasecmp("URI", c->key) == 0) {
+      status = cf_util_get_string(c, &vm_uri);
     } else if (strcasecmp("StaleAfter", c->key) == 0) {
       status = cf_util_get_double(c, &vm_stale_after_s);
       if (status == 0 && !(vm_stale_after_s > 0)) {
@@ -103,7 +109,7 @@ static int vm_config(oconfig_item_t *ci) {
       }
     } else {
       ERROR(VM_PLUGIN ": unknown option \"%s\" (known: Backend, "
-                      "XenstorePath, StaleAfter, SwapRateThreshold)",
+                      "XenstorePath, URI, StaleAfter, SwapRateThreshold)",
             c->key);
       status = -1;
     }
@@ -469,6 +475,7 @@ static int vm_shutdown(void) {
   vm_ndoms = 0;
   sfree(vm_backend_kind);
   sfree(vm_xenstore_path);
+  sfree(vm_uri);
   return 0;
 }
 
