@@ -113,7 +113,7 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
       base = mb_max_u64(base, o->from_kib + emergency_need_kib(cfg, &doms[i]));
     }
     /* Nobody is guaranteed more than max, nor less than the floor. */
-    base = mb_min_u64(mb_max_u64(base, o->priv.lo), o->priv.hi);
+    base = mb_min_u64(mb_max_u64(base, o->priv.lo), o->priv.cap);
     o->want_kib = base;
     sum_base += base;
   }

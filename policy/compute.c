@@ -10,6 +10,23 @@ static bool is_stale(const mb_config_t *cfg, const mb_domain_t *d) {
          !(d->sample_age_s >= 0 && d->sample_age_s <= cfg->stale_after_s);
 }
 
+/* The most a domain bound to NUMA nodes could reach this round: what it
+ * holds plus what its nodes have free. Telling the policy (not just the
+ * envelope) lets it hand what the domain cannot take to the others. */
+static uint64_t numa_room(const mb_host_t *host, const mb_domain_t *d,
+                          uint64_t from, uint64_t lo) {
+  unsigned nodes =
+      host->nr_nodes < MB_MAX_NODES ? host->nr_nodes : MB_MAX_NODES;
+  uint32_t mask = d->node_mask & ((UINT32_C(1) << nodes) - 1);
+  if (nodes == 0 || mask == 0)
+    return UINT64_MAX;
+  uint64_t avail = 0;
+  for (unsigned k = 0; k < nodes; k++)
+    if (mask >> k & 1u)
+      avail += mb_min_u64(host->node_free_kib[k], MB_KIB_MAX);
+  return mb_max_u64(from, lo) + avail;
+}
+
 int mb_policy_compute(const mb_config_t *cfg, mb_state_t *st,
                       const mb_host_t *host, const mb_domain_t *doms, size_t n,
                       mb_decision_t *out) {
@@ -30,6 +47,7 @@ int mb_policy_compute(const mb_config_t *cfg, mb_state_t *st,
     o->stale = is_stale(cfg, d);
     o->priv.lo = lo;
     o->priv.hi = hi;
+    o->priv.cap = mb_min_u64(hi, numa_room(host, d, o->from_kib, lo));
     o->priv.w = d->weight != 0 ? (double)d->weight : 1.0;
     if (o->stale) {
       o->priv.flags = MB_PF_STALE;

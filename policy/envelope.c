@@ -92,7 +92,7 @@ static void numa_limit(const mb_host_t *host, const mb_domain_t *doms,
       host->nr_nodes < MB_MAX_NODES ? host->nr_nodes : MB_MAX_NODES;
   uint32_t valid = (UINT32_C(1) << nodes) - 1;
   for (unsigned k = 0; k < nodes; k++)
-    left[k] = host->node_free_kib[k];
+    left[k] = mb_min_u64(host->node_free_kib[k], MB_KIB_MAX);
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < n; i++) {
       mb_decision_t *o = &out[i];

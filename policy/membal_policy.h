@@ -212,6 +212,8 @@ typedef struct {
   struct {
     double base, w;  /* water-filling: x = clamp(base + w*c, lo, hi) */
     uint64_t lo, hi; /* hard bounds of this round */
+    uint64_t cap;    /* what the policy may ask: hi, or less when NUMA
+                        nodes bound the domain's growth */
     uint32_t flags;
   } priv;
 } mb_decision_t;

@@ -18,8 +18,8 @@ static double level_sum(const mb_decision_t *out, size_t n, double c) {
     double x = o->priv.base + o->priv.w * c;
     if (x < (double)o->priv.lo)
       x = (double)o->priv.lo;
-    if (x > (double)o->priv.hi)
-      x = (double)o->priv.hi;
+    if (x > (double)o->priv.cap)
+      x = (double)o->priv.cap;
     s += x;
   }
   return s;
@@ -35,9 +35,9 @@ void mb_waterfill(mb_decision_t *out, size_t n, uint64_t pool_kib) {
       continue;
     active++;
     sum_lo += o->priv.lo;
-    sum_hi += o->priv.hi;
+    sum_hi += o->priv.cap;
     double a = ((double)o->priv.lo - o->priv.base) / o->priv.w;
-    double b = ((double)o->priv.hi - o->priv.base) / o->priv.w;
+    double b = ((double)o->priv.cap - o->priv.base) / o->priv.w;
     cl = fmin(cl, a);
     ch = fmax(ch, b);
   }
@@ -47,7 +47,7 @@ void mb_waterfill(mb_decision_t *out, size_t n, uint64_t pool_kib) {
     bool low = sum_lo >= pool_kib;
     for (size_t i = 0; i < n; i++)
       if (out[i].priv.flags & MB_PF_ACTIVE)
-        out[i].want_kib = low ? out[i].priv.lo : out[i].priv.hi;
+        out[i].want_kib = low ? out[i].priv.lo : out[i].priv.cap;
     return;
   }
   /* Invariant: level_sum(cl) <= pool < level_sum(ch). */
@@ -69,8 +69,8 @@ void mb_waterfill(mb_decision_t *out, size_t n, uint64_t pool_kib) {
     uint64_t v;
     if (!(x > (double)o->priv.lo))
       v = o->priv.lo;
-    else if (x >= (double)o->priv.hi)
-      v = o->priv.hi;
+    else if (x >= (double)o->priv.cap)
+      v = o->priv.cap;
     else
       v = (uint64_t)x;
     o->want_kib = v;
@@ -82,7 +82,7 @@ void mb_waterfill(mb_decision_t *out, size_t n, uint64_t pool_kib) {
   for (int pass = 0; pass < 4 && sum < pool_kib; pass++) {
     for (size_t i = 0; i < n && sum < pool_kib; i++) {
       mb_decision_t *o = &out[i];
-      if ((o->priv.flags & MB_PF_ACTIVE) && o->want_kib < o->priv.hi) {
+      if ((o->priv.flags & MB_PF_ACTIVE) && o->want_kib < o->priv.cap) {
         o->want_kib++;
         sum++;
       }

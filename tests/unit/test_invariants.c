@@ -101,7 +101,7 @@ static size_t random_host(mb_host_t *h, mb_domain_t *doms) {
   if (chance(50)) {
     h->nr_nodes = 1 + (unsigned)below(4);
     for (unsigned k = 0; k < h->nr_nodes; k++)
-      h->node_free_kib[k] = below(G(4));
+      h->node_free_kib[k] = chance(2) ? UINT64_MAX : below(G(4));
   }
   return n;
 }
@@ -157,7 +157,8 @@ static void check_round(const mb_config_t *cfg, const mb_state_t *st,
   uint32_t valid = (UINT32_C(1) << nodes) - 1;
   uint64_t all_node_free = 0;
   for (unsigned k = 0; k < nodes; k++)
-    all_node_free += h->node_free_kib[k];
+    all_node_free +=
+        h->node_free_kib[k] < MB_KIB_MAX ? h->node_free_kib[k] : MB_KIB_MAX;
   for (size_t i = 0; i < n; i++) {
     const mb_decision_t *o = &out[i];
     uint64_t hi, lo = floor_of(&doms[i], &hi);
@@ -188,7 +189,8 @@ static void check_round(const mb_config_t *cfg, const mb_state_t *st,
       uint64_t g = t > start ? t - start : 0, avail = 0;
       for (unsigned k = 0; k < nodes; k++)
         if (mask >> k & 1u)
-          avail += h->node_free_kib[k];
+          avail += h->node_free_kib[k] < MB_KIB_MAX ? h->node_free_kib[k]
+                                                    : MB_KIB_MAX;
       CU_ASSERT(g <= avail); /* grown only from its nodes' free memory */
       grown_bound += g;
       numa_cases++;
