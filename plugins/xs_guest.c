@@ -105,7 +105,7 @@ bool mb_xs_check_conn(mb_xs_t *x) {
 }
 
 char *mb_xs_read(mb_xs_t *x, const char *path, size_t maxlen, size_t *len) {
-  char err[8];
+  char err[160];
   *len = 0;
   if (mb_xs_ensure(x, err, sizeof(err)) != 0) {
     errno = ENOTCONN;
@@ -129,7 +129,7 @@ char *mb_xs_read(mb_xs_t *x, const char *path, size_t maxlen, size_t *len) {
 }
 
 char **mb_xs_dir(mb_xs_t *x, const char *path, unsigned *n) {
-  char err[8];
+  char err[160];
   *n = 0;
   if (mb_xs_ensure(x, err, sizeof(err)) != 0) {
     errno = ENOTCONN;
