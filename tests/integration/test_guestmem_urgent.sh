@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Urgent path: swap activity (pswpin/pswpout) or major faults above the
+# threshold make guestmem publish at once with "urgent 1", well before the
+# next interval (Interval 10 here); slow swapping does not; a storm gives at
+# most one urgent record per UrgentMinInterval. Prints the latency seen.
+. "$(dirname "$0")/../lib/harness.sh"
+. "$MEMBAL_SOURCE_DIR/tests/lib/guestmem.sh"
+
+MB_INTERVAL=10
+mb_xenstored_start
+mb_guest_domain "$GM_DOMID"
+gm_meminfo 2000000 500000
+pswpin=$((1000 + RANDOM))
+pswpout=500
+majflt=300
+gm_vmstat "$pswpin" "$pswpout" "$majflt" 90000
+gm_conf "$MB_DIR/collectd.conf" "SwapThreshold 64" "MajorFaultThreshold 256" \
+  "UrgentPollInterval 0.2" "UrgentMinInterval 1"
+mb_collectd_start "$MB_DIR/collectd.conf"
+mb_wait_for 10 gm_field seq || mb_fail "no first record"
+stats=$GM_DOM/data/membal/stats
+raw() { xenstore-read -R "$stats" 2>/dev/null; }
+is_urgent() { raw | grep -qx 'urgent 1'; }
+
+# 1. slow swapping (10 pages/s, under 64) for 3 s: nothing urgent
+seq0=$(gm_field seq)
+for i in $(seq 30); do
+  pswpin=$((pswpin + 1))
+  gm_vmstat "$pswpin" "$pswpout" "$majflt" 90000
+  sleep 0.1
+done
+if is_urgent; then mb_fail "urgent record for 10 pages/s"; fi
+mb_assert "no urgent publish logged for slow swapping" bash -c "! grep -q 'urgent record published' $MB_CD_LOG"
+mb_assert_eq "$seq0" "$(gm_field seq)" "no early publish for slow swapping"
+
+# 2. a swap-in burst: urgent record within 1 s
+sleep 0.5
+pswpin=$((pswpin + 5000))
+t0=$(mb_now_ms)
+gm_vmstat "$pswpin" "$pswpout" "$majflt" 90000
+t1=""
+while [ $(($(mb_now_ms) - t0)) -lt 3000 ]; do
+  if is_urgent; then
+    t1=$(mb_now_ms)
+    break
+  fi
+  sleep 0.01
+done
+[ -n "$t1" ] || mb_fail "no urgent record within 3 s of a 5000-page swap-in burst"
+latency=$((t1 - t0))
+mb_log "MEASURED: urgent record latency ${latency} ms (swap-in burst -> record with urgent 1 in xenstore; poll 200 ms)"
+mb_assert "urgent latency ${latency} ms < 1000 ms" test "$latency" -lt 1000
+mb_assert_eq "$pswpin" "$(gm_field pswpin)" "urgent record carries the new pswpin"
+mb_assert_eq 1 "$(gm_field urgent)" "policy parser reads urgent 1"
+mb_assert "urgent publish logged with its rate" mb_log_has 'guestmem: urgent record published \(swap [0-9]+ pages/s'
+
+# 3. a sustained storm for 3 s: rate limited to one urgent record per second
+s_before=$(gm_field seq)
+n_before=$(grep -c 'urgent record published' "$MB_CD_LOG")
+sleep 1.1 # let the rate limit of burst 2 expire
+storm_t0=$(mb_now_ms)
+for i in $(seq 30); do
+  pswpout=$((pswpout + 200)) # 2000 pages/s
+  gm_vmstat "$pswpin" "$pswpout" "$majflt" 90000
+  sleep 0.1
+done
+storm_ms=$(($(mb_now_ms) - storm_t0))
+sleep 0.3 # the last poll of the storm
+n=$(($(grep -c 'urgent record published' "$MB_CD_LOG") - n_before))
+max=$((storm_ms / 1000 + 1))
+mb_assert "storm of $storm_ms ms gave $n urgent records: at least 2, at most $max (UrgentMinInterval 1)" \
+  test "$n" -ge 2 -a "$n" -le "$max"
+s_after=$(gm_field seq)
+mb_assert "seq advanced by the urgent publishes ($s_before -> $s_after)" \
+  test $((s_after - s_before)) -ge "$n"
+
+# 4. major faults alone trigger it too
+sleep 1.2
+n_before=$(grep -c 'urgent record published' "$MB_CD_LOG")
+majflt=$((majflt + 10000))
+gm_vmstat "$pswpin" "$pswpout" "$majflt" 190000
+mb_wait_for 2 bash -c "[ \$(grep -c 'urgent record published' $MB_CD_LOG) -gt $n_before ]" ||
+  mb_fail "no urgent record for a major-fault burst"
+mb_wait_for 1 bash -c "xenstore-read -R $stats | grep -qx 'pgmajfault $majflt'" ||
+  mb_fail "urgent record does not carry pgmajfault $majflt"
+mb_log "ok: major-fault burst gave an urgent record"
+mb_assert_eq 1 "$(gm_field urgent)" "the major-fault record is urgent"
+
+# 5. the next regular record clears the flag
+s=$(gm_field seq)
+regular_after() { [ "$(gm_field seq)" -gt "$1" ] && [ "$(gm_field urgent)" = 0 ]; }
+mb_wait_for 12 regular_after "$s" || mb_fail "urgent flag stuck"
+mb_log "ok: the next regular record is not urgent"
+mb_assert "collectd alive" mb_collectd_alive
