@@ -88,6 +88,7 @@ static bool conf_loaded;
 static bool conf_failed;
 static char *conf_backend;       /* owned */
 static char *conf_xenstore_path; /* owned; NULL = default */
+static char *conf_uri;           /* owned; libvirt URI, NULL = default */
 static bool conf_reserve_auto = true;
 static uint64_t conf_reserve_kib;
 static double conf_period_s; /* 0 = 3 x interval */
@@ -345,6 +346,14 @@ static int mb_conf_option(const oconfig_item_t *c) {
     }
     sfree(conf_backend);
     conf_backend = s;
+    return 0;
+  }
+  if (strcasecmp("URI", c->key) == 0) {
+    char *s = NULL;
+    if (cf_util_get_string(c, &s) != 0)
+      return -1;
+    sfree(conf_uri);
+    conf_uri = s;
     return 0;
   }
   if (strcasecmp("XenstorePath", c->key) == 0) {
@@ -811,7 +820,8 @@ static int mb_backend_ensure(void) {
     return 0;
   char err[256] = "";
   mb_backend_opts_t opts = {.kind = conf_backend,
-                            .xenstore_path = conf_xenstore_path};
+                            .xenstore_path = conf_xenstore_path,
+                            .uri = conf_uri};
   backend = mb_backend_open(&opts, err, sizeof(err));
   if (backend == NULL) {
     c_complain(LOG_ERR, &backend_complaint,
@@ -1120,6 +1130,7 @@ static int mb_shutdown(void) {
   conf_doms_num = 0;
   sfree(conf_backend);
   sfree(conf_xenstore_path);
+  sfree(conf_uri);
   return 0;
 }
 
