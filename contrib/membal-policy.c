@@ -246,6 +246,9 @@ static int domain_kv(const where_t *w, mb_domain_t *d, char *kv) {
     d->sample.urgent = v[0] == '1';
     return 0;
   }
+  if (strcmp(k, "age") != 0 && strcmp(k, "swapin_pps") != 0 &&
+      strcmp(k, "swapout_pps") != 0 && strcmp(k, "majflt_ps") != 0)
+    return fail(w, "unknown domain key '%s'%s", k, "");
   if (parse_double(v, &x) != 0 || x < 0)
     return fail(w, "%s: bad value '%s'", k, v);
   if (strcmp(k, "age") == 0)
@@ -254,10 +257,8 @@ static int domain_kv(const where_t *w, mb_domain_t *d, char *kv) {
     d->rates.swapin_pps = x, d->rates.valid = true;
   else if (strcmp(k, "swapout_pps") == 0)
     d->rates.swapout_pps = x, d->rates.valid = true;
-  else if (strcmp(k, "majflt_ps") == 0)
-    d->rates.majflt_ps = x, d->rates.valid = true;
   else
-    return fail(w, "unknown domain key '%s'%s", k, "");
+    d->rates.majflt_ps = x, d->rates.valid = true;
   return 0;
 }
 
