@@ -13,8 +13,9 @@
 #    the pool;
 #  - second collectd on test:///default: per-node host memory, as libvirt
 #    reports it, dispatched as node<N>_total/free.
-# The URI reaches the plugins through LIBVIRT_DEFAULT_URI (libvirt's own
-# variable, honoured by the backend when no URI is configured).
+# The URI reaches the plugins through their URI option, in the second part
+# through LIBVIRT_DEFAULT_URI (libvirt's own variable, honoured by the
+# backend when no URI is configured).
 . "${MEMBAL_SOURCE_DIR:?}/tests/lib/harness.sh"
 
 command -v virsh >/dev/null || mb_skip "virsh (libvirt-clients) missing"
@@ -54,7 +55,7 @@ done
 reserve=$((10 * 1024 * MiB))
 pool=$((host_kib - reserve))
 
-write_conf() { # <file>, membal options from stdin
+write_conf() { # <file> <uri>, membal options from stdin
   local extra
   extra=$(cat)
   mb_collectd_conf "$1" <<EOF
@@ -66,11 +67,13 @@ PluginDir "$MB_PLUGINDIR"
 LoadPlugin vmmem
 <Plugin vmmem>
   Backend "libvirt"
+  ${2:+URI "$2"}
   StaleAfter 8
 </Plugin>
 LoadPlugin membal
 <Plugin membal>
   Backend "libvirt"
+  ${2:+URI "$2"}
 $extra
 </Plugin>
 EOF
@@ -87,8 +90,7 @@ gauge_is() {
 }
 kib() { awk -v b="$(gauge "$1")" 'BEGIN { printf "%d\n", b / 1024 }'; }
 
-export LIBVIRT_DEFAULT_URI=$uri
-write_conf "$MB_DIR/collectd.conf" <<EOF
+write_conf "$MB_DIR/collectd.conf" "$uri" <<EOF
   Policy "cagma"
   Period 3600
   StaleAfter 8
@@ -186,13 +188,14 @@ mb_assert "target RRD of web" test -s "$MB_DIR/rrd/$MB_HOSTNAME/membal-web/memor
 mb_collectd_stop
 
 # ---- NUMA: per-node host memory on test:///default (two cells)
+# No URI option: the backend takes libvirt's own LIBVIRT_DEFAULT_URI.
 export LIBVIRT_DEFAULT_URI=test:///default
 cells=$(virsh -q -c test:///default "freecell --all" | grep -c '^ *[0-9]*:')
 [ "$cells" -ge 2 ] || mb_fail "test:///default shows $cells cells"
 free0=$(virsh -q -c test:///default "freecell 0" | sed -n 's/^ *0: *\([0-9]*\) KiB/\1/p')
 total0=$(virsh -q -c test:///default capabilities | tr -d '\n' |
   sed -n "s:.*<cell id='0'> *<memory unit='KiB'>\([0-9]*\)</memory>.*:\1:p")
-write_conf "$MB_DIR/collectd-numa.conf" <<EOF
+write_conf "$MB_DIR/collectd-numa.conf" "" <<EOF
   DryRun true
 EOF
 mb_collectd_start "$MB_DIR/collectd-numa.conf"
