@@ -55,9 +55,10 @@ done
 reserve=$((10 * 1024 * MiB))
 pool=$((host_kib - reserve))
 
-write_conf() { # <file> <uri>, membal options from stdin
-  local extra
+write_conf() { # <file> <uri or "">, membal options from stdin
+  local extra uriline=""
   extra=$(cat)
+  [ -z "$2" ] || uriline="URI \"$2\""
   mb_collectd_conf "$1" <<EOF
 LoadPlugin rrdtool
 <Plugin rrdtool>
@@ -67,13 +68,13 @@ PluginDir "$MB_PLUGINDIR"
 LoadPlugin vmmem
 <Plugin vmmem>
   Backend "libvirt"
-  ${2:+URI "$2"}
+  $uriline
   StaleAfter 8
 </Plugin>
 LoadPlugin membal
 <Plugin membal>
   Backend "libvirt"
-  ${2:+URI "$2"}
+  $uriline
 $extra
 </Plugin>
 EOF
