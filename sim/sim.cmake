@@ -33,6 +33,8 @@ install(TARGETS membal-sim membal-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BIND
 install(DIRECTORY ${_sim}/scenarios/ DESTINATION ${CMAKE_INSTALL_DATADIR}/membal/scenarios COMPONENT dom0)
 
 if(MEMBAL_TESTS)
+  # sim/ is added before the top level enables testing
+  enable_testing()
   find_library(SIM_CUNIT cunit)
   if(SIM_CUNIT AND EXISTS ${_sim}/tests/test_sim.c)
     add_executable(test_sim ${_sim}/tests/test_sim.c)

@@ -1,0 +1,395 @@
+/*
+ * Unit tests of the simulator: scenario parsing, the host model's
+ * invariants (memory conservation, balloon speed, swapping, the shared
+ * disk), guest samples accepted by the policy's own record parser, the
+ * baselines' published rules, determinism. argv[1]: sim/scenarios.
+ */
+#include "sim.h"
+
+#include <CUnit/Basic.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *scn_dir = "sim/scenarios";
+
+#define BASE_SCN                                                               \
+  "name t\nduration 100\nhost total=2048M reserve=512M\ndisk iops=100\n"
+
+static sim_scenario_t *parse(const char *text, char *err, size_t errlen) {
+  return sim_scenario_parse(text, "test", err, errlen);
+}
+
+static sim_scenario_t *load(const char *name) {
+  char path[512], err[512];
+  snprintf(path, sizeof(path), "%s/%s.scn", scn_dir, name);
+  sim_scenario_t *s = sim_scenario_load(path, err, sizeof(err));
+  if (!s)
+    fprintf(stderr, "%s\n", err);
+  return s;
+}
+
+static void test_shipped_scenarios_parse(void) {
+  const char *names[] = {"mono",  "mono5", "dacapo",  "cagma",
+                         "flash", "churn", "consol10"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    sim_scenario_t *s = load(names[i]);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_STRING_EQUAL(s->name, names[i]);
+    CU_ASSERT(s->nvms >= 3);
+    free(s);
+  }
+  sim_scenario_t *c = load("cagma");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  CU_ASSERT_EQUAL(c->total_kib, 4096u * 1024);
+  CU_ASSERT_EQUAL(c->nvms, 3);
+  free(c);
+}
+
+static void test_parse_values(void) {
+  char err[256];
+  sim_scenario_t *s = parse(BASE_SCN "vm a mem=600M max=1G base=32M "
+                                     "weight=3\nvm b\n"
+                                     "ws a 0:100M 10:200M\n",
+                            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL(s->vm[0].mem_kib, 600u * 1024);
+  CU_ASSERT_EQUAL(s->vm[0].max_kib, 1024u * 1024);
+  CU_ASSERT_EQUAL(s->vm[0].base_kib, 32u * 1024);
+  CU_ASSERT_EQUAL(s->vm[0].weight, 3);
+  /* b gets the equal split of the pool by default */
+  CU_ASSERT_EQUAL(s->vm[1].mem_kib, 768u * 1024);
+  CU_ASSERT_EQUAL(s->vm[1].domid, 2);
+  CU_ASSERT_DOUBLE_EQUAL(sim_trace_at(&s->vm[0].tr[SIM_TR_WS], 5), 150.0 * 1024,
+                         1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(sim_trace_at(&s->vm[0].tr[SIM_TR_WS], 50),
+                         200.0 * 1024, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(sim_trace_at(&s->vm[0].tr[SIM_TR_WS], 0), 100.0 * 1024,
+                         1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(sim_trace_max(&s->vm[0].tr[SIM_TR_WS], 0, 5),
+                         150.0 * 1024, 1e-6);
+  free(s);
+}
+
+static void expect_reject(const char *text, const char *needle) {
+  char err[256] = "";
+  sim_scenario_t *s = parse(text, err, sizeof(err));
+  CU_ASSERT_PTR_NULL(s);
+  if (s)
+    free(s);
+  if (!strstr(err, needle)) {
+    fprintf(stderr, "error '%s' lacks '%s'\n", err, needle);
+    CU_FAIL("error text");
+  }
+}
+
+static void test_parse_rejects(void) {
+  expect_reject(BASE_SCN "vm a\nbogus 1\n", "test:6: unknown directive");
+  expect_reject(BASE_SCN "vm a mem=12X\n", "bad size");
+  expect_reject(BASE_SCN "vm a color=red\n", "unknown vm attribute");
+  expect_reject(BASE_SCN "vm a\nws a 10:1M 5:2M\n", "must increase");
+  expect_reject(BASE_SCN "vm a\nws b 0:1M\n", "unknown vm 'b'");
+  expect_reject(BASE_SCN "vm a\nvm a\n", "declared twice");
+  expect_reject(BASE_SCN "vm a mem=2G max=3G\n", "pool");
+  expect_reject(BASE_SCN "vm a mem=1G max=512M\n", "mem above max");
+  expect_reject(BASE_SCN "vm a\nws a 0:1M 5\n", "time:value");
+  expect_reject(BASE_SCN "vm a mem\n", "key=value");
+  expect_reject(BASE_SCN "vm a/b\n", "letters");
+  expect_reject("name t\nvm a\n", "host total");
+  expect_reject(BASE_SCN "", "no vm");
+  expect_reject(BASE_SCN "vm a stop=5 start=10\n", "stop before start");
+  expect_reject(BASE_SCN "vm a\ninterval 0\n", "out of range");
+  expect_reject(BASE_SCN "vm a\nhost total=1G reserve=2G\n", "reserve");
+}
+
+/* Sum of what the VMs hold never exceeds the host, with random targets. */
+static void test_conservation_and_rates(void) {
+  char err[256];
+  sim_scenario_t *s =
+      parse(BASE_SCN "balloon shrink=40M grow=100M\n"
+                     "vm a max=1536M\nvm b max=1536M\nvm c max=1536M\n"
+                     "ws a 0:300M 20:900M\nws b 0:200M\nws c 0:100M 50:700M\n",
+            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 7);
+  uint64_t x = 12345;
+  double prev[3];
+  for (int step = 0; step < 1000; step++) {
+    if (step % 20 == 0)
+      for (size_t i = 0; i < 3; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        sim_model_set_target(m, i, (double)((x >> 33) % (1600u * 1024)));
+      }
+    for (size_t i = 0; i < 3; i++)
+      prev[i] = m->vm[i].current_kib;
+    sim_model_step(m, 0.1);
+    double sum = (double)s->reserve_kib;
+    for (size_t i = 0; i < 3; i++) {
+      sum += m->vm[i].current_kib;
+      double d = m->vm[i].current_kib - prev[i];
+      CU_ASSERT(d <= 100.0 * 1024 * 0.1 + 1e-6);
+      CU_ASSERT(d >= -40.0 * 1024 * 0.1 - 1e-6);
+      CU_ASSERT(m->vm[i].current_kib <= (double)s->vm[i].max_kib + 1e-6);
+      CU_ASSERT(m->vm[i].anon_res_kib + m->vm[i].cache_kib <=
+                m->vm[i].current_kib - (double)s->vm[i].base_kib + 1.0);
+      CU_ASSERT(m->vm[i].swapped_kib <= (double)s->vm[i].swap_kib + 1e-6);
+    }
+    CU_ASSERT(sum <= (double)s->total_kib + 1e-6);
+    CU_ASSERT(m->disk_resp_s >= 1.0 / s->disk_iops - 1e-12);
+  }
+  free(m);
+  free(s);
+}
+
+static void test_set_target_clamps(void) {
+  char err[256];
+  sim_scenario_t *s =
+      parse(BASE_SCN "vm a mem=512M max=1G base=64M\n", err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  CU_ASSERT_EQUAL(sim_model_set_target(m, 0, 5e9), 1);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[0].target_kib, 1024.0 * 1024, 1e-6);
+  CU_ASSERT_EQUAL(sim_model_set_target(m, 0, 0), 1);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[0].target_kib, 80.0 * 1024, 1e-6);
+  CU_ASSERT_EQUAL(sim_model_set_target(m, 0, NAN), 1);
+  CU_ASSERT_EQUAL(sim_model_set_target(m, 0, 500.0 * 1024), 0);
+  free(m);
+  free(s);
+}
+
+/* Working set beyond memory swaps; the swap storm slows the disk for the
+ * disk-bound VM next door. */
+static void test_swap_storm_hits_disk_vm(void) {
+  char err[256];
+  sim_scenario_t *s =
+      parse(BASE_SCN "vm big mem=700M max=1G\nvm db mem=600M max=1G qd=1\n"
+                     "ws big 0:100M 30:100M 31:900M\nintensity big 0:3000\n"
+                     "ws db 0:100M\niops db 0:40\n",
+            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  for (int k = 0; k < 250; k++)
+    sim_model_step(m, 0.1);
+  /* before the surge: no swap, the db VM gets what it asks */
+  CU_ASSERT_EQUAL(m->vm[0].pswpout, 0);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[1].iops_done, 40, 1e-6);
+  double r0 = m->disk_resp_s;
+  for (int k = 0; k < 300; k++)
+    sim_model_step(m, 0.1);
+  CU_ASSERT(m->vm[0].pswpout > 1000);
+  CU_ASSERT(m->vm[0].pswpin > 100);
+  CU_ASSERT(m->vm[0].swapped_kib > 200.0 * 1024);
+  CU_ASSERT(m->vm[0].progress < 0.5);
+  CU_ASSERT(m->disk_resp_s > 1.5 * r0);
+  CU_ASSERT(m->vm[1].iops_done < 0.95 * m->vm[1].iops_free);
+  double storm_swapped = m->vm[0].swapped_kib, storm_prog = m->vm[0].progress;
+  /* memory returned: the swapped part comes back (slowly: random reads
+   * at the disk's rate), the storm ends */
+  sim_model_set_target(m, 0, 1024.0 * 1024);
+  sim_model_set_target(m, 1, 200.0 * 1024);
+  for (int k = 0; k < 3000; k++)
+    sim_model_step(m, 0.1);
+  CU_ASSERT(m->vm[0].swapped_kib < 0.5 * storm_swapped);
+  CU_ASSERT(m->vm[0].progress > 2 * storm_prog);
+  for (int k = 0; k < 20000; k++)
+    sim_model_step(m, 0.1);
+  CU_ASSERT(m->vm[0].swapped_kib < 1024);
+  CU_ASSERT(m->vm[0].progress > 0.95);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[1].iops_done, 40, 1e-6);
+  free(m);
+  free(s);
+}
+
+/* What the model reports is what the policy's own parser accepts. */
+static void test_samples_roundtrip(void) {
+  sim_scenario_t *s = load("cagma");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  for (int k = 0; k < 800; k++) {
+    sim_model_step(m, 0.1);
+    if (k % 50)
+      continue;
+    for (size_t i = 0; i < s->nvms; i++) {
+      bool urgent;
+      sim_model_publish_due(m, i, &urgent);
+      mb_sample_t a, b;
+      char rec[MB_RECORD_MAX], err[160];
+      sim_model_sample(m, i, &a);
+      CU_ASSERT(a.v[MB_F_MEMFREE] <= a.v[MB_F_MEMTOTAL]);
+      CU_ASSERT(a.v[MB_F_SWAPFREE] <= a.v[MB_F_SWAPTOTAL]);
+      CU_ASSERT(a.v[MB_F_MEMAVAILABLE] <= a.v[MB_F_MEMTOTAL]);
+      CU_ASSERT(a.v[MB_F_MEMTOTAL] <= (uint64_t)m->vm[i].current_kib);
+      int len = mb_record_format(&a, rec, sizeof(rec));
+      CU_ASSERT_FATAL(len > 0);
+      if (mb_record_parse(rec, (size_t)len, &b, err, sizeof(err))) {
+        fprintf(stderr, "rejected: %s\n%s", err, rec);
+        CU_FAIL("record rejected");
+        continue;
+      }
+      CU_ASSERT_EQUAL(b.v[MB_F_MEMTOTAL], a.v[MB_F_MEMTOTAL]);
+      CU_ASSERT_EQUAL(b.v[MB_F_PSWPOUT], a.v[MB_F_PSWPOUT]);
+      CU_ASSERT_EQUAL(b.seq, a.seq);
+    }
+  }
+  free(m);
+  free(s);
+}
+
+static void test_urgent_publish(void) {
+  char err[256];
+  sim_scenario_t *s =
+      parse(BASE_SCN "interval 5\nurgent_check 0.5\n"
+                     "vm a mem=300M\nws a 0:50M 10:50M 11:600M\n",
+            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  int regular = 0, urgent_n = 0;
+  for (int k = 0; k < 300; k++) {
+    bool u;
+    sim_model_step(m, 0.1);
+    if (sim_model_publish_due(m, 0, &u)) {
+      if (u)
+        urgent_n++;
+      else
+        regular++;
+    }
+  }
+  /* quiet for 10 s: one record per 5 s; then swapping: every 0.5 s */
+  if (!(regular >= 2 && regular <= 4))
+    fprintf(stderr, "regular %d urgent %d\n", regular, urgent_n);
+  CU_ASSERT(regular >= 2 && regular <= 4);
+  CU_ASSERT(urgent_n >= 20);
+  free(m);
+  free(s);
+}
+
+static void test_determinism(void) {
+  sim_scenario_t *s = load("consol10");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  s->duration_s = 200;
+  sim_result_t a, b, c;
+  char err[256];
+  CU_ASSERT_EQUAL(
+      sim_run(s, &sim_policy_cagma, 3, NULL, NULL, &a, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(
+      sim_run(s, &sim_policy_cagma, 3, NULL, NULL, &b, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(
+      sim_run(s, &sim_policy_cagma, 4, NULL, NULL, &c, err, sizeof(err)), 0);
+  CU_ASSERT(memcmp(&a, &b, sizeof(a)) == 0);
+  /* noise is seeded: another seed, another run */
+  CU_ASSERT(a.swap_pages != c.swap_pages || a.idle_mib != c.idle_mib);
+  free(s);
+}
+
+/* Baselines follow their published rules. */
+static void test_baselines(void) {
+  mb_host_t h = {0};
+  mb_domain_t d[3];
+  uint64_t t[3];
+  sim_ctx_t ctx = {NULL, 0};
+  h.total_kib = 4096u * 1024;
+  h.reserve_kib = 512u * 1024;
+  h.free_kib = 0;
+  memset(d, 0, sizeof(d));
+  for (int i = 0; i < 3; i++) {
+    d[i].domid = (uint32_t)i + 1;
+    d[i].current_kib = d[i].target_kib = 1194u * 1024;
+    d[i].max_kib = 3072u * 1024;
+    d[i].weight = 1;
+    d[i].has_sample = true;
+    mb_sample_t *s = &d[i].sample;
+    s->v[MB_F_MEMTOTAL] = d[i].current_kib - 8192;
+    s->v[MB_F_MEMFREE] = (uint64_t)(i + 1) * 200 * 1024;
+    s->v[MB_F_MEMAVAILABLE] = s->v[MB_F_MEMFREE] + 100 * 1024;
+    s->v[MB_F_CACHED] = 100 * 1024;
+    s->v[MB_F_BUFFERS] = 0;
+    s->v[MB_F_SWAPTOTAL] = 1024 * 1024;
+    s->v[MB_F_SWAPFREE] = 1024 * 1024;
+    s->v[MB_F_COMMITTED_AS] = 500 * 1024;
+    s->have = ~UINT64_C(0) >> (64 - MB_F_COUNT);
+  }
+  void *st = sim_base_static.create(NULL);
+  CU_ASSERT_EQUAL(sim_base_static.decide(st, &ctx, &h, d, 3, t), 0);
+  CU_ASSERT_EQUAL(t[0], 3584u * 1024 / 3);
+  CU_ASSERT_EQUAL(t[2], t[0]);
+
+  CU_ASSERT_EQUAL(sim_base_xenmm.decide(st, &ctx, &h, d, 3, t), 0);
+  CU_ASSERT(t[0] + t[1] + t[2] <= 3584u * 1024);
+  CU_ASSERT(t[0] + t[1] + t[2] >= 3584u * 1024 - 3);
+  /* the domain with the most idle memory pays the most tax */
+  CU_ASSERT(t[2] < t[1] && t[1] < t[0]);
+
+  CU_ASSERT_EQUAL(sim_base_qubes.decide(st, &ctx, &h, d, 3, t), 0);
+  CU_ASSERT(t[0] + t[1] + t[2] <= 3534u * 1024 + 3);
+  CU_ASSERT(t[2] < t[0]);
+
+  /* host fully used (free 0 < 20 %): MoM shrinks by at most 5 % */
+  CU_ASSERT_EQUAL(sim_base_mom.decide(st, &ctx, &h, d, 3, t), 0);
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT(t[i] < d[i].current_kib);
+    CU_ASSERT(t[i] >= (uint64_t)(0.95 * (double)d[i].current_kib) - 1);
+  }
+  /* Proxmox: host 87.5 % used > 80 %: shrink, at most 100 MiB */
+  CU_ASSERT_EQUAL(sim_base_proxmox.decide(st, &ctx, &h, d, 3, t), 0);
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT(t[i] < d[i].current_kib);
+    CU_ASSERT(d[i].current_kib - t[i] <= 100u * 1024);
+  }
+  /* xenballoond: down hysteresis moves a tenth of the gap */
+  CU_ASSERT_EQUAL(sim_base_xenballoond.decide(st, &ctx, &h, d, 3, t), 0);
+  double want =
+      (double)d[0].current_kib - ((double)d[0].current_kib - 500.0 * 1024) / 10;
+  CU_ASSERT_DOUBLE_EQUAL((double)t[0], want, 1.0);
+  sim_base_static.destroy(st);
+}
+
+/* On the mono test the oracle does at least as well as static, and
+ * static never moves a balloon. */
+static void test_oracle_and_static_on_mono(void) {
+  sim_scenario_t *s = load("mono");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_result_t o, st;
+  char err[256];
+  CU_ASSERT_EQUAL_FATAL(
+      sim_run(s, &sim_policy_oracle, 1, NULL, NULL, &o, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(
+      sim_run(s, &sim_base_static, 1, NULL, NULL, &st, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(st.balloon_changes, 0);
+  CU_ASSERT(st.swap_pages > 10000);
+  CU_ASSERT(o.swap_pages <= st.swap_pages);
+  CU_ASSERT(st.react_cover_max_s > 200); /* static never covers mono */
+  CU_ASSERT(o.react_cover_max_s < 5);
+  free(s);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    scn_dir = argv[1];
+  if (CU_initialize_registry() != CUE_SUCCESS)
+    return 1;
+  CU_pSuite s = CU_add_suite("sim", NULL, NULL);
+  CU_add_test(s, "shipped scenarios parse", test_shipped_scenarios_parse);
+  CU_add_test(s, "parse values", test_parse_values);
+  CU_add_test(s, "parse rejects", test_parse_rejects);
+  CU_add_test(s, "conservation and balloon rates", test_conservation_and_rates);
+  CU_add_test(s, "set_target clamps", test_set_target_clamps);
+  CU_add_test(s, "swap storm hits the disk-bound VM",
+              test_swap_storm_hits_disk_vm);
+  CU_add_test(s, "samples roundtrip through mb_record_*",
+              test_samples_roundtrip);
+  CU_add_test(s, "urgent publish", test_urgent_publish);
+  CU_add_test(s, "determinism", test_determinism);
+  CU_add_test(s, "baselines", test_baselines);
+  CU_add_test(s, "oracle and static on mono", test_oracle_and_static_on_mono);
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  unsigned fails = CU_get_number_of_failures();
+  unsigned errs = CU_get_error();
+  CU_cleanup_registry();
+  return fails || errs ? 1 : 0;
+}
