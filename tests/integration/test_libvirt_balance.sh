@@ -205,4 +205,15 @@ mb_assert "node0_total = libvirt's cell 0 ($total0 KiB)" gauge_is "vmmem/memory-
 mb_assert "node0_free = libvirt's free of cell 0 ($free0 KiB)" gauge_is "vmmem/memory-node0_free" $((free0 * 1024))
 mb_wait_for 3 gauge "vmmem/memory-node1_total" >/dev/null || mb_fail "no node1_total from vmmem"
 mb_collectd_stop
+
+# ---- an unreachable URI: said (naming it), collectd keeps running
+write_conf "$MB_DIR/collectd-bad.conf" "test:///nonexistent/membal-host.xml" <<EOF
+  DryRun true
+EOF
+mb_collectd_start "$MB_DIR/collectd-bad.conf"
+mb_wait_for 5 mb_log_has "vmmem: libvirt: cannot connect to test:///nonexistent/membal-host.xml" ||
+  mb_fail "no log line naming the unreachable URI"
+sleep 1
+mb_collectd_alive || mb_fail "collectd died on an unreachable libvirt"
+mb_collectd_stop
 mb_log "PASS"
