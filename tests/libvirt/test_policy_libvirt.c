@@ -296,6 +296,103 @@ static void test_cagma_without_usable(void) {
   CU_ASSERT_EQUAL(dec.cma_kib, (d.current_kib - v[1]) + need + margin);
 }
 
+/* NUMA end to end: libvirt's cells and a domain's <numatune> through the
+ * backend into the envelope. test:///default has two cells with a few MiB
+ * free; the bound domain may grow only by what its node has free, the
+ * unbound one is not held back by the cells. */
+static void test_numa_bound_growth(void) {
+  static const char *xml[2] = {
+      "<domain type='test'><name>mbp-bound</name>"
+      "<memory unit='KiB'>1048576</memory>"
+      "<currentMemory unit='KiB'>524288</currentMemory><vcpu>1</vcpu>"
+      "<numatune><memory mode='strict' nodeset='0'/></numatune>"
+      "<os><type>hvm</type></os>"
+      "<devices><memballoon model='virtio'/></devices></domain>",
+      "<domain type='test'><name>mbp-any</name>"
+      "<memory unit='KiB'>1048576</memory>"
+      "<currentMemory unit='KiB'>524288</currentMemory><vcpu>1</vcpu>"
+      "<os><type>hvm</type></os>"
+      "<devices><memballoon model='virtio'/></devices></domain>"};
+  virConnectPtr c = virConnectOpen("test:///default");
+  CU_ASSERT_FATAL(c != NULL);
+  virDomainPtr vd[2];
+  for (int i = 0; i < 2; i++) {
+    vd[i] = virDomainCreateXML(c, xml[i], 0);
+    CU_ASSERT_FATAL(vd[i] != NULL);
+  }
+  char err[256] = "";
+  mb_backend_opts_t o = {.kind = "libvirt", .uri = "test:///default"};
+  mb_backend_t *b = mb_backend_open(&o, err, sizeof(err));
+  CU_ASSERT_FATAL(b != NULL);
+  mb_hostinfo_t hi;
+  mb_dominfo_t *info = NULL;
+  size_t n = 0;
+  CU_ASSERT_FATAL(mb_backend_host(b, &hi, err, sizeof(err)) == 0);
+  CU_ASSERT_FATAL(mb_backend_list(b, &info, &n, err, sizeof(err)) == 0);
+  CU_ASSERT_FATAL(hi.nr_nodes >= 2);
+
+  mb_domain_t d[2];
+  memset(d, 0, sizeof(d));
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < 2; i++) {
+    if (strncmp(info[i].name, "mbp-", 4) != 0)
+      continue;
+    CU_ASSERT_FATAL(info[i].sample_status == MB_SAMPLE_OK);
+    d[k].domid = info[i].domid;
+    snprintf(d[k].name, sizeof(d[k].name), "%s", info[i].name);
+    d[k].current_kib = info[i].current_kib;
+    d[k].target_kib = info[i].target_kib;
+    d[k].max_kib = info[i].max_kib;
+    d[k].node_mask = info[i].node_mask;
+    d[k].weight = 1;
+    d[k].has_sample = true;
+    d[k].sample = info[i].sample;
+    k++;
+  }
+  CU_ASSERT_FATAL(k == 2);
+  size_t bi = strcmp(d[0].name, "mbp-bound") == 0 ? 0 : 1;
+  CU_ASSERT_EQUAL(d[bi].node_mask, 0x1u);
+  CU_ASSERT_EQUAL(d[1 - bi].node_mask, 0u);
+
+  mb_host_t h;
+  memset(&h, 0, sizeof(h));
+  h.total_kib = 4096 * MIB; /* room for both to reach max */
+  h.free_kib = hi.free_kib;
+  h.nr_nodes = hi.nr_nodes;
+  for (unsigned j = 0; j < hi.nr_nodes && j < MB_MAX_NODES; j++)
+    h.node_free_kib[j] = hi.node_free_kib[j];
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  cfg.deadband_kib = 0; /* the cells' free memory is a few MiB */
+  mb_state_t st;
+  mb_state_init(&st, &cfg);
+  mb_decision_t dec[2];
+  CU_ASSERT_FATAL(mb_policy_compute(&cfg, &st, &h, d, 2, dec) == 0);
+  fprintf(stderr,
+          "  bound %llu -> %llu KiB (%s), node0 free %llu KiB; "
+          "unbound %llu -> %llu KiB (%s)\n",
+          (unsigned long long)d[bi].current_kib,
+          (unsigned long long)dec[bi].target_kib,
+          mb_reason_name(dec[bi].reason),
+          (unsigned long long)hi.node_free_kib[0],
+          (unsigned long long)d[1 - bi].current_kib,
+          (unsigned long long)dec[1 - bi].target_kib,
+          mb_reason_name(dec[1 - bi].reason));
+  /* cagma shares the idle pool: the bound one gets what its node has */
+  CU_ASSERT(dec[bi].target_kib > d[bi].current_kib);
+  CU_ASSERT(dec[bi].target_kib <= d[bi].current_kib + hi.node_free_kib[0]);
+  CU_ASSERT(dec[1 - bi].target_kib >
+            d[1 - bi].current_kib + hi.node_free_kib[0] + hi.node_free_kib[1]);
+
+  free(info);
+  mb_backend_close(b);
+  for (int i = 0; i < 2; i++) {
+    virDomainDestroy(vd[i]);
+    virDomainFree(vd[i]);
+  }
+  virConnectClose(c);
+}
+
 int main(void) {
   if (CU_initialize_registry() != CUE_SUCCESS)
     return 1;
@@ -307,6 +404,8 @@ int main(void) {
               test_cagma_emergency_from_balloon_stats);
   CU_add_test(s, "cagma without the usable statistic",
               test_cagma_without_usable);
+  CU_add_test(s, "NUMA-bound growth limited by the node's free memory",
+              test_numa_bound_growth);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
   unsigned fails = CU_get_number_of_failures();
