@@ -26,7 +26,8 @@
  * field at all has never been heard from: it is stale.
  *
  * With -r N > 1 the balloons are assumed to reach their targets between
- * rounds, so the table shows where the policy settles.
+ * rounds, so the table shows where the policy settles. With -b N the
+ * same round is computed N times and only the time per round is printed.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -35,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "membal_policy.h"
 
@@ -388,16 +390,21 @@ static void print_table(const mb_config_t *cfg, const mb_state_t *st,
 
 static void usage(void) {
   fprintf(stderr, "usage: membal-policy [-p tax|cagma|selfballoon] "
-                  "[-r ROUNDS] HOSTFILE\n");
+                  "[-r ROUNDS | -b ROUNDS] HOSTFILE\n");
 }
 
 int main(int argc, char **argv) {
   const char *policy = NULL, *file = NULL;
-  unsigned rounds = 1;
+  unsigned rounds = 1, bench = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-p") == 0 && i + 1 < argc)
       policy = argv[++i];
-    else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) {
+    else if (strcmp(argv[i], "-b") == 0 && i + 1 < argc) {
+      if (parse_uint(argv[++i], &bench) != 0 || bench == 0) {
+        usage();
+        return 2;
+      }
+    } else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) {
       if (parse_uint(argv[++i], &rounds) != 0 || rounds == 0 ||
           rounds > 10000) {
         usage();
@@ -434,6 +441,20 @@ int main(int argc, char **argv) {
   }
   mb_state_t st;
   mb_state_init(&st, &cfg);
+  if (bench > 0) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned r = 0; r < bench; r++)
+      if (mb_policy_compute(&cfg, &st, &host, doms, n, out) != 0)
+        return 1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 +
+                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) /
+                bench;
+    printf("%s: %zu domains, %.1f us per round (%u rounds)\n",
+           mb_policy_name(cfg.kind), n, us, bench);
+    return 0;
+  }
   for (unsigned r = 1; r <= rounds; r++) {
     if (mb_policy_compute(&cfg, &st, &host, doms, n, out) != 0) {
       fprintf(stderr, "membal-policy: policy refused the input\n");

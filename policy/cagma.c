@@ -32,6 +32,17 @@
  * i.e. the memory it swapped in the last ten seconds at the current rate:
  * what it is missing, not a guess of its whole working set.
  *
+ * Tunables (defaults and why):
+ *   CmaMarginFraction 0.10 and CmaMarginMin 32 MiB: between two rounds a
+ *   guest's working set moves by a few percent; 32 MiB covers a small
+ *   guest's burst (a fork, a page-cache refill) where 10% would not.
+ *   SwapThreshold 64 pages/s (256 KiB/s): a guest with enough memory swaps
+ *   0 pages/s; a few dozen come from swap readahead after a quiet night.
+ *   MajorFaultThreshold 256/s: an idle guest takes a few major faults a
+ *   second (file pages read in); hundreds mean its cache is thrashing.
+ *   Zero thresholds are allowed (any swap is an emergency); negative or NaN
+ *   ones are rejected by mb_config_validate.
+ *
  * Memory beyond the sum of the CMAs is shared in proportion to weight
  * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory
  * is better in a guest's page cache than in the hypervisor. When the CMAs
