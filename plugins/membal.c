@@ -722,7 +722,8 @@ static void mb_dispatch(const char *plugin_instance, const char *type,
  * only at the instants of the rounds. */
 typedef struct {
   char name[MB_NAME_LEN];
-  uint64_t target_kib;
+  uint64_t target_kib;  /* in force */
+  uint64_t decided_kib; /* what the policy decided (differs on failure) */
   uint64_t cma_kib;
   mb_reason_t reason;
 } mb_snapdom_t;
@@ -772,8 +773,9 @@ static void mb_snap_dispatch(cdtime_t now) {
 
 /* A round's decisions: recorded now, waiting (< 1 s) for a free second. */
 static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
-                            size_t n, double tau, uint64_t pool_kib,
-                            uint64_t sum_kib, uint64_t nrounds) {
+                            const uint64_t *decided, size_t n, double tau,
+                            uint64_t pool_kib, uint64_t sum_kib,
+                            uint64_t nrounds) {
   mb_snapdom_t *tmp = calloc(n > 0 ? n : 1, sizeof(*tmp)); /* owned */
   if (tmp == NULL) {
     ERROR(PLUGIN ": out of memory");
@@ -782,6 +784,7 @@ static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
   for (size_t i = 0; i < n; i++) {
     sstrncpy(tmp[i].name, doms[i].name, sizeof(tmp[i].name));
     tmp[i].target_kib = dec[i].target_kib;
+    tmp[i].decided_kib = decided[i];
     tmp[i].cma_kib = dec[i].cma_kib;
     tmp[i].reason = dec[i].reason;
   }
@@ -804,6 +807,19 @@ static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
   }
   mb_snap_dispatch(now);
   pthread_mutex_unlock(&snap_lock);
+}
+
+/* The previous round's decision for a domain; UINT64_MAX when none. Only
+ * changed decisions are logged (DryRun and failing domains would otherwise
+ * log the same line every round). */
+static uint64_t mb_snap_prev_decided(const char *name) {
+  uint64_t kib = UINT64_MAX;
+  pthread_mutex_lock(&snap_lock);
+  for (size_t i = 0; i < snap_num; i++)
+    if (strcmp(snap[i].name, name) == 0)
+      kib = snap[i].decided_kib;
+  pthread_mutex_unlock(&snap_lock);
+  return kib;
 }
 
 static int mb_read(void) {
@@ -852,19 +868,20 @@ static void mb_set_ok(const char *name) {
   pthread_mutex_unlock(&store_lock);
 }
 
-static void mb_actuate(const mb_domain_t *dom, const mb_decision_t *dec) {
+static bool mb_actuate(const mb_domain_t *dom, uint64_t target_kib) {
   char err[256] = "";
-  if (mb_backend_set_target(backend, dom->domid, dec->target_kib, err,
+  if (mb_backend_set_target(backend, dom->domid, target_kib, err,
                             sizeof(err)) != 0) {
     char msg[512];
     ssnprintf(msg, sizeof(msg),
               PLUGIN ": setting the target of %s (domid %" PRIu32
                      ") to %" PRIu64 " KiB failed: %s",
-              dom->name, dom->domid, dec->target_kib, err);
+              dom->name, dom->domid, target_kib, err);
     mb_set_failed(dom->name, msg);
-    return;
+    return false;
   }
   mb_set_ok(dom->name);
+  return true;
 }
 
 static void mb_round(const char *why) {
@@ -872,6 +889,8 @@ static void mb_round(const char *why) {
   size_t info_num = 0;
   mb_domain_t *doms = NULL;  /* owned */
   mb_decision_t *dec = NULL; /* owned */
+  uint64_t *decided = NULL;  /* owned: the policy's targets, dec holds what
+                                is in force after actuation */
   char err[256] = "";
 
   if (mb_backend_ensure() != 0)
@@ -891,7 +910,8 @@ static void mb_round(const char *why) {
 
   doms = calloc(info_num > 0 ? info_num : 1, sizeof(*doms));
   dec = calloc(info_num > 0 ? info_num : 1, sizeof(*dec));
-  if (doms == NULL || dec == NULL) {
+  decided = calloc(info_num > 0 ? info_num : 1, sizeof(*decided));
+  if (doms == NULL || dec == NULL || decided == NULL) {
     ERROR(PLUGIN ": out of memory");
     goto out;
   }
@@ -991,35 +1011,61 @@ static void mb_round(const char *why) {
               PLUGIN ": the pool covers the domains' minimums again");
   }
 
-  /* Shrinks first so that the memory they free is there for the grows. */
+  /* Shrinks first so that the memory they free is there for the grows. A
+   * shrink that failed did not free anything: grows are held back so that
+   * the targets in force never exceed the pool. */
+  uint64_t in_force_kib = 0;
+  for (size_t i = 0; i < n; i++) {
+    decided[i] = dec[i].target_kib;
+    in_force_kib += doms[i].target_kib;
+  }
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < n; i++) {
       const mb_domain_t *dom = doms + i;
-      uint64_t to = dec[i].target_kib;
-      if (to == dom->target_kib)
+      uint64_t from = dom->target_kib, to = dec[i].target_kib;
+      if (to == from)
         continue;
-      bool shrink = to < dom->target_kib;
+      bool shrink = to < from;
       if ((pass == 0) != shrink)
         continue;
-      INFO(PLUGIN ": %s%s (domid %" PRIu32 ") target %.1f MiB -> %.1f MiB: "
-                  "%s (policy %s wanted %.1f MiB, cma %.1f MiB, current "
-                  "%.1f MiB%s; round on %s)",
-           conf_dry_run ? "[dry run] " : "", dom->name, dom->domid,
-           dom->target_kib / 1024.0, to / 1024.0, mb_reason_name(dec[i].reason),
-           mb_policy_name(conf.kind), dec[i].want_kib / 1024.0,
-           dec[i].cma_kib / 1024.0, dom->current_kib / 1024.0,
-           dom->has_sample ? "" : ", no fresh sample", why);
-      if (!conf_dry_run)
-        mb_actuate(dom, dec + i);
+      const char *held = "";
+      if (!shrink && !conf_dry_run) {
+        uint64_t room = pool_kib > in_force_kib ? pool_kib - in_force_kib : 0;
+        if (to - from > room) {
+          to = from + room;
+          held = " [held back: a shrink failed]";
+        }
+      }
+      if (mb_snap_prev_decided(dom->name) != decided[i])
+        INFO(PLUGIN ": %s%s (domid %" PRIu32 ") target %.1f MiB -> %.1f MiB: "
+                    "%s (policy %s wanted %.1f MiB, cma %.1f MiB, current "
+                    "%.1f MiB%s; round on %s)%s",
+             conf_dry_run ? "[dry run] " : "", dom->name, dom->domid,
+             from / 1024.0, to / 1024.0, mb_reason_name(dec[i].reason),
+             mb_policy_name(conf.kind), dec[i].want_kib / 1024.0,
+             dec[i].cma_kib / 1024.0, dom->current_kib / 1024.0,
+             dom->has_sample ? "" : ", no fresh sample", why, held);
+      if (conf_dry_run)
+        continue;
+      if (to != from && mb_actuate(dom, to)) {
+        in_force_kib = in_force_kib - from + to;
+        dec[i].target_kib = to;
+      } else {
+        dec[i].target_kib = from;
+      }
     }
   }
+  sum_kib = 0;
+  for (size_t i = 0; i < n; i++)
+    sum_kib += dec[i].target_kib;
 
-  mb_snap_publish(doms, dec, n, pstate.tau, pool_kib, sum_kib, rounds);
+  mb_snap_publish(doms, dec, decided, n, pstate.tau, pool_kib, sum_kib, rounds);
   DEBUG(PLUGIN ": round %" PRIu64 " (%s): %zu guests, sum of targets %" PRIu64
                " KiB, pool %" PRIu64 " KiB",
         rounds, why, n, sum_kib, pool_kib);
 
 out:
+  free(decided);
   free(dec);
   free(doms);
   free(info);

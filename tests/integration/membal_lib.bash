@@ -140,3 +140,38 @@ mbt_sum_targets() {
   for id in "$@"; do s=$((s + $(mbt_target "$id"))); done
   echo "$s"
 }
+
+# mbt_collectd_start_preload <conf> <library>: mb_collectd_start, with one
+# more LD_PRELOAD library (after libasan, which must come first).
+mbt_collectd_start_preload() {
+  local conf=$1 lib=$2
+  MB_CD_DIR=$MB_DIR/collectd
+  MB_CD_SOCK=$MB_CD_DIR/collectd.sock
+  MB_CD_LOG=$MB_CD_DIR/collectd.log
+  mkdir -p "$MB_CD_DIR"
+  rm -f "$MB_CD_SOCK"
+  local preload=$lib
+  local -a env=()
+  if mb__plugins_asan; then
+    preload="$(gcc -print-file-name=libasan.so):$lib"
+    env=(ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+  fi
+  env "${env[@]}" LD_PRELOAD="$preload" "$MB_COLLECTD_BIN" -f -C "$conf" \
+    >>"$MB_CD_DIR/collectd.stderr" 2>&1 &
+  MB_CD_PID=$!
+  MB_SAN_LOGS+=("$MB_CD_DIR/collectd.stderr" "$MB_CD_LOG")
+  mb_wait_for 15 collectdctl -s "$MB_CD_SOCK" listval ||
+    mb_fail "collectd did not come up (pid $MB_CD_PID)"
+  mb_log "collectd pid $MB_CD_PID (preload $lib), socket $MB_CD_SOCK"
+}
+
+# mbt_flush_round: `collectdctl flush plugin=membal` and wait (3 s at most)
+# until the round's values are in collectd.
+mbt_flush_round() {
+  local id=$MB_HOSTNAME/membal/memory-sum_targets before
+  before=$(mbt_lastupdate "$id")
+  mb_collectdctl flush plugin=membal
+  mb_wait_for 3 mbt__updated_since "$id" "$before" || mb_fail "flush: no round within 3 s"
+}
+mbt__updated_since() { [ "$(mbt_lastupdate "$1")" != "$2" ]; }
