@@ -235,10 +235,10 @@ mb_xenstored_restart() {
 # the guest, data/ owned (so writable) by the guest, memory/ dom0-owned and
 # readable by the guest.
 #
-# Acting AS that guest is not possible through the unix socket: xenstored
-# treats every socket connection as dom0 (privileged), and the protocol has
-# no request to drop to another domain id. Tests therefore check the
-# permissions (xenstore-ls -p) rather than exercising them.
+# xenstored treats every unix-socket client as dom0, so to act AS the guest
+# use mb_guest_proxy_start: it speaks to xenstored through a ring page like
+# a guest kernel, and xenstored applies the guest's permissions and
+# resolves relative paths against /local/domain/<domid>.
 mb_guest_domain() {
   local id=$1 name=${2:-guest$1}
   local p=/local/domain/$id
@@ -250,6 +250,31 @@ mb_guest_domain() {
   xenstore-chmod "$p/memory" n0 "r$id"
   xenstore-chmod "$p/memory/target" n0 "r$id"
   xenstore-chmod "$p/data" "n$id"
+}
+
+MB_GUEST_PROXY=${MB_GUEST_PROXY:-$MEMBAL_BUILD_DIR/tests/lib/xs-guest-proxy}
+
+# mb_guest_proxy_start <domid>: introduce domain <domid> to the test's
+# xenstored and print a socket path; a client with XENSTORED_PATH=<that
+# path> (xenstore-* tools, libxenstore, guestmem) is that guest. The proxy
+# re-introduces the domain by itself after mb_xenstored_restart (its client
+# sees the connection drop, as dom0 clients do) and is killed at exit.
+mb_guest_proxy_start() {
+  local id=$1
+  local sock=$MB_DIR/guest$id.sock
+  [ -x "$MB_GUEST_PROXY" ] || mb_fail "$MB_GUEST_PROXY not built"
+  [ -n "${MB_XS_DIR:-}" ] || mb_fail "mb_guest_proxy_start: start xenstored first"
+  mb_bg "$MB_DIR/guest$id.proxy.log" env XENSTORED_RUNDIR="$MB_XS_DIR" \
+    XENSTORED_PATH="$MB_XS_DIR/socket" "$MB_GUEST_PROXY" "$id" "$sock"
+  mb_wait_for 10 test -S "$sock" || mb_fail "guest proxy for domain $id did not start: $(cat "$MB_DIR/guest$id.proxy.log")"
+  echo "$sock"
+}
+
+# mb_as_guest <socket> <command...>: run a xenstore client as that guest.
+mb_as_guest() {
+  local sock=$1
+  shift
+  XENSTORED_PATH=$sock "$@"
 }
 
 # ----------------------------------------------------------------- collectd

@@ -14,6 +14,9 @@
  *   evtchn        FIFO whose read end is xenstored's event channel fd: any
  *                 4-byte port written into it wakes xenstored, which then
  *                 looks at every domain's ring;
+ *   notify-<domid> FIFO, when someone (xs-guest-proxy) plays that guest:
+ *                 xenstored's notifications to the domain arrive there as
+ *                 one byte each;
  *   dead-<domid>  when this file exists xc_domain_getinfo reports the domain
  *                 as dying, so poking the VIRQ_DOM_EXC port makes xenstored
  *                 release it (fires @releaseDomain) as on a real host.
@@ -244,9 +247,12 @@ SHIM_EXPORT int xengnttab_unmap(xengnttab_handle *xgt, void *start_address,
  * The fd xenstored polls is the read side of a FIFO in the rundir; nothing
  * writes to it unless a test wants to wake xenstored up. */
 
+#define SHIM_MAX_PORTS 4096
+
 struct shim_evtchn {
   int fd; /* owned */
   unsigned next_port;
+  uint32_t port_domid[SHIM_MAX_PORTS]; /* local port - FIRST -> domid */
 };
 
 static xenevtchn_handle *shim_evtchn_new(void) {
@@ -297,12 +303,34 @@ SHIM_EXPORT int xenevtchn_fd(xenevtchn_handle *xce) {
 }
 
 SHIM_EXPORT int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port) {
+  struct shim_evtchn *h = (struct shim_evtchn *)xce;
+  char path[PATH_MAX];
+  if (port < SHIM_FIRST_PORT || port - SHIM_FIRST_PORT >= SHIM_MAX_PORTS ||
+      port >= h->next_port)
+    return 0;
+  snprintf(path, sizeof(path), "%s/notify-%u", shim_rundir(),
+           h->port_domid[port - SHIM_FIRST_PORT]);
+  /* Nobody plays this domain (no FIFO, or no reader: ENOENT/ENXIO) or the
+   * FIFO is full of unread wake-ups (EAGAIN): nothing to do either way. */
+  int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0) {
+    char b = 1;
+    if (write(fd, &b, 1) < 0 && errno != EAGAIN)
+      shim_log("notify %s: %s", path, strerror(errno));
+    close(fd);
+  }
   return 0;
 }
 
 SHIM_EXPORT xenevtchn_port_or_error_t xenevtchn_bind_interdomain(
     xenevtchn_handle *xce, uint32_t domid, evtchn_port_t remote_port) {
-  return (xenevtchn_port_or_error_t)((struct shim_evtchn *)xce)->next_port++;
+  struct shim_evtchn *h = (struct shim_evtchn *)xce;
+  if (h->next_port - SHIM_FIRST_PORT >= SHIM_MAX_PORTS) {
+    errno = ENOSPC;
+    return -1;
+  }
+  h->port_domid[h->next_port - SHIM_FIRST_PORT] = domid;
+  return (xenevtchn_port_or_error_t)h->next_port++;
 }
 
 SHIM_EXPORT xenevtchn_port_or_error_t xenevtchn_bind_virq(xenevtchn_handle *xce,
