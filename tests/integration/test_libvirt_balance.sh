@@ -206,6 +206,28 @@ mb_assert "node0_free = libvirt's free of cell 0 ($free0 KiB)" gauge_is "vmmem/m
 mb_wait_for 3 gauge "vmmem/memory-node1_total" >/dev/null || mb_fail "no node1_total from vmmem"
 mb_collectd_stop
 
+# ---- the shipped drop-in collectd.conf.d/kvm.conf, pointed at the host
+# file: loads, reads the domains, balances on a flush. Only paths change
+# (types.db from the source tree, RRD under the test directory, our build's
+# plugins with rrdtool loaded before them from collectd's directory; its
+# unixsock block gives way to the harness's own).
+dropin=$MEMBAL_SOURCE_DIR/collectd.conf.d/kvm.conf
+mb_collectd_conf "$MB_DIR/collectd-dropin.conf" < <(
+  sed -e "s|qemu:///system\"|$uri\"|" \
+    -e "s|/usr/share/membal/collectd.conf.d/membal-types.db|$MEMBAL_SOURCE_DIR/collectd.conf.d/membal-types.db|" \
+    -e "s|/var/lib/collectd/rrd|$MB_DIR/rrd-dropin|" \
+    -e "/^LoadPlugin unixsock/d" -e "/^<Plugin unixsock>/,/^<\/Plugin>/d" \
+    -e "/^LoadPlugin rrdtool\$/d" \
+    -e "s|^LoadPlugin vmmem|LoadPlugin rrdtool\nPluginDir \"$MB_PLUGINDIR\"\nLoadPlugin vmmem|" "$dropin"
+)
+grep -q "URI \"$uri\"" "$MB_DIR/collectd-dropin.conf" || mb_fail "drop-in has no URI line to point at the test host"
+mb_collectd_start "$MB_DIR/collectd-dropin.conf"
+mb_wait_for 10 gauge "vmmem-db/memory-guest_MemTotal" >/dev/null || mb_fail "drop-in: vmmem read nothing"
+mb_collectdctl flush plugin=membal
+mb_wait_for 5 gauge "membal-db/memory-target" >/dev/null || mb_fail "drop-in: membal made no round"
+mb_assert "drop-in: membal runs cagma on libvirt" mb_log_has "membal: policy cagma, backend libvirt"
+mb_collectd_stop
+
 # ---- an unreachable URI: said (naming it), collectd keeps running
 write_conf "$MB_DIR/collectd-bad.conf" "test:///nonexistent/membal-host.xml" <<EOF
   DryRun true
