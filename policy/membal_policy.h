@@ -123,14 +123,23 @@ void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
 /* Parsers and the xenstore record (untrusted input)                       */
 /* ---------------------------------------------------------------------- */
 
-/* Error text is written to err (NUL-terminated, may be truncated) and names
- * the offending line or key. Return 0 on success, -1 on rejected input; on
- * rejection *out is left with have == 0. Unknown keys are ignored.
- * Duplicated keys, malformed lines, overflow, negative or non-decimal
- * numbers, and inconsistent values (free > total) are rejected. */
+/* Error text is written to err (NUL-terminated, may be truncated; err may
+ * be NULL) and names the offending line or key. Return 0 on success, -1 on
+ * rejected input; on rejection *out is left with have == 0. text need not
+ * be NUL-terminated: exactly len bytes are read; a final line without '\n'
+ * is fine, an embedded NUL or an empty line is not.
+ * Unknown keys are ignored, but their lines must still be well-formed.
+ * Rejected: duplicated keys, malformed lines, overflow, negative or
+ * non-decimal numbers (no sign, no hex, no exponent, no NaN), a known
+ * meminfo field without its "kB" unit, a KiB figure above MB_KIB_MAX, and
+ * inconsistent values: a RAM figure (MemFree, MemAvailable, Cached, ...)
+ * above MemTotal, MemTotal 0, SwapFree > SwapTotal, SReclaimable +
+ * SUnreclaim > Slab. Committed_AS may exceed MemTotal (overcommit). */
 int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                      size_t errlen);
-/* Adds the vmstat fields to *out (which may already hold meminfo fields). */
+/* Adds the vmstat fields to *out (which may already hold meminfo fields).
+ * Lines are "key value" with one space. Unknown counters may be negative
+ * (some kernels print signed per-cpu drift); the ones membal reads may not. */
 int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                     size_t errlen);
 
@@ -145,8 +154,13 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
  *   pswpin 17
  *
  * Lines end with '\n'; at most MB_RECORD_MAX - 1 bytes.
+ * Keys are [A-Za-z0-9_()], separated from a decimal value by one space.
+ * Unknown keys are ignored (a later format's fields); the fields'
+ * consistency rules are those of mb_meminfo_parse. A record without
+ * "membal 1" first, without seq (or seq 0) or uptime_ms, or longer than
+ * MB_RECORD_MAX - 1 bytes is rejected.
  * mb_record_format returns the length written (excluding NUL) or -1 when
- * buf is too small. */
+ * buf is too small; it writes s->seq as is, so give it seq >= 1. */
 int mb_record_format(const mb_sample_t *s, char *buf, size_t buflen);
 int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                     size_t errlen);
@@ -157,7 +171,9 @@ int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
 
 typedef struct {
   uint64_t total_kib;   /* physical memory of the host */
-  uint64_t free_kib;    /* free in the hypervisor right now */
+  uint64_t free_kib;    /* free in the hypervisor right now. Informational:
+                           the policies budget with pool - sum of current
+                           (free memory includes the reserve's slack) */
   uint64_t reserve_kib; /* dom0 + hypervisor + slack: never handed to guests.
                            Pool for guests = total_kib - reserve_kib. */
   unsigned nr_nodes;    /* 0 = NUMA unknown */
