@@ -7,7 +7,7 @@
  * a balancer need not wait for the next interval.
  *
  * <Plugin vmmem>
- *   Backend "libxl"          # or "sim"; required
+ *   Backend "libxl"          # or "sim", "libvirt"; required
  *   XenstorePath "/run/xenstored/socket"
  *   URI "qemu:///system"     # libvirt backend; default $LIBVIRT_DEFAULT_URI,
  *                            # else qemu:///system
@@ -86,8 +86,8 @@ static int vm_config(oconfig_item_t *ci) {
       if (status == 0 && strcmp(vm_backend_kind, "libxl") != 0 &&
           strcmp(vm_backend_kind, "sim") != 0 &&
           strcmp(vm_backend_kind, "libvirt") != 0) {
-        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want \"libxl\" or "
-                        "\"sim\")",
+        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want \"libxl\", "
+                        "\"sim\" or \"libvirt\")",
               vm_backend_kind);
         status = -1;
       }
