@@ -132,7 +132,7 @@ static void test_names(void) {
     const char *name = mb_policy_name(k);
     CU_ASSERT_PTR_NOT_NULL_FATAL(name);
     CU_ASSERT_EQUAL(mb_policy_from_name(name, &back), 0);
-    CU_ASSERT_EQUAL(back, k);
+    CU_ASSERT_EQUAL((int)back, k);
   }
   mb_policy_kind_t k;
   CU_ASSERT_EQUAL(mb_policy_from_name("Tax", &k), -1);
