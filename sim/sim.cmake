@@ -48,10 +48,14 @@ if(MEMBAL_TESTS)
                    --check ${_sim}/tests/expected-order.txt
                    --out ${CMAKE_CURRENT_BINARY_DIR}/bench-short)
   set_tests_properties(sim.bench_short PROPERTIES TIMEOUT 120)
-  if(EXISTS ${_sim}/tests/test_live.sh)
-    add_test(NAME sim.live COMMAND bash ${_sim}/tests/test_live.sh)
-    set_tests_properties(sim.live PROPERTIES
-      ENVIRONMENT "MEMBAL_BUILD_DIR=${CMAKE_BINARY_DIR};MEMBAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
-      SKIP_RETURN_CODE 77 TIMEOUT 120)
-  endif()
+  # Live mode against a real xenstored, alone and under the real collectd
+  # pipeline (vmmem + membal, Backend "sim").
+  foreach(t live pipeline)
+    if(EXISTS ${_sim}/tests/test_${t}.sh)
+      add_test(NAME sim.${t} COMMAND bash ${_sim}/tests/test_${t}.sh)
+      set_tests_properties(sim.${t} PROPERTIES
+        ENVIRONMENT "MEMBAL_BUILD_DIR=${CMAKE_BINARY_DIR};MEMBAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
+        SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS integration)
+    endif()
+  endforeach()
 endif()
