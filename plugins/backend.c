@@ -94,3 +94,14 @@ int mb_backend_guest(mb_backend_t *b, uint32_t domid, mb_dominfo_t *out,
   }
   return b->ops->guest(b->priv, domid, out, raw, rawlen, err, errlen);
 }
+
+int mb_backend_name(mb_backend_t *b, uint32_t domid, char *name, char *err,
+                    size_t errlen) {
+  name[0] = '\0';
+  if (b->ops->name == NULL) {
+    snprintf(err, errlen, "backend %s cannot name single domains",
+             b->ops->kind);
+    return -1;
+  }
+  return b->ops->name(b->priv, domid, name, err, errlen);
+}

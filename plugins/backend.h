@@ -92,15 +92,22 @@ int mb_backend_set_target(mb_backend_t *b, uint32_t domid, uint64_t target_kib,
 int mb_backend_wait_event(mb_backend_t *b, int timeout_ms, uint32_t *domid,
                           char *err, size_t errlen);
 
-/* Reads one domain's latest guest record: fills out->domid, out->name and
- * the sample fields (sample_status, sample, sample_err); the memory figures
- * may be left 0. raw (may be NULL) receives the record text as published,
- * NUL-terminated and truncated to rawlen - 1 (untrusted). Meant for the
- * thread that waits in mb_backend_wait_event(), on its own handle.
- * Returns 0, or -1 (+err) when the domain is gone or the backend has no
- * records of its own (libvirt). */
+/* Reads one domain's latest guest record: fills out->domid and the sample
+ * fields (sample_status, sample, sample_err); name and memory figures are
+ * left empty (one read per call: a thread woken for every record of the
+ * host asks for the name only when it needs it, mb_backend_name()). raw
+ * (may be NULL) receives the record text as published, NUL-terminated and
+ * truncated to rawlen - 1 (untrusted). Meant for the thread that waits in
+ * mb_backend_wait_event(), on its own handle. Returns 0, or -1 (+err) on
+ * store failure or when the backend has no records of its own (libvirt). */
 int mb_backend_guest(mb_backend_t *b, uint32_t domid, mb_dominfo_t *out,
                      char *raw, size_t rawlen, char *err, size_t errlen);
+
+/* Name of one domain (validated as in mb_backend_list()) into
+ * name[MB_NAME_LEN]. 0, or -1 (+err) when the domain is gone, its name is
+ * invalid or the backend cannot tell. */
+int mb_backend_name(mb_backend_t *b, uint32_t domid, char *name, char *err,
+                    size_t errlen);
 
 /* Requests served by the backend's store since open (xenstore reads +
  * directory listings; benchmark figure). */

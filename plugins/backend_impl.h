@@ -12,14 +12,16 @@ typedef struct {
   int (*host)(void *priv, mb_hostinfo_t *out, char *err, size_t errlen);
   int (*list)(void *priv, mb_dominfo_t **out, size_t *n, char *err,
               size_t errlen);
-  int (*set_target)(void *priv, uint32_t domid, uint64_t target_kib,
-                    char *err, size_t errlen);
+  int (*set_target)(void *priv, uint32_t domid, uint64_t target_kib, char *err,
+                    size_t errlen);
   int (*wait_event)(void *priv, int timeout_ms, uint32_t *domid, char *err,
                     size_t errlen);
   uint64_t (*requests)(const void *priv);
   /* Optional (NULL: mb_backend_guest() fails): see mb_backend_guest(). */
   int (*guest)(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
                size_t rawlen, char *err, size_t errlen);
+  /* Optional (NULL: mb_backend_name() fails): see mb_backend_name(). */
+  int (*name)(void *priv, uint32_t domid, char *name, char *err, size_t errlen);
 } mb_backend_ops_t;
 
 #ifdef MEMBAL_HAVE_SIM

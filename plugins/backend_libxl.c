@@ -304,10 +304,18 @@ static uint64_t lx_requests(const void *priv) {
 static int lx_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
                     size_t rawlen, char *err, size_t errlen) {
   lx_t *b = priv;
+  /* The waiting thread's own connection, never the read callback's. */
   if (!b->wxs_ready) {
     mb_xs_init(&b->wxs, b->xs.socket_path, err, errlen);
     b->wxs_ready = true;
   }
+  out->domid = domid;
+  return mb_xs_guest_read(&b->wxs, domid, out, raw, rawlen, err, errlen);
+}
+
+static int lx_name_one(void *priv, uint32_t domid, char *name, char *err,
+                       size_t errlen) {
+  lx_t *b = priv;
   char *n = libxl_domid_to_name(b->ctx, domid); /* owned */
   if (n == NULL) {
     snprintf(err, errlen, "libxl: domain %u has no name (gone?)", domid);
@@ -319,10 +327,9 @@ static int lx_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
     free(n);
     return -1;
   }
-  snprintf(out->name, sizeof(out->name), "%s", n);
+  snprintf(name, MB_NAME_LEN, "%s", n);
   free(n);
-  out->domid = domid;
-  return mb_xs_guest_read(&b->wxs, domid, out, raw, rawlen, err, errlen);
+  return 0;
 }
 
 const mb_backend_ops_t mb_backend_libxl_ops = {
@@ -335,4 +342,5 @@ const mb_backend_ops_t mb_backend_libxl_ops = {
     .wait_event = lx_wait_event,
     .requests = lx_requests,
     .guest = lx_guest,
+    .name = lx_name_one,
 };

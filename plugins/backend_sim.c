@@ -407,33 +407,48 @@ static uint64_t sim_requests(const void *priv) {
   return s->xs.requests + (s->wxs_ready ? s->wxs.requests : 0);
 }
 
-static int sim_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
-                     size_t rawlen, char *err, size_t errlen) {
-  sim_t *s = priv;
-  /* The watch thread calls this: it uses the watch connection, never the
-   * one the read callback may be using. */
+/* The waiting thread's calls (guest, name) use the watch connection, never
+ * the one the read callback may be using. */
+static mb_xs_t *sim_wxs(sim_t *s, char *err, size_t errlen) {
   if (!s->wxs_ready) {
     mb_xs_init(&s->wxs, s->xs.socket_path, err, errlen);
     s->wxs_ready = true;
   }
+  return &s->wxs;
+}
+
+static int sim_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
+                     size_t rawlen, char *err, size_t errlen) {
+  sim_t *s = priv;
+  out->domid = domid;
+  return mb_xs_guest_read(sim_wxs(s, err, errlen), domid, out, raw, rawlen, err,
+                          errlen);
+}
+
+static int sim_name(void *priv, uint32_t domid, char *name, char *err,
+                    size_t errlen) {
+  sim_t *s = priv;
   char path[64], why[160];
   size_t len = 0;
+  mb_dominfo_t d;
+  memset(&d, 0, sizeof(d));
   snprintf(path, sizeof(path), SIM_ROOT "/dom/%u", domid);
-  char *text = mb_xs_read(&s->wxs, path, MB_XS_NODE_MAX, &len); /* owned */
+  char *text = mb_xs_read(sim_wxs(s, err, errlen), path, MB_XS_NODE_MAX,
+                          &len); /* owned */
   if (text == NULL) {
     snprintf(err, errlen, "sim: reading %s: %s", path, strerror(errno));
     return -1;
   }
   bool have_target = false;
   const char *bad =
-      sim_parse_dom(text, len, out, &have_target, why, sizeof(why));
+      sim_parse_dom(text, len, &d, &have_target, why, sizeof(why));
   free(text);
   if (bad != NULL) {
     snprintf(err, errlen, "sim: domain %u: %s", domid, bad);
     return -1;
   }
-  out->domid = domid;
-  return mb_xs_guest_read(&s->wxs, domid, out, raw, rawlen, err, errlen);
+  memcpy(name, d.name, MB_NAME_LEN);
+  return 0;
 }
 
 const mb_backend_ops_t mb_backend_sim_ops = {
@@ -446,4 +461,5 @@ const mb_backend_ops_t mb_backend_sim_ops = {
     .wait_event = sim_wait_event,
     .requests = sim_requests,
     .guest = sim_guest,
+    .name = sim_name,
 };

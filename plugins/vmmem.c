@@ -377,8 +377,8 @@ static void vm_notify(const mb_dominfo_t *d, const char *raw,
 }
 
 /* A changed record: notify when urgent or swapping fast. */
-static void vm_watch_record(vm_watch_table_t *t, const mb_dominfo_t *d,
-                            const char *raw) {
+static void vm_watch_record(mb_backend_t *b, vm_watch_table_t *t,
+                            mb_dominfo_t *d, const char *raw) {
   vm_watch_dom_t *e = vm_watch_lookup(t, d->domid);
   if (e == NULL)
     return;
@@ -392,8 +392,15 @@ static void vm_watch_record(vm_watch_table_t *t, const mb_dominfo_t *d,
   double swap = r.valid ? r.swapin_pps + r.swapout_pps : 0;
   if ((s->urgent || swap > vm_swap_threshold_pps) &&
       (s->seq == 0 || s->seq != e->notified_seq)) {
-    vm_notify(d, raw, &r);
-    e->notified_seq = s->seq;
+    char err[256];
+    /* The name costs a read: asked only for records worth a notification. */
+    if (mb_backend_name(b, d->domid, d->name, err, sizeof(err)) == 0) {
+      vm_notify(d, raw, &r);
+      e->notified_seq = s->seq;
+    } else {
+      WARNING(VM_PLUGIN ": watch: no notification for domain %u: %s", d->domid,
+              err);
+    }
   }
   e->last = *s;
 }
@@ -433,7 +440,7 @@ static void *vm_watch_main(void *arg) {
       continue; /* domain gone meanwhile: the read callback drops it */
     if (d.sample_status != MB_SAMPLE_OK)
       continue; /* rejected records are logged by the read callback */
-    vm_watch_record(&table, &d, raw);
+    vm_watch_record(wb, &table, &d, raw);
   }
   mb_backend_close(wb);
   free(table.doms);
