@@ -768,6 +768,10 @@ static void mb_snap_dispatch(cdtime_t now) {
               interval);
   mb_dispatch("", "membal_rounds", "",
               (value_t){.derive = (derive_t)snap_rounds}, now, interval);
+  /* The same count as a gauge: unixsock's GETVAL shows derives as rates,
+   * and an observer wants to see which round is in force. */
+  mb_dispatch("", "membal_round", "", (value_t){.gauge = (gauge_t)snap_rounds},
+              now, interval);
   snap_last = now;
 }
 

@@ -73,23 +73,6 @@ EOF
 # mbt_membal_log <regex>: collectd's log has a membal line matching it.
 mbt_membal_log() { grep -E -- "membal: .*$1" "$MB_CD_LOG"; }
 
-# mbt_lastupdate <identifier>: time (epoch s, fractional) of the last value
-# collectd holds for identifier, from unixsock's LISTVAL; empty if none.
-mbt_lastupdate() {
-  python3 - "$MB_CD_SOCK" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.write("LISTVAL\n"); f.flush()
-n = int(f.readline().split()[0])
-for _ in range(n):
-    t, ident = f.readline().rstrip("\n").split(" ", 1)
-    if ident == sys.argv[2]:
-        print(t)
-PY
-}
-
 # mbt_guest_loop <domid> <demand_file> [stop_file]: a guest agent stand-in:
 # every 0.5 s publishes a record with seq+1, MemTotal = the domain's
 # current balloon size, and the demand in demand_file (KiB, read each time,
@@ -166,12 +149,22 @@ mbt_collectd_start_preload() {
   mb_log "collectd pid $MB_CD_PID (preload $lib), socket $MB_CD_SOCK"
 }
 
-# mbt_flush_round: `collectdctl flush plugin=membal` and wait (3 s at most)
-# until the round's values are in collectd.
-mbt_flush_round() {
-  local id=$MB_HOSTNAME/membal/memory-sum_targets before
-  before=$(mbt_lastupdate "$id")
-  mb_collectdctl flush plugin=membal
-  mb_wait_for 3 mbt__updated_since "$id" "$before" || mb_fail "flush: no round within 3 s"
+# mbt_round: number of the round whose decisions are in force (0 = none).
+mbt_round() {
+  local v
+  v=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null) || {
+    echo 0
+    return
+  }
+  awk -v v="$v" 'BEGIN { printf "%d\n", v }'
 }
-mbt__updated_since() { [ "$(mbt_lastupdate "$1")" != "$2" ]; }
+mbt__round_after() { [ "$(mbt_round)" -gt "$1" ]; }
+
+# mbt_flush_round: `collectdctl flush plugin=membal` and wait (3 s at most)
+# until a new round's decisions are in force.
+mbt_flush_round() {
+  local before
+  before=$(mbt_round)
+  mb_collectdctl flush plugin=membal
+  mb_wait_for 3 mbt__round_after "$before" || mb_fail "flush: no round within 3 s (round still $before)"
+}

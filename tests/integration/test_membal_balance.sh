@@ -56,7 +56,6 @@ gauge_is() {
   awk -v a="$v" -v b="$2" 'BEGIN { exit !(a + 0 == b + 0) }'
 }
 target_is_not() { [ "$(mbt_target "$1")" != "$2" ]; }
-updated_since() { [ "$(mbt_lastupdate "$1")" != "$2" ]; }
 
 # vm3's one record ages past StaleAfter.
 mb_wait_for 10 gauge_is "$MB_HOSTNAME/vmmem-vm3/vmmem_sample-stale" 1 ||
@@ -79,6 +78,7 @@ mb_log "flush -> new target in xenstore: ${latency} ms"
 [ "$latency" -le 1000 ] || mb_fail "flush took ${latency} ms to reach the backend (> 1000)"
 mb_wait_for 2 mb_getval "$MB_HOSTNAME/membal/memory-sum_targets" ||
   mb_fail "membal dispatched nothing on the flush round"
+mb_assert_eq 1 "$(mbt_round)" "round number after the first flush"
 
 t1v=$(mbt_target 1)
 t2v=$(mbt_target 2)
@@ -119,10 +119,9 @@ for n in 2 3 4 5 6 7 8; do
     echo $((900 * MiB)) >"$MB_DIR/vm2.used" ;;
   esac
   sleep 1.2
-  before=$(mbt_lastupdate "$MB_HOSTNAME/membal/memory-sum_targets")
+  before=$(mbt_round)
   mb_collectdctl flush plugin=membal
-  mb_wait_for 2 updated_since "$MB_HOSTNAME/membal/memory-sum_targets" "$before" ||
-    mb_fail "flush $n: no new round within 2 s"
+  mb_wait_for 2 mbt__round_after "$before" || mb_fail "flush $n: no new round within 2 s"
   sleep 0.3
   check_round "$n"
 done
