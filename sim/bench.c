@@ -203,8 +203,8 @@ static void print_table(FILE *f, const scn_run_t *sr, bool md) {
     fprintf(f, "\n**%s** — %s\n\n", scn->name, scn->title);
     fprintf(f, "| policy | swap I/O pages | ×oracle | ×static | slowdown "
                "mean | p99 | disk ms | disk-VM IOPS | idle MiB | balloon "
-               "changes | react cover/decide max s |\n");
-    fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+               "changes | react cover/decide max s | boot wait s |\n");
+    fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   } else {
     fprintf(f, "\n== %s: %s (%.0f s, interval %.1f s)\n", scn->name, scn->title,
             scn->duration_s, scn->interval_s);
@@ -228,19 +228,20 @@ static void print_table(FILE *f, const scn_run_t *sr, bool md) {
     if (md)
       fprintf(f,
               "| %s | %.0f | %s | %s | %.3f | %.2f | %.1f | %s | %.0f | "
-              "%llu | %.1f / %.1f |\n",
+              "%llu | %.1f / %.1f | %.0f |\n",
               sim_policies[p]->name, r->swap_pages, xo, xs, r->slowdown_mean,
               r->slowdown_p99, r->disk_resp_ms, iops, r->idle_mib,
               (unsigned long long)r->balloon_changes, r->react_cover_max_s,
-              r->react_decide_max_s);
+              r->react_decide_max_s, r->boot_wait_s);
     else
       fprintf(f,
               "%-12s %12.0f %8s %8s %8.3f %8.2f %8.1f %14s %8.0f %7llu "
-              "%6.1f/%-6.1f %6llu\n",
+              "%6.1f/%-6.1f %9.0f %6llu\n",
               sim_policies[p]->name, r->swap_pages, xo, xs, r->slowdown_mean,
               r->slowdown_p99, r->disk_resp_ms, iops, r->idle_mib,
               (unsigned long long)r->balloon_changes, r->react_cover_max_s,
-              r->react_decide_max_s, (unsigned long long)r->oom_mib);
+              r->react_decide_max_s, r->boot_wait_s,
+              (unsigned long long)r->oom_mib);
   }
 }
 
@@ -251,14 +252,15 @@ static void csv_rows(FILE *f, const scn_run_t *sr) {
     const sim_result_t *r = &sr->res[p];
     fprintf(f,
             "%s,%s,%.0f,%.0f,%.0f,%.4f,%.4f,%.3f,%.2f,%.2f,%.1f,%llu,%.1f,"
-            "%.1f,%.1f,%u,%llu,%llu\n",
+            "%.1f,%.1f,%u,%llu,%llu,%.1f\n",
             sr->scn->name, sim_policies[p]->name, r->swap_pages,
             r->swapin_pages, r->swapout_pages, r->slowdown_mean,
             r->slowdown_p99, r->disk_resp_ms, r->diskvm_iops,
             r->diskvm_iops_free, r->idle_mib,
             (unsigned long long)r->balloon_changes, r->react_cover_max_s,
             r->react_cover_mean_s, r->react_decide_max_s, r->react_events,
-            (unsigned long long)r->oom_mib, (unsigned long long)r->rounds);
+            (unsigned long long)r->oom_mib, (unsigned long long)r->rounds,
+            r->boot_wait_s);
   }
 }
 
@@ -591,7 +593,7 @@ int main(int argc, char **argv) {
                "slowdown_mean,slowdown_p99,disk_resp_ms,diskvm_iops,"
                "diskvm_iops_alone,idle_mib,balloon_changes,react_cover_max_s,"
                "react_cover_mean_s,react_decide_max_s,react_events,oom_mib,"
-               "rounds\n");
+               "rounds,boot_wait_s\n");
   for (size_t k = 0; k < nn; k++) {
     snprintf(path, sizeof(path), "%s/%s", dir, names[k]);
     sim_scenario_t *scn = sim_scenario_load(path, err, sizeof(err));

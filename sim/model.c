@@ -164,8 +164,9 @@ static void boot(sim_model_t *m, size_t i) {
   v->booted_at = m->t;
   v->ws_kib = sim_model_ws_at(m, i, m->t);
   double usable = mem - (double)s->base_kib;
+  /* what does not fit is allocated by the next steps, swapping out as the
+   * working set is built (and counted) */
   v->anon_res_kib = fmin(v->ws_kib, usable);
-  v->swapped_kib = fmin(v->ws_kib - v->anon_res_kib, (double)s->swap_kib);
   v->progress = 1;
   v->last_pub_s = -1e9;
 }

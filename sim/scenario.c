@@ -313,7 +313,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
   }
   if (!strcmp(d, "host") || !strcmp(d, "disk") || !strcmp(d, "balloon")) {
     for (int i = 1; i < ntok; i++) {
-      char *k, *v;
+      char *k = NULL, *v = NULL;
       if (split_kv(p, tok[i], &k, &v))
         return -1;
       uint64_t kib;
@@ -356,7 +356,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
     vm_defaults(vm);
     snprintf(vm->name, sizeof(vm->name), "%s", tok[1]);
     for (int i = 2; i < ntok; i++) {
-      char *k, *v;
+      char *k = NULL, *v = NULL;
       if (split_kv(p, tok[i], &k, &v) || vm_attr(p, vm, k, v))
         return -1;
     }
