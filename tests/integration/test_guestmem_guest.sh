@@ -10,7 +10,8 @@
 mb_xenstored_start
 mb_guest_domain 5 vm5
 mb_guest_domain 6 vm6
-g5=$(mb_guest_proxy_start 5)
+mb_guest_proxy_start 5
+g5=$MB_GUEST_SOCK
 total=$((2000000 + RANDOM))
 gm_meminfo "$total" 700000
 gm_vmstat 10 20 30 40

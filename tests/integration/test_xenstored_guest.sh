@@ -8,8 +8,10 @@
 mb_xenstored_start
 mb_guest_domain 5 vm5
 mb_guest_domain 6 vm6
-g5=$(mb_guest_proxy_start 5)
-g6=$(mb_guest_proxy_start 6)
+mb_guest_proxy_start 5
+g5=$MB_GUEST_SOCK
+mb_guest_proxy_start 6
+g6=$MB_GUEST_SOCK
 
 # own data/, relative path
 mb_assert "guest 5 writes data/membal/stats (relative)" \

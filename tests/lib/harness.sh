@@ -255,19 +255,23 @@ mb_guest_domain() {
 MB_GUEST_PROXY=${MB_GUEST_PROXY:-$MEMBAL_BUILD_DIR/tests/lib/xs-guest-proxy}
 
 # mb_guest_proxy_start <domid>: introduce domain <domid> to the test's
-# xenstored and print a socket path; a client with XENSTORED_PATH=<that
-# path> (xenstore-* tools, libxenstore, guestmem) is that guest. The proxy
-# re-introduces the domain by itself after mb_xenstored_restart (its client
-# sees the connection drop, as dom0 clients do) and is killed at exit.
+# xenstored and set MB_GUEST_SOCK (also: mb_guest_sock <domid>); a client
+# with XENSTORED_PATH=<that path> (xenstore-* tools, libxenstore, guestmem)
+# is that guest. The proxy re-introduces the domain by itself after
+# mb_xenstored_restart (its client sees the connection drop, as dom0
+# clients do) and is killed at exit. Call it directly, not in $(...): the
+# pid must be recorded in this shell.
+mb_guest_sock() { echo "$MB_DIR/guest$1.sock"; }
 mb_guest_proxy_start() {
   local id=$1
-  local sock=$MB_DIR/guest$id.sock
+  local sock
+  sock=$(mb_guest_sock "$id")
   [ -x "$MB_GUEST_PROXY" ] || mb_fail "$MB_GUEST_PROXY not built"
   [ -n "${MB_XS_DIR:-}" ] || mb_fail "mb_guest_proxy_start: start xenstored first"
   mb_bg "$MB_DIR/guest$id.proxy.log" env XENSTORED_RUNDIR="$MB_XS_DIR" \
     XENSTORED_PATH="$MB_XS_DIR/socket" "$MB_GUEST_PROXY" "$id" "$sock"
   mb_wait_for 10 test -S "$sock" || mb_fail "guest proxy for domain $id did not start: $(cat "$MB_DIR/guest$id.proxy.log")"
-  echo "$sock"
+  MB_GUEST_SOCK=$sock
 }
 
 # mb_as_guest <socket> <command...>: run a xenstore client as that guest.

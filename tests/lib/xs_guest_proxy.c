@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -356,6 +357,10 @@ int main(int argc, char **argv) {
   p.dom0_socket = getenv("XENSTORED_PATH");
   if (!p.rundir || !p.dom0_socket)
     die("XENSTORED_RUNDIR and XENSTORED_PATH must be set");
+  /* a test killed hard must not leave us behind */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() == 1)
+    return 0;
   signal(SIGPIPE, SIG_IGN);
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
