@@ -10,6 +10,8 @@
  *
  *   vmmem-bench -n 1000 [-r 20] [-x socket] [-p xenstored-pid] [-T]
  *
+ * -P <s> only populates, then has every guest publish a new record once a
+ * second for s seconds (load for a collectd measured from outside).
  * -T leaves target_kib out of the dom nodes (a simulator that does not
  * mirror the target there): the backend then reads memory/target too.
  */
@@ -115,7 +117,8 @@ int main(int argc, char **argv) {
   int with_target = 1;
   const char *sock = NULL;
   int c;
-  while ((c = getopt(argc, argv, "n:r:x:p:T")) != -1) {
+  unsigned publish_s = 0;
+  while ((c = getopt(argc, argv, "n:r:x:p:TP:")) != -1) {
     switch (c) {
     case 'n':
       n = (unsigned)strtoul(optarg, NULL, 10);
@@ -132,9 +135,13 @@ int main(int argc, char **argv) {
     case 'T':
       with_target = 0;
       break;
+    case 'P':
+      publish_s = (unsigned)strtoul(optarg, NULL, 10);
+      break;
     default:
-      fprintf(stderr, "usage: vmmem-bench -n domains [-r rounds] "
-                      "[-x xenstored-socket] [-p xenstored-pid] [-T]\n");
+      fprintf(stderr,
+              "usage: vmmem-bench -n domains [-r rounds] "
+              "[-x xenstored-socket] [-p xenstored-pid] [-T] [-P seconds]\n");
       return 2;
     }
   }
@@ -154,6 +161,21 @@ int main(int argc, char **argv) {
   mb_backend_t *b = NULL;
   if (populate(h, n, with_target) != 0)
     goto out;
+  if (publish_s > 0) {
+    /* Guests only: every guest publishes a new record once a second, as
+     * guestmem with Interval 1 would (load for a collectd under test). */
+    for (unsigned t = 0; t < publish_s; t++) {
+      struct timespec next;
+      clock_gettime(CLOCK_MONOTONIC, &next);
+      next.tv_sec += 1;
+      for (unsigned id = 1; id <= n; id++)
+        if (publish(h, id, t + 2) != 0)
+          goto out;
+      clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+    }
+    rc = 0;
+    goto out;
+  }
 
   char err[256];
   mb_backend_opts_t o = {.kind = "sim", .xenstore_path = sock};
