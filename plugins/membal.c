@@ -729,7 +729,6 @@ typedef struct {
 } mb_snapdom_t;
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t snap_cond = PTHREAD_COND_INITIALIZER;
 static mb_snapdom_t *snap; /* owned, snap_num entries */
 static size_t snap_num;
 static bool snap_valid;
@@ -775,7 +774,7 @@ static void mb_snap_dispatch(cdtime_t now) {
   snap_last = now;
 }
 
-/* A round's decisions: recorded now, waiting (< 1 s) for a free second. */
+/* A round's decisions: recorded and dispatched now. */
 static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
                             const uint64_t *decided, size_t n, double tau,
                             uint64_t pool_kib, uint64_t sum_kib,
@@ -801,14 +800,12 @@ static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
   snap_sum_kib = sum_kib;
   snap_rounds = nrounds;
   snap_valid = true;
-  /* Nobody signals snap_cond: the wait is a sleep that releases snap_lock
-   * (the read callback may dispatch meanwhile: the slot is recomputed). */
-  cdtime_t now = cdtime(), slot;
-  while (now < (slot = mb_next_slot(snap_last))) {
-    struct timespec ts = CDTIME_T_TO_TIMESPEC(slot);
-    pthread_cond_timedwait(&snap_cond, &snap_lock, &ts);
-    now = cdtime();
-  }
+  /* The round's values go out at once; if the last dispatch took this
+   * second, they are stamped with the next free one (< 1 s ahead) rather
+   * than delayed, so a flush shows its round immediately. */
+  cdtime_t now = cdtime(), slot = mb_next_slot(snap_last);
+  if (now < slot)
+    now = slot;
   mb_snap_dispatch(now);
   pthread_mutex_unlock(&snap_lock);
 }
