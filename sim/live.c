@@ -263,6 +263,15 @@ int sim_live_run(const sim_scenario_t *scn, double speed, FILE *csv) {
     }
   }
   fprintf(stderr, "membal-sim: live: done at t=%.1f\n", L.m->t);
+  /* same line as fast mode prints, for comparisons */
+  double in = 0, out_pages = 0;
+  for (size_t i = 0; i < scn->nvms; i++) {
+    in += floor(L.m->vm[i].pswpin);
+    out_pages += floor(L.m->vm[i].pswpout);
+  }
+  printf("scenario %s live t=%.1f\nswap_io_pages %.0f (in %.0f out %.0f)\n",
+         scn->name, L.m->t, in + out_pages, in, out_pages);
+  fflush(stdout);
   rc = 0;
 out:
   if (L.xs)

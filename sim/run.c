@@ -322,6 +322,9 @@ void sim_csv_header(FILE *f, const sim_scenario_t *scn) {
             "%s_progress",
             nm, nm, nm, nm, nm);
   }
+  /* appended last so that the columns above keep their positions */
+  for (size_t i = 0; i < scn->nvms; i++)
+    fprintf(f, ",%s_swap_pages", scn->vm[i].name);
   fputc('\n', f);
 }
 
@@ -338,5 +341,7 @@ void sim_csv_row(FILE *f, const sim_model_t *m) {
             v->target_kib / 1024.0, sim_model_need_at(m, i, m->t) / 1024.0,
             v->fault_ps + v->swapout_ps, v->progress);
   }
+  for (size_t i = 0; i < m->scn->nvms; i++)
+    fprintf(f, ",%.0f", floor(m->vm[i].pswpin) + floor(m->vm[i].pswpout));
   fputc('\n', f);
 }
