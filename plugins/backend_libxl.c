@@ -95,14 +95,16 @@ static void *lx_open(const mb_backend_opts_t *opts, char *err, size_t errlen) {
   b->logger.vt.progress = NULL;
   b->logger.vt.destroy = lx_destroy_logger;
   b->logger.b = b;
+  /* First: it puts XenstorePath into XENSTORED_PATH, where libxl's own
+   * xenstore connection looks too. */
+  if (mb_xs_init(&b->xs, opts->xenstore_path, err, errlen) != 0)
+    goto fail;
   if (libxl_ctx_alloc(&b->ctx, LIBXL_VERSION, 0, &b->logger.vt) != 0) {
     snprintf(err, errlen,
              "libxl: libxl_ctx_alloc failed (not dom0 of a "
              "Xen host, or xenstored not running?)");
     goto fail;
   }
-  if (mb_xs_init(&b->xs, opts->xenstore_path, err, errlen) != 0)
-    goto fail;
   return b;
 
 fail:

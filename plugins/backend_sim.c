@@ -294,7 +294,9 @@ static int sim_read_dom(sim_t *s, uint32_t domid, mb_dominfo_t *d, char *err,
     sim_skip(s, domid, bad);
     return 0;
   }
-  if (!have_target) {
+  if (!have_target && domid == 0) {
+    d->target_kib = d->current_kib; /* dom0 is never ballooned by us */
+  } else if (!have_target) {
     /* Where the simulator does not mirror the target into the dom node,
      * the balloon target is where set_target put it. */
     snprintf(path, sizeof(path), "/local/domain/%u/memory/target", domid);
