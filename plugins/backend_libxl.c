@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libxl.h>
 #include <libxl_utils.h>
 
 #define LX_MAX_DOMID 0x7fefu /* DOMID_FIRST_RESERVED - 1 */
 #define LX_PAGE_KIB 4u       /* libxl_physinfo counts 4 KiB Xen pages */
+#define LX_LOG_PER_MIN 5     /* libxl lines forwarded per minute */
 
 typedef struct lx lx_t;
 
@@ -50,6 +52,13 @@ struct lx {
   size_t nnames;
   uint8_t skipped[(LX_MAX_DOMID + 8) / 8];
   uint8_t skipped_now[(LX_MAX_DOMID + 8) / 8];
+  /* libxl logs several lines per failed call: while opening, the first one
+   * goes into the open error instead; later ones are rate limited, so a
+   * failing call every interval does not flood collectd's log. */
+  bool opening;
+  char open_msg[160];
+  time_t log_window;  /* start of the current minute */
+  unsigned log_lines; /* lines forwarded in it */
 };
 
 static void lx_log(lx_t *b, int level, const char *fmt, ...)
@@ -72,10 +81,27 @@ static void lx_vmessage(xentoollog_logger *lg, xentoollog_level level,
                         int errnoval, const char *context, const char *format,
                         va_list al) {
   lx_t *b = ((lx_logger_t *)lg)->b;
-  if (level < XTL_WARN || b->log == NULL)
+  if (level < XTL_WARN)
     return;
   char msg[200];
   vsnprintf(msg, sizeof(msg), format, al);
+  if (b->opening) {
+    if (b->open_msg[0] == '\0')
+      snprintf(b->open_msg, sizeof(b->open_msg), "%.150s", msg);
+    return;
+  }
+  if (b->log == NULL)
+    return;
+  time_t now = time(NULL);
+  if (now - b->log_window >= 60) {
+    b->log_window = now;
+    b->log_lines = 0;
+  }
+  if (++b->log_lines > LX_LOG_PER_MIN) {
+    if (b->log_lines == LX_LOG_PER_MIN + 1)
+      lx_log(b, 4, "libxl: more messages this minute suppressed");
+    return;
+  }
   lx_log(b, level >= XTL_ERROR ? 3 : 4, "libxl: %s%s%s%s%s", msg,
          context ? " (" : "", context ? context : "", context ? ")" : "",
          errnoval > 0 ? ": error" : "");
@@ -99,10 +125,13 @@ static void *lx_open(const mb_backend_opts_t *opts, char *err, size_t errlen) {
    * xenstore connection looks too. */
   if (mb_xs_init(&b->xs, opts->xenstore_path, err, errlen) != 0)
     goto fail;
-  if (libxl_ctx_alloc(&b->ctx, LIBXL_VERSION, 0, &b->logger.vt) != 0) {
+  b->opening = true;
+  int r = libxl_ctx_alloc(&b->ctx, LIBXL_VERSION, 0, &b->logger.vt);
+  b->opening = false;
+  if (r != 0) {
     snprintf(err, errlen,
-             "libxl: libxl_ctx_alloc failed (not dom0 of a "
-             "Xen host, or xenstored not running?)");
+             "libxl: libxl_ctx_alloc failed (not dom0 of a Xen host?): %s",
+             b->open_msg[0] ? b->open_msg : "no reason given");
     goto fail;
   }
   return b;

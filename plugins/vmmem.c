@@ -411,6 +411,7 @@ static void *vm_watch_main(void *arg) {
   c_complain_t complaint = C_COMPLAIN_INIT_STATIC;
   char err[256];
   static char raw[MB_RECORD_MAX]; /* only this thread */
+  unsigned backoff_ms = VM_WATCH_TIMEOUT_MS;
 
   while (!atomic_load(&vm_watch_stop)) {
     if (wb == NULL) {
@@ -419,9 +420,16 @@ static void *vm_watch_main(void *arg) {
       wb = mb_backend_open(&o, err, sizeof(err));
       if (wb == NULL) {
         c_complain(LOG_ERR, &complaint, VM_PLUGIN ": watch: %s", err);
-        usleep(VM_WATCH_TIMEOUT_MS * 1000);
+        /* Sleep in short steps (shutdown stays quick), longer each time
+         * the hypervisor is still not there. */
+        for (unsigned t = 0; t < backoff_ms && !atomic_load(&vm_watch_stop);
+             t += VM_WATCH_TIMEOUT_MS)
+          usleep(VM_WATCH_TIMEOUT_MS * 1000);
+        if (backoff_ms < 8 * 1000)
+          backoff_ms *= 2;
         continue;
       }
+      backoff_ms = VM_WATCH_TIMEOUT_MS;
     }
     uint32_t domid = 0;
     int r = mb_backend_wait_event(wb, VM_WATCH_TIMEOUT_MS, &domid, err,
