@@ -91,7 +91,7 @@ FQDNLookup false
 BaseDir "$out/collectd"
 PIDFile "$out/collectd/collectd.pid"
 TypesDB "/usr/share/collectd/types.db" "$src/collectd.conf.d/membal-types.db"
-Interval 0.5
+Interval 1
 LoadPlugin logfile
 <Plugin logfile>
   LogLevel info

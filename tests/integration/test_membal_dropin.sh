@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The shipped drop-in collectd.conf.d/dom0.conf works as documented: with
+# only its paths pointed at the test (TypesDB, plugin dir, DataDir, socket)
+# collectd accepts it as is (Backend "libxl"); switched to Backend "sim" it
+# runs vmmem + membal + rrdtool + unixsock, and `collectdctl flush
+# plugin=membal` through the drop-in's own unixsock block rebalances.
+. "$(dirname "$0")/membal_lib.bash"
+
+dropin=$MEMBAL_SOURCE_DIR/collectd.conf.d/dom0.conf
+[ -f "$dropin" ] || mb_fail "$dropin missing"
+
+# Every membal option the plugin knows is documented in the drop-in.
+for opt in Policy Backend XenstorePath DryRun Period Reserve TaxRate \
+  CmaMarginFraction CmaMarginMin SwapThreshold MajorFaultThreshold \
+  UpHysteresis DownHysteresis StepCap DeadBand StaleAfter Domain Min Max Weight; do
+  grep -Eq "^ *#? *<?$opt[ >]" "$dropin" || mb_fail "option $opt not documented in dom0.conf"
+done
+mb_log "ok: every membal option documented in dom0.conf"
+
+# point_at_test <out> <sed expressions...>: the drop-in with test paths.
+point_at_test() {
+  local out=$1
+  shift
+  mkdir -p "$MB_DIR/collectd" "$MB_DIR/rrd"
+  {
+    cat <<EOF
+Hostname "$MB_HOSTNAME"
+FQDNLookup false
+BaseDir "$MB_DIR/collectd"
+PIDFile "$MB_DIR/collectd/collectd.pid"
+Interval 1
+PluginDir "$MB_STOCK_PLUGINDIR"
+LoadPlugin logfile
+<Plugin logfile>
+  LogLevel info
+  File "$MB_DIR/collectd/collectd.log"
+</Plugin>
+EOF
+    sed -e "s#/usr/share/membal/collectd.conf.d/membal-types.db#$MEMBAL_SOURCE_DIR/collectd.conf.d/membal-types.db#" \
+      -e "s#^LoadPlugin vmmem#PluginDir \"$MB_PLUGINDIR\"\\nLoadPlugin vmmem#" \
+      -e "s#^LoadPlugin rrdtool#PluginDir \"$MB_STOCK_PLUGINDIR\"\\nLoadPlugin rrdtool#" \
+      -e "s#/var/lib/collectd/rrd#$MB_DIR/rrd#" \
+      -e "s#/var/run/collectd-unixsock#$MB_DIR/collectd/collectd.sock#" \
+      -e "s#SocketGroup \"root\"#SocketGroup \"$(id -gn)\"#" \
+      "$@" "$dropin"
+  } >"$out"
+}
+
+# 1. As shipped (libxl, no Xen here): collectd starts, membal accepts its
+# configuration and starts (the backend is retried every round).
+point_at_test "$MB_DIR/libxl.conf"
+grep -q 'Backend "libxl"' "$MB_DIR/libxl.conf" || mb_fail "drop-in does not default to libxl"
+mb_collectd_start "$MB_DIR/libxl.conf"
+mb_wait_for 5 mbt_membal_log "policy cagma, backend libxl" ||
+  mb_fail "membal did not start from the shipped drop-in"
+if mbt_membal_log "refused"; then mb_fail "membal refused the shipped drop-in"; fi
+mb_assert "collectd running with the shipped drop-in" mb_collectd_alive
+mb_collectd_stop
+rm -f "$MB_DIR/collectd/collectd.log"
+mb_log "ok: the shipped dom0.conf loads"
+
+# 2. On the sim backend it runs.
+MiB=$MBT_MIB
+mb_xenstored_start
+mbt_dom 0 Domain-0 $((512 * MiB)) $((512 * MiB))
+for id in 1 2; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
+mbt_host $((3072 * MiB)) $((512 * MiB)) # pool 2 GiB: what the guests hold
+echo $((950 * MiB)) >"$MB_DIR/vm1.used"
+echo $((100 * MiB)) >"$MB_DIR/vm2.used"
+for id in 1 2; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
+point_at_test "$MB_DIR/sim.conf" \
+  -e "s#^  Backend \"libxl\"\$#  Backend \"sim\"\\n  XenstorePath \"$XENSTORED_PATH\"#" \
+  -e "s#^  \\#Period 30#  Period 3600#" \
+  -e "s#^  \\#Reserve \"2GiB\"#  Reserve \"1GiB\"#"
+grep -q 'Period 3600' "$MB_DIR/sim.conf" || mb_fail "could not set Period in the drop-in copy"
+mb_collectd_start "$MB_DIR/sim.conf"
+mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm1/memory-guest_MemTotal" ||
+  mb_fail "vmmem from the drop-in dispatched no sample"
+sleep 1.5
+mbt_flush_round
+mb_wait_for 2 bash -c "[ \"\$(xenstore-read /local/domain/1/memory/target)\" -gt $((1024 * MiB)) ]" ||
+  mb_fail "vm1 not grown after the flush: $(mbt_target 1)"
+mb_assert "vm2 shrunk ($(mbt_target 2) KiB)" test "$(mbt_target 2)" -lt $((1024 * MiB))
+mb_assert "rrdtool from the drop-in writes membal's history" \
+  mb_wait_for 5 test -s "$MB_DIR/rrd/$MB_HOSTNAME/membal-vm1/memory-target.rrd"
+mb_collectd_stop
+mb_log "drop-in test passed"
