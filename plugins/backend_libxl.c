@@ -262,13 +262,16 @@ static int lx_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
     d->current_kib = di->current_memkb;
     d->max_kib = di->max_memkb;
 
-    char path[64];
-    size_t len = 0;
-    snprintf(path, sizeof(path), "/local/domain/%u/memory/target", d->domid);
-    char *t = mb_xs_read(&b->xs, path, 20, &len); /* owned */
-    if (t == NULL || !mb_xs_parse_u64(t, len, &d->target_kib))
-      d->target_kib = d->current_kib;
-    free(t);
+    d->target_kib = d->current_kib; /* dom0: overhead, never balanced */
+    if (d->domid != 0) {
+      char path[64];
+      size_t len = 0;
+      snprintf(path, sizeof(path), "/local/domain/%u/memory/target", d->domid);
+      char *t = mb_xs_read(&b->xs, path, 20, &len); /* owned */
+      if (t == NULL || !mb_xs_parse_u64(t, len, &d->target_kib))
+        d->target_kib = d->current_kib;
+      free(t);
+    }
 
     if (d->domid != 0 &&
         mb_xs_guest_read(&b->xs, d->domid, d, NULL, 0, err, errlen) != 0)
