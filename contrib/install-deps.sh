@@ -11,7 +11,8 @@ pkgs=(cmake make gcc libc6-dev pkg-config
       valgrind python3)
 if [ "${1:-}" = "--e2e" ]; then
   pkgs+=(xen-hypervisor-4.17-amd64 qemu-system-x86 linux-image-amd64
-         busybox-static cpio gzip)
+         busybox-static cpio gzip
+         libvirt-daemon libvirt-daemon-driver-qemu) # KVM end to end (libvirtd)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
