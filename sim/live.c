@@ -25,7 +25,9 @@
 #include <xenstore.h>
 
 #define ROOT "/tool/membal-sim"
-#define MAX_XS_FAILS 50
+#define MAX_BROKEN_S                                                           \
+  30.0 /* wall seconds without xenstored before giving up                      \
+        */
 
 static volatile sig_atomic_t stop_flag;
 
@@ -35,18 +37,23 @@ typedef struct {
   struct xs_handle *xs; /* owned */
   const sim_scenario_t *scn;
   sim_model_t *m;
-  bool live[SIM_MAX_VMS]; /* nodes exist in xenstore */
+  bool live[SIM_MAX_VMS];      /* nodes exist in xenstore */
+  bool announced[SIM_MAX_VMS]; /* boot logged */
   char last_dom[SIM_MAX_VMS][160];
   char last_target[SIM_MAX_VMS][32]; /* last rejected/clamped text logged */
-  unsigned fails;
+  bool broken;         /* connection lost: reconnect before anything else */
+  double broken_since; /* wall clock, s */
 } live_t;
 
 static int xs_put(live_t *L, const char *path, const char *val) {
+  if (L->broken)
+    return -1;
   if (xs_write(L->xs, XBT_NULL, path, val, (unsigned)strlen(val)))
     return 0;
-  if (L->fails++ < 5)
-    fprintf(stderr, "membal-sim: xenstore write %s: %s\n", path,
-            strerror(errno));
+  /* our own nodes: a failure means the daemon is gone (restart) */
+  fprintf(stderr, "membal-sim: xenstore write %s: %s: reconnecting\n", path,
+          strerror(errno));
+  L->broken = true;
   return -1;
 }
 
@@ -92,6 +99,9 @@ static int boot_nodes(live_t *L, size_t i) {
   L->last_dom[i][0] = 0;
   put_dom(L, i);
   L->live[i] = true;
+  if (L->announced[i])
+    return 0;
+  L->announced[i] = true;
   fprintf(stderr,
           "membal-sim: t=%.1f domain %u (%s) booted with %" PRIu64 " KiB\n",
           L->m->t, s->domid, s->name, (uint64_t)L->m->vm[i].current_kib);
@@ -154,12 +164,21 @@ static void read_target(live_t *L, size_t i) {
 
 static void drain_watches(live_t *L) {
   char **ev;
+  if (L->broken)
+    return;
+  errno = 0;
   while ((ev = xs_check_watch(L->xs)) != NULL) {
     char *end;
     unsigned long i = strtoul(ev[XS_WATCH_TOKEN], &end, 10);
     if (*end == 0 && i < L->scn->nvms && L->live[i])
       read_target(L, (size_t)i);
     free(ev);
+    errno = 0;
+  }
+  if (errno && errno != EAGAIN) {
+    fprintf(stderr, "membal-sim: xenstore watch: %s: reconnecting\n",
+            strerror(errno));
+    L->broken = true;
   }
 }
 
@@ -182,6 +201,46 @@ static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Everything the store must hold (after start or a xenstored restart,
+ * which starts from an empty store). */
+static int setup(live_t *L) {
+  char buf[160];
+  snprintf(buf, sizeof(buf),
+           "name Domain-0\ncurrent_kib %" PRIu64 "\nmax_kib %" PRIu64 "\n",
+           L->scn->reserve_kib, L->scn->reserve_kib);
+  if (xs_put(L, ROOT "/dom/0", buf) ||
+      xs_put(L, "/local/domain/0/name", "Domain-0"))
+    return -1;
+  put_host(L);
+  for (size_t i = 0; i < L->scn->nvms; i++) {
+    L->live[i] = false;
+    if (L->m->vm[i].present && boot_nodes(L, i))
+      return -1;
+  }
+  snprintf(buf, sizeof(buf), "%.0f", L->m->t);
+  return xs_put(L, ROOT "/time", buf);
+}
+
+static double now_s(void);
+
+/* 0 when connected again (or never lost), -1 to keep trying. */
+static int reconnect(live_t *L) {
+  if (!L->broken)
+    return 0;
+  if (L->xs)
+    xs_close(L->xs);
+  L->xs = xs_open(0);
+  if (!L->xs)
+    return -1;
+  L->broken = false;
+  if (setup(L)) {
+    L->broken = true;
+    return -1;
+  }
+  fprintf(stderr, "membal-sim: t=%.1f reconnected to xenstored\n", L->m->t);
+  return 0;
 }
 
 int sim_live_run(const sim_scenario_t *scn, double speed, FILE *csv) {
@@ -207,17 +266,8 @@ int sim_live_run(const sim_scenario_t *scn, double speed, FILE *csv) {
 
   sim_model_init(L.m, scn, scn->seed);
   char buf[160];
-  snprintf(buf, sizeof(buf),
-           "name Domain-0\ncurrent_kib %" PRIu64 "\nmax_kib %" PRIu64 "\n",
-           scn->reserve_kib, scn->reserve_kib);
-  if (xs_put(&L, ROOT "/dom/0", buf) ||
-      xs_put(&L, "/local/domain/0/name", "Domain-0"))
+  if (setup(&L))
     goto out;
-  put_host(&L);
-  for (size_t i = 0; i < scn->nvms; i++)
-    if (L.m->vm[i].present && boot_nodes(&L, i))
-      goto out;
-  xs_put(&L, ROOT "/time", "0");
 
   double dt = scn->dt_s;
   long steps = lround(scn->duration_s / dt);
@@ -226,12 +276,25 @@ int sim_live_run(const sim_scenario_t *scn, double speed, FILE *csv) {
   fprintf(stderr, "membal-sim: live: %s, %zu VMs, %.0f s at speed %.2f\n",
           scn->name, scn->nvms, scn->duration_s, speed);
   for (long step = 1; step <= steps && !stop_flag; step++) {
+    if (L.broken && reconnect(&L)) {
+      /* the model keeps running: the hypervisor does not stop when its
+       * store does */
+      if (L.broken_since == 0)
+        L.broken_since = now_s();
+      if (now_s() - L.broken_since > MAX_BROKEN_S) {
+        fprintf(stderr, "membal-sim: no xenstored for %.0f s: giving up\n",
+                MAX_BROKEN_S);
+        goto out;
+      }
+    } else {
+      L.broken_since = 0;
+    }
     drain_watches(&L);
     sim_model_step(L.m, dt);
     for (size_t i = 0; i < scn->nvms; i++) {
       bool present = L.m->vm[i].present;
-      if (present && !L.live[i] && boot_nodes(&L, i))
-        goto out;
+      if (present && !L.live[i] && !L.broken && boot_nodes(&L, i))
+        L.broken = true;
       if (!present && L.live[i])
         destroy_nodes(&L, i);
       bool urgent;
@@ -248,10 +311,6 @@ int sim_live_run(const sim_scenario_t *scn, double speed, FILE *csv) {
         sim_csv_row(csv, L.m);
         fflush(csv);
       }
-    }
-    if (L.fails > MAX_XS_FAILS) {
-      fprintf(stderr, "membal-sim: xenstore keeps failing: giving up\n");
-      goto out;
     }
     /* sleep until the wall-clock time of the next step */
     double due = t0 + (double)step * dt / speed;

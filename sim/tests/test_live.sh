@@ -66,6 +66,16 @@ mb_wait_for 5 bash -c "[ \$(xenstore-read -R /tool/membal-sim/dom/1 | awk '\$1==
 free_kib=$(xenstore-read -R /tool/membal-sim/host | awk '$1 == "free_kib" { print $2 }')
 [ "$free_kib" -lt 4096 ] || mb_fail "freed memory not used: host free $free_kib"
 
+# xenstored restarts (empty store): the sim reconnects, re-creates its
+# nodes and the guests' boot targets, and follows new targets again
+mb_xenstored_restart
+mb_wait_for 10 xenstore-exists /tool/membal-sim/dom/3 || mb_fail "nodes not re-created after a xenstored restart: $(tail -3 "$MB_DIR/sim.log")"
+mb_assert "reconnect logged" grep -q "reconnected to xenstored" "$MB_DIR/sim.log"
+mb_wait_for 3 xenstore-exists /local/domain/2/data/membal/stats || mb_fail "guest record not back after the restart"
+xenstore-write /local/domain/2/memory/target 153600
+mb_wait_for 5 bash -c "[ \$(xenstore-read -R /tool/membal-sim/dom/2 | awk '\$1==\"current_kib\"{print \$2}') -le 153600 ]" ||
+  mb_fail "target after restart not followed: $(xenstore-read -R /tool/membal-sim/dom/2)"
+
 # hostile targets
 xenstore-write /local/domain/3/memory/target "lots please"
 mb_wait_for 5 grep -q "domain 3: memory/target 'lots please' is not a decimal" "$MB_DIR/sim.log" ||
