@@ -279,8 +279,8 @@ static int gm_xs_write(const char *key, const char *value, size_t len) {
 }
 
 /* Reads both files and publishes one record. Fills *s for the caller's
- * dispatch. Returns 0 when the files parsed (whether or not xenstore took
- * the record), -1 when they did not. */
+ * dispatch. Returns 1 when xenstore took the record, 0 when the files
+ * parsed but xenstore did not (logged), -1 when the files did not parse. */
 static int gm_publish(bool urgent, mb_sample_t *s) {
   char rec[MB_RECORD_MAX];
   char num[32];
@@ -312,6 +312,7 @@ static int gm_publish(bool urgent, mb_sample_t *s) {
     goto out;
   }
   gm.seq = s->seq;
+  rc = 1; /* the record is out; the XenServer keys are a bonus */
   if (urgent) {
     gm.urgent_publishes++;
     gm.last_urgent_ns = gm_mono_ns();
@@ -350,7 +351,7 @@ static void gm_submit(const char *type, const char *type_instance,
 
 static int gm_read(void) {
   mb_sample_t s;
-  if (gm_publish(false, &s) != 0)
+  if (gm_publish(false, &s) < 0)
     return 0; /* logged; returning an error would only slow the retries */
 
   for (int f = 0; f < MB_F_COUNT; f++) {
@@ -431,7 +432,7 @@ static void *gm_urgent_thread(void *arg) {
     bool limited = gm.last_urgent_ns != 0 && now - gm.last_urgent_ns < min_ns;
     pthread_mutex_unlock(&gm.lock);
     if (fire && !limited) {
-      if (gm_publish(true, &full) == 0)
+      if (gm_publish(true, &full) == 1)
         INFO(PLUGIN_NAME ": urgent record published (swap %.0f pages/s, "
                          "major faults %.0f/s)",
              swap_pps, majflt_ps);
