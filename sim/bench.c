@@ -4,7 +4,7 @@
  * demand per VM over time). Deterministic: same seed, same table.
  *
  *   membal-bench [--scenarios DIR] [--out DIR] [--seed N] [--short]
- *                [--check FILE] [--no-plot]
+ *                [--only SCN,...] [--check FILE] [--no-plot]
  *   membal-bench --cost [--callgrind]   policy cost, 10..10000 domains
  *
  * --check FILE: lines "scenario pol1 <= pol2 < pol3" on swap I/O pages;
@@ -500,6 +500,21 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* name is in the comma-separated list */
+static bool in_list(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; *p;) {
+    const char *c = strchr(p, ',');
+    size_t l = c ? (size_t)(c - p) : strlen(p);
+    if (l == n && !strncmp(p, name, n))
+      return true;
+    if (!c)
+      break;
+    p = c + 1;
+  }
+  return false;
+}
+
 static bool in_short(const char *name) {
   for (size_t i = 0; short_set[i]; i++)
     if (!strcmp(short_set[i], name))
@@ -508,7 +523,7 @@ static bool in_short(const char *name) {
 }
 
 int main(int argc, char **argv) {
-  const char *dir = NULL, *out = "bench-out", *check = NULL;
+  const char *dir = NULL, *out = "bench-out", *check = NULL, *only = NULL;
   bool shortset = false, noplot = false, cost = false, cg = false;
   double seed = -1;
   long cost_one = -1, rounds = 3;
@@ -527,6 +542,8 @@ int main(int argc, char **argv) {
       dir = v, i++;
     else if (v && !strcmp(o, "--out"))
       out = v, i++;
+    else if (v && !strcmp(o, "--only"))
+      only = v, i++;
     else if (v && !strcmp(o, "--check"))
       check = v, i++;
     else if (v && !strcmp(o, "--seed"))
@@ -538,7 +555,7 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: membal-bench [--scenarios DIR] [--out DIR] [--seed N] "
-              "[--short] [--check FILE] [--no-plot]\n"
+              "[--short] [--only SCN,...] [--check FILE] [--no-plot]\n"
               "       membal-bench --cost [--callgrind]\n");
       return 2;
     }
@@ -602,7 +619,8 @@ int main(int argc, char **argv) {
       rc = 1;
       continue;
     }
-    if (shortset && !in_short(scn->name)) {
+    if ((shortset && !in_short(scn->name)) ||
+        (only && !in_list(only, scn->name))) {
       free(scn);
       continue;
     }
