@@ -12,8 +12,10 @@ vmt_dom 0 Domain-0 1048576 1048576
 vmt_dom 1 web 2097152 4194304
 vmt_record 1 1 2000000 300000
 
-# exec refuses to run programs as root: the consumer runs as nobody and
-# writes where nobody may.
+# exec refuses to run programs as root: as root the consumer runs as nobody
+# and writes where nobody may; otherwise as ourselves.
+runas=$(id -un)
+[ "$(id -u)" -ne 0 ] || runas=nobody
 chmod 711 "$MB_DIR"
 nd=$MB_DIR/notif
 mkdir -p "$nd"
@@ -36,7 +38,7 @@ cat >>"$MB_DIR/collectd.conf" <<EOF
 PluginDir "$MB_STOCK_PLUGINDIR"
 LoadPlugin exec
 <Plugin exec>
-  NotificationExec "nobody" "$nd/consume.sh"
+  NotificationExec "$runas" "$nd/consume.sh"
 </Plugin>
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
