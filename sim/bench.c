@@ -44,6 +44,7 @@ typedef struct {
   size_t nvm;
   size_t rows, cap;
   float *cur, *need; /* rows x nvm, NAN when absent; owned */
+  float *swap;       /* rows: cumulative swap pages of all VMs; owned */
 } series_t;
 
 static void series_obs(void *arg, const sim_model_t *m) {
@@ -60,8 +61,16 @@ static void series_obs(void *arg, const sim_model_t *m) {
     if (!nd)
       return;
     s->need = nd;
+    float *sw = realloc(s->swap, cap * sizeof(float));
+    if (!sw)
+      return;
+    s->swap = sw;
     s->cap = cap;
   }
+  double pages = 0;
+  for (size_t i = 0; i < s->nvm; i++)
+    pages += floor(m->vm[i].pswpin) + floor(m->vm[i].pswpout);
+  s->swap[s->rows] = (float)pages;
   for (size_t i = 0; i < s->nvm; i++) {
     bool p = m->vm[i].present;
     s->cur[s->rows * s->nvm + i] =
@@ -154,6 +163,104 @@ static int plot(const char *dir, const sim_scenario_t *scn,
     ADD("DEF:n%zu=%s:n%zu:AVERAGE", i, rrdf, i);
     ADD("LINE2:c%zu#%s:%s", i, col, scn->vm[i].name);
     ADD("LINE1:n%zu#%s::dashes=4,3", i, col);
+  }
+  ADD("COMMENT:\\n");
+  ADD("COMMENT:time axis\\: minutes\\:seconds since the start of the run");
+  rrd_clear_error();
+  rrd_info_t *info = rrd_graph_v((int)nargs, args);
+  if (!info) {
+    fprintf(stderr, "membal-bench: rrd graph %s: %s\n", png, rrd_get_error());
+    goto out;
+  }
+  rrd_info_free(info);
+  rc = 0;
+out:
+#undef ADD
+  for (size_t i = 0; i < nargs; i++)
+    free(args[i]);
+  free(args);
+  return rc;
+}
+#endif
+
+#ifdef SIM_HAVE_RRD
+/* Cumulative swap I/O of every policy on one scenario. */
+static int plot_swap(const char *dir, const sim_scenario_t *scn,
+                     float *const *swap, const size_t *rows) {
+  char rrdf[1024], png[1024];
+  char **args = NULL; /* owned, with every string */
+  size_t nargs = 0, cap = 0, n = 0;
+  int rc = -1;
+  const char *const cols[] = {"d62728", "ff7f0e", "bcbd22", "000000",
+                              "1f77b4", "17becf", "9467bd", "8c564b",
+                              "e377c2", "2ca02c", "7f7f7f", "7f7f7f"};
+  snprintf(rrdf, sizeof(rrdf), "%s/%s-swap.rrd", dir, scn->name);
+  snprintf(png, sizeof(png), "%s/%s-swap.png", dir, scn->name);
+  for (int p = 0; sim_policies[p]; p++)
+    if (swap[p] && rows[p] > n)
+      n = rows[p];
+  if (n == 0)
+    return 0;
+#define ADD(...)                                                               \
+  do {                                                                         \
+    if (nargs + 1 >= cap) {                                                    \
+      cap = cap ? cap * 2 : 64;                                                \
+      char **na = realloc(args, cap * sizeof(*args));                          \
+      if (!na)                                                                 \
+        goto out;                                                              \
+      args = na;                                                               \
+    }                                                                          \
+    char tmp_[2200];                                                           \
+    snprintf(tmp_, sizeof(tmp_), __VA_ARGS__);                                 \
+    if (!(args[nargs] = strdup(tmp_)))                                         \
+      goto out;                                                                \
+    args[++nargs] = NULL;                                                      \
+  } while (0)
+  for (int p = 0; sim_policies[p]; p++)
+    ADD("DS:p%d:GAUGE:5:0:U", p);
+  ADD("RRA:AVERAGE:0.5:1:%zu", n + 10);
+  unlink(rrdf);
+  rrd_clear_error();
+  if (rrd_create_r(rrdf, 1, RRD_BASE, (int)nargs, (const char **)args)) {
+    fprintf(stderr, "membal-bench: rrd create %s: %s\n", rrdf, rrd_get_error());
+    goto out;
+  }
+  for (size_t r = 0; r < n; r++) {
+    char line[1024];
+    size_t o = (size_t)snprintf(line, sizeof(line), "%lu",
+                                (unsigned long)(RRD_BASE + 1 + r));
+    for (int p = 0; sim_policies[p] && o < sizeof(line) - 32; p++) {
+      if (swap[p] && r < rows[p])
+        o += (size_t)snprintf(line + o, sizeof(line) - o, ":%.0f", swap[p][r]);
+      else
+        o += (size_t)snprintf(line + o, sizeof(line) - o, ":U");
+    }
+    const char *argv1[1] = {line};
+    if (rrd_update_r(rrdf, NULL, 1, argv1)) {
+      fprintf(stderr, "membal-bench: rrd update %s: %s\n", rrdf,
+              rrd_get_error());
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < nargs; i++)
+    free(args[i]);
+  nargs = 0;
+  ADD("graph");
+  ADD("%s", png);
+  ADD("--start=%lu", (unsigned long)RRD_BASE);
+  ADD("--end=%lu", (unsigned long)(RRD_BASE + n));
+  ADD("--title=%s: cumulative swap I/O (pages) per policy", scn->name);
+  ADD("--vertical-label=pages");
+  ADD("--width=900");
+  ADD("--height=300");
+  ADD("--lower-limit=0");
+  ADD("--x-grid=MINUTE:1:MINUTE:5:MINUTE:5:0:%%M:%%S");
+  for (int p = 0; sim_policies[p]; p++) {
+    if (!swap[p])
+      continue;
+    ADD("DEF:p%d=%s:p%d:AVERAGE", p, rrdf, p);
+    ADD("LINE%d:p%d#%s:%s", p == 0 ? 3 : 1, p, cols[p % 12],
+        sim_policies[p]->name);
   }
   ADD("COMMENT:\\n");
   ADD("COMMENT:time axis\\: minutes\\:seconds since the start of the run");
@@ -628,6 +735,8 @@ int main(int argc, char **argv) {
       scn->seed = (uint64_t)seed;
     scn_run_t *sr = &runs[nr++];
     sr->scn = scn;
+    float *swap[NPOL] = {NULL}; /* owned */
+    size_t swap_rows[NPOL] = {0};
     for (int p = 0; sim_policies[p]; p++) {
       series_t ser = {0};
       ser.nvm = scn->nvms;
@@ -656,7 +765,19 @@ int main(int argc, char **argv) {
 #endif
       free(ser.cur);
       free(ser.need);
+      if (sr->ran[p]) {
+        swap[p] = ser.swap;
+        swap_rows[p] = ser.rows;
+      } else {
+        free(ser.swap);
+      }
     }
+#ifdef SIM_HAVE_RRD
+    if (!noplot && !shortset && plot_swap(out, scn, swap, swap_rows))
+      rc = 1;
+#endif
+    for (int p = 0; p < NPOL; p++)
+      free(swap[p]);
     print_table(stdout, sr, false);
     print_table(md, sr, true);
     csv_rows(csv, sr);

@@ -30,6 +30,10 @@ while read -r pol _; do
     [ "$(stat -c %s "$png")" -gt 5000 ] || fail "$png too small"
   fi
 done < <("$MEMBAL_BUILD_DIR/sim/membal-sim" policies)
+if ldd "$bench" | grep -q librrd; then
+  [ "$(head -c 8 "$out/a/mono-swap.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||
+    fail "no swap comparison PNG"
+fi
 # a different seed changes a jittered scenario, not the parser's view
 "$bench" --scenarios "$scn" --only consol10 --out "$out/c" --no-plot --seed 2 >"$out/c.txt"
 "$bench" --scenarios "$scn" --only consol10 --out "$out/d" --no-plot --seed 3 >"$out/d.txt"
