@@ -245,6 +245,12 @@ static void vm_dispatch_domain(const mb_dominfo_t *d, vm_dom_t *st,
   meta_data_destroy(meta);
 }
 
+static int vm_cmp_domid(const void *a, const void *b) {
+  uint32_t x = ((const mb_dominfo_t *)a)->domid;
+  uint32_t y = ((const mb_dominfo_t *)b)->domid;
+  return x < y ? -1 : x > y;
+}
+
 static int vm_read(void) {
   char err[256];
   mb_hostinfo_t host;
@@ -275,6 +281,9 @@ static int vm_read(void) {
             vm_backend_kind);
 
   vm_dispatch_host(&host, now);
+  /* backend.h promises domid order; the state table's merge relies on it,
+   * so it does not trust a backend to keep the promise. */
+  qsort(doms, n, sizeof(*doms), vm_cmp_domid);
 
   vm_dom_t *next = calloc(n ? n : 1, sizeof(*next)); /* owned */
   if (next == NULL) {
