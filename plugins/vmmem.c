@@ -283,7 +283,8 @@ static int vm_read(void) {
   vm_dispatch_host(&host, now);
   /* backend.h promises domid order; the state table's merge relies on it,
    * so it does not trust a backend to keep the promise. */
-  qsort(doms, n, sizeof(*doms), vm_cmp_domid);
+  if (n > 1)
+    qsort(doms, n, sizeof(*doms), vm_cmp_domid);
 
   vm_dom_t *next = calloc(n ? n : 1, sizeof(*next)); /* owned */
   if (next == NULL) {
