@@ -600,8 +600,22 @@ static int cost_bench(const char *self, bool callgrind) {
   return 0;
 }
 
-/* ---- main -----------------------------------------------------------------
- */
+/* ---- main ---- */
+
+/* Strict number option: the whole text, within [lo, hi]. */
+static int opt_num(const char *opt, const char *v, double lo, double hi,
+                   double *out) {
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (end == v || *end || errno || !(d >= lo && d <= hi)) {
+    fprintf(stderr, "membal-bench: %s: '%s' is not a number in [%g, %g]\n", opt,
+            v, lo, hi);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
 
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
@@ -633,7 +647,7 @@ int main(int argc, char **argv) {
   const char *dir = NULL, *out = "bench-out", *check = NULL, *only = NULL;
   bool shortset = false, noplot = false, cost = false, cg = false;
   double seed = -1;
-  long cost_one = -1, rounds = 3;
+  double cost_one = -1, rounds = 3;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -653,13 +667,19 @@ int main(int argc, char **argv) {
       only = v, i++;
     else if (v && !strcmp(o, "--check"))
       check = v, i++;
-    else if (v && !strcmp(o, "--seed"))
-      seed = strtod(v, NULL), i++;
-    else if (v && !strcmp(o, "--cost-one"))
-      cost_one = strtol(v, NULL, 10), i++;
-    else if (v && !strcmp(o, "--rounds"))
-      rounds = strtol(v, NULL, 10), i++;
-    else {
+    else if (v && !strcmp(o, "--seed")) {
+      if (opt_num(o, v, 0, 4e9, &seed))
+        return 2;
+      i++;
+    } else if (v && !strcmp(o, "--cost-one")) {
+      if (opt_num(o, v, 1, 1e6, &cost_one))
+        return 2;
+      i++;
+    } else if (v && !strcmp(o, "--rounds")) {
+      if (opt_num(o, v, 1, 1e6, &rounds))
+        return 2;
+      i++;
+    } else {
       fprintf(stderr,
               "usage: membal-bench [--scenarios DIR] [--out DIR] [--seed N] "
               "[--short] [--only SCN,...] [--check FILE] [--no-plot]\n"
@@ -668,10 +688,7 @@ int main(int argc, char **argv) {
     }
   }
   if (cost_one > 0)
-    return cost_rounds((size_t)cost_one, rounds > 0 ? (unsigned)rounds : 1,
-                       NULL)
-               ? 1
-               : 0;
+    return cost_rounds((size_t)cost_one, (unsigned)rounds, NULL) ? 1 : 0;
   if (cost)
     return cost_bench(argv[0], cg);
   if (!dir) {
