@@ -6,9 +6,10 @@
  *
  * Swapping: the part of a VM's working set that does not fit its memory is
  * in swap. Accesses hit the working set uniformly, so the fraction of
- * accesses that fault is swapped / working set; each fault is one disk
- * read, plus one write when the guest has no room left and must push
- * another page out. A faulting VM waits for the disk: its progress is
+ * accesses that fault is swapped / working set; each fault is one random
+ * disk read (bringing SWAP_RA_PAGES useful pages); when the guest has no
+ * room left as many pages go out through the write-back queue. A faulting
+ * VM waits for the disk: its progress is
  * 1 / (1 + fault demand * response time). Faults and the disk-bound VMs'
  * own I/O are closed loops, so the disk's response time is the fixed point
  * of load(R) and R(load); it is found by bisection.
