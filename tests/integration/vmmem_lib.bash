@@ -5,21 +5,6 @@
 # a collectd.conf with vmmem (sim backend) + rrdtool.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
-# harness.sh's check pipes ldd into `grep -q` under pipefail: grep exits at
-# the first match, ldd dies of SIGPIPE on long outputs (plugins linking
-# libvirt), and the check fails at random, so collectd starts without the
-# ASan preload. Same check without the race until harness.sh has it.
-mb__plugins_asan() {
-  local so
-  for so in "$MB_PLUGINDIR"/*.so; do
-    [ -e "$so" ] || continue
-    if ldd "$so" 2>/dev/null | grep libasan >/dev/null; then
-      return 0
-    fi
-  done
-  return 1
-}
-
 # vmt_host <total_kib> <free_kib>
 vmt_host() {
   xenstore-write -R /tool/membal-sim/host \
