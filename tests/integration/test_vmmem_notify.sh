@@ -29,9 +29,9 @@ f=$nd/n.\$t.\$\$
 EOF
 chmod 755 "$nd/consume.sh"
 
-# A read interval of 10 s: a notification within 1 s cannot come from the
+# A read interval of 30 s: a notification within 1 s cannot come from the
 # read callback.
-MB_INTERVAL=10 vmt_conf "$MB_DIR/collectd.conf" <<EOF
+MB_INTERVAL=30 vmt_conf "$MB_DIR/collectd.conf" <<EOF
   SwapRateThreshold 100
 EOF
 cat >>"$MB_DIR/collectd.conf" <<EOF
