@@ -55,7 +55,11 @@ int mb_xs_ensure(mb_xs_t *x, char *err, size_t errlen) {
   if (x->h != NULL)
     return 0;
   pthread_mutex_lock(&mb_xs_env_lock);
-  if (x->socket_path != NULL)
+  /* Set only when different: other threads of the daemon may read the
+   * environment, and rewriting it on every reconnect is what could race. */
+  const char *cur = getenv("XENSTORED_PATH");
+  if (x->socket_path != NULL &&
+      (cur == NULL || strcmp(cur, x->socket_path) != 0))
     setenv("XENSTORED_PATH", x->socket_path, 1);
   x->h = xs_open(0);
   int e = errno;
