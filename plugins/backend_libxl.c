@@ -213,10 +213,8 @@ static int lx_name(lx_t *b, uint32_t domid, size_t *cursor, char *name) {
     return 0;
   }
   char *n = libxl_domid_to_name(b->ctx, domid); /* owned */
-  if (n == NULL) {
-    lx_skip(b, domid, "no name in xenstore");
-    return -1;
-  }
+  if (n == NULL)
+    return -1; /* being built or torn down: not named yet, not an error */
   const char *bad = mb_xs_name_problem(n, strlen(n));
   if (bad != NULL) {
     lx_skip(b, domid, bad);
