@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# collectd (with vmmem) starts before xenstored, as at boot when the
+# services race: vmmem says so once per thread, keeps collectd running, and
+# starts reporting (and notifying) as soon as xenstored is up.
+. "$(dirname "$0")/vmmem_lib.bash"
+
+XENSTORED_PATH=$MB_DIR/xenstored/socket # where mb_xenstored_start puts it
+vmt_conf "$MB_DIR/collectd.conf" </dev/null
+mb_collectd_start "$MB_DIR/collectd.conf"
+mb_wait_for 5 mb_log_has "vmmem: cannot connect to xenstored at $XENSTORED_PATH" ||
+  mb_fail "no log line about the missing xenstored"
+mb_wait_for 5 mb_log_has "vmmem: watch: cannot connect to xenstored" ||
+  mb_fail "the watch thread did not say it cannot connect"
+sleep 3
+mb_assert "collectd runs without xenstored" mb_collectd_alive
+n=$(grep -c "vmmem: cannot connect to xenstored" "$MB_CD_LOG")
+[ "$n" -le 3 ] || mb_fail "the missing xenstored was logged $n times in 3 s"
+mb_log "ok: logged $n times in ~4 s (c_complain backs off)"
+
+mb_xenstored_start
+vmt_host 8388608 1048576
+vmt_dom 0 Domain-0 1048576 1048576
+vmt_dom 4 late 1048576 2097152
+vmt_record 4 1 1000000 250000
+vmt_expect 10 $((1000000 * 1024)) late memory-guest_MemTotal
+mb_wait_for 5 mb_log_has "vmmem: backend sim reachable" || mb_fail "recovery not logged"
+# the watch thread backs off up to 8 s between attempts while nothing
+# answers: give it that long to connect, then an urgent record notifies
+ok=0
+for seq in $(seq 2 12); do
+  vmt_record 4 "$seq" 1000000 250000 1
+  if mb_wait_for 1 mb_log_has "Notification: .*plugin_instance = late.*urgent record"; then
+    ok=1
+    break
+  fi
+done
+[ "$ok" = 1 ] || mb_fail "no notification: the watch thread never connected"
+mb_log "ok: watch thread connected (urgent record seq $seq notified)"
+mb_log "PASS"
