@@ -47,6 +47,12 @@ MB_CD_DIR=""
 MB_CD_SOCK=""
 MB_CD_LOG=""
 MB_PIDS=()   # extra background processes a test registered (mb_bg)
+# Daemons get SIGTERM when the test shell dies, even by SIGKILL (ctest's
+# timeout), so that nothing outlives a test.
+MB_DEATHSIG=()
+if setpriv --help 2>/dev/null | grep -q -- --pdeathsig; then
+  MB_DEATHSIG=(setpriv --pdeathsig TERM)
+fi
 MB_SAN_LOGS=() # files scanned for sanitizer reports at exit
 
 mb_log() { printf '[%s %s] %s\n' "$MB_TEST_NAME" "$(date +%H:%M:%S.%N | cut -c1-12)" "$*" >&2; }
@@ -205,8 +211,8 @@ mb_xenstored_start() {
   rm -f "$d/socket"
   # xenstored binds $XENSTORED_PATH when set: keep a client setting (maybe
   # another xenstored's socket) away from it.
-  env -u XENSTORED_PATH XENSTORED_RUNDIR="$d" LD_PRELOAD="$MB_SHIM" \
-    "$MB_XENSTORED_BIN" -N >>"$d/xenstored.log" 2>&1 &
+  "${MB_DEATHSIG[@]}" env -u XENSTORED_PATH XENSTORED_RUNDIR="$d" \
+    LD_PRELOAD="$MB_SHIM" "$MB_XENSTORED_BIN" -N >>"$d/xenstored.log" 2>&1 &
   MB_XS_PID=$!
   export XENSTORED_PATH=$d/socket
   export MB_XS_DIR=$d
@@ -350,7 +356,7 @@ mb_collectd_start() {
       ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
   fi
-  env "${env[@]}" "$MB_COLLECTD_BIN" -f -C "$conf" \
+  "${MB_DEATHSIG[@]}" env "${env[@]}" "$MB_COLLECTD_BIN" -f -C "$conf" \
     >>"$MB_CD_DIR/collectd.stderr" 2>&1 &
   MB_CD_PID=$!
   MB_SAN_LOGS+=("$MB_CD_DIR/collectd.stderr" "$MB_CD_LOG")
