@@ -349,7 +349,8 @@ static void lv_cell_totals(lv_priv_t *p, mb_hostinfo_t *out) {
   free(caps);
 }
 
-static int lv_host(void *priv, mb_hostinfo_t *out, char *err, size_t errlen) {
+static int lv_host_once(void *priv, mb_hostinfo_t *out, char *err,
+                        size_t errlen) {
   lv_priv_t *p = priv;
   if (lv_connect(p, err, errlen) != 0)
     return -1;
@@ -728,8 +729,8 @@ static int lv_cmp_domid(const void *a, const void *b) {
   return (x->domid > y->domid) - (x->domid < y->domid);
 }
 
-static int lv_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
-                   size_t errlen) {
+static int lv_list_once(void *priv, mb_dominfo_t **out, size_t *n, char *err,
+                        size_t errlen) {
   lv_priv_t *p = priv;
   int ret = -1;
   virDomainPtr *doms = NULL; /* owned, with every element */
@@ -777,8 +778,8 @@ out:
   return ret;
 }
 
-static int lv_set_target(void *priv, uint32_t domid, uint64_t target_kib,
-                         char *err, size_t errlen) {
+static int lv_set_target_once(void *priv, uint32_t domid, uint64_t target_kib,
+                              char *err, size_t errlen) {
   lv_priv_t *p = priv;
   int ret = -1;
   virDomainPtr dom = NULL; /* owned */
@@ -823,6 +824,40 @@ out:
   if (dom)
     virDomainFree(dom);
   return ret;
+}
+
+/* A call that found the connection dead (and dropped it) is tried once more
+ * on a fresh one, so that the round which notices a libvirtd restart still
+ * succeeds. A call that could not connect at all is not retried. */
+static int lv_host(void *priv, mb_hostinfo_t *out, char *err, size_t errlen) {
+  lv_priv_t *p = priv;
+  bool had = p->conn != NULL;
+  int r = lv_host_once(p, out, err, errlen);
+  if (r != 0 && had && p->conn == NULL) {
+    memset(out, 0, sizeof(*out));
+    r = lv_host_once(p, out, err, errlen);
+  }
+  return r;
+}
+
+static int lv_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
+                   size_t errlen) {
+  lv_priv_t *p = priv;
+  bool had = p->conn != NULL;
+  int r = lv_list_once(p, out, n, err, errlen);
+  if (r != 0 && had && p->conn == NULL)
+    r = lv_list_once(p, out, n, err, errlen);
+  return r;
+}
+
+static int lv_set_target(void *priv, uint32_t domid, uint64_t target_kib,
+                         char *err, size_t errlen) {
+  lv_priv_t *p = priv;
+  bool had = p->conn != NULL;
+  int r = lv_set_target_once(p, domid, target_kib, err, errlen);
+  if (r != 0 && had && p->conn == NULL)
+    r = lv_set_target_once(p, domid, target_kib, err, errlen);
+  return r;
 }
 
 /* libvirt has no push for balloon statistics here: sleep out the timeout. */

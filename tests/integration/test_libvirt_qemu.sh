@@ -65,6 +65,9 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $mods; do [ -f /m/\$m.ko ] && insmod /m/\$m.ko; done
 mkdir -p /t; mount -t tmpfs -o size=200m tmpfs /t
 dd if=/dev/zero of=/t/fill bs=1M count=60 2>/dev/null
+# safety net: the guest powers itself off (and libvirt destroys it) even if
+# the test is killed before its exit trap runs
+(sleep 280; poweroff -f) &
 echo "GUEST-READY"
 while true; do echo "GUEST \$(grep -E '^(MemTotal|MemFree):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"; sleep 2; done
 EOF
@@ -111,14 +114,38 @@ cat >"$lv/guest.xml" <<EOF
 </domain>
 EOF
 [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$lv/guest.xml"
+# libvirt's processes are not our children, and the daemon is restarted
+# below: a helper killed at exit kills whatever the pid files name then
+# (the guest first, then the daemons).
+reap() {
+  # libvirtd first (killing the guest under it would make it start
+  # virtlogd again), then the guest, then virtlogd; pids read up front
+  # because each daemon removes its pid file as it goes. Nothing here may
+  # stop early (errexit is off): a pid already gone is fine.
+  set +e
+  local f p pids=()
+  for f in "$lv/run/libvirt/libvirtd.pid" "$lv/run/libvirt/qemu/run/$name.pid" \
+    "$lv/run/libvirt/virtlogd.pid"; do
+    [ -s "$f" ] && pids+=("$(cat "$f")")
+  done
+  for p in "${pids[@]}"; do
+    kill -TERM "$p" 2>/dev/null
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  exit 0
+}
+reaper() {
+  trap reap TERM
+  while :; do
+    sleep 1 &
+    wait $! || true
+  done
+}
+mb_bg "$MB_DIR/reaper.log" reaper
 t0=$(mb_now_ms)
 uvirsh "create $lv/guest.xml" >"$MB_DIR/create.out" 2>&1 ||
   mb_fail "virsh create: $(cat "$MB_DIR/create.out")"
-# libvirt's processes are not our children: register them for the exit trap
-# (the guest first, then the daemons).
-for f in "$lv/run/libvirt/qemu/run/$name.pid" "$lv/run/libvirt/libvirtd.pid" "$lv/run/libvirt/virtlogd.pid"; do
-  mb_wait_for 5 test -s "$f" && MB_PIDS+=("$(cat "$f")")
-done
 mb_wait_for 120 grep -q GUEST-READY "$serial" || mb_fail "guest did not boot: $(tail -5 "$serial" 2>/dev/null)"
 mb_log "guest booted in $(($(mb_now_ms) - t0)) ms (TCG)"
 guest_total() { sed -n 's/^GUEST MemTotal: \([0-9]*\) kB.*/\1/p' "$serial" | tail -n1; }
@@ -194,6 +221,32 @@ mb_wait_for 5 mb_log_has "membal: $name \(domid [0-9]+\) target 300.0 MiB -> 512
 mb_wait_for 30 actual_ge $((512 * MiB)) || mb_fail "balloon never went back to 512 MiB (actual $(actual_kib) KiB)"
 mb_wait_for 10 guest_gt $((400 * MiB)) || mb_fail "the guest's MemTotal stayed at $(guest_total) KiB"
 mb_log "grown back: QEMU actual $(actual_kib) KiB, guest MemTotal $(guest_total) KiB"
+
+# ---- libvirtd restarts under collectd (the guest keeps running; the new
+# daemon picks it up). vmmem, reading every second, meets the outage: one
+# "lost", one error, then "reachable". membal's connection is found dead
+# only by the next round, which the backend retries on a new connection:
+# that round succeeds.
+kill -TERM "$(cat "$lv/run/libvirt/libvirtd.pid")"
+mb_wait_for 10 mb_log_has "vmmem: libvirt: connection to qemu\+unix:///session.* lost" ||
+  mb_fail "the lost libvirt connection was not logged"
+uvirsh "list" >/dev/null 2>&1 || mb_fail "libvirtd did not come back"
+# vmmem's read in the outage: the retry could not connect either; said
+# once, then "reachable" when the daemon is back
+mb_wait_for 15 mb_log_has "vmmem: backend libvirt reachable" ||
+  mb_fail "vmmem did not reconnect: $(grep vmmem "$MB_CD_LOG" | tail -3)"
+mb_assert "the loss logged once" test "$(grep -c "vmmem: libvirt: connection to .* lost" "$MB_CD_LOG")" -eq 1
+mb_assert "the outage logged once" test "$(grep -c "vmmem: libvirt: cannot connect" "$MB_CD_LOG")" -le 1
+seq1=$(gauge "vmmem-$name/vmmem_sample-seq")
+seq_moved1() { awk -v a="$(gauge "vmmem-$name/vmmem_sample-seq")" -v b="$seq1" 'BEGIN { exit !(a != b) }'; }
+mb_wait_for 20 seq_moved1 || mb_fail "no fresh sample after the reconnect"
+rounds=$(gauge "membal/membal_rounds")
+more_rounds() { awk -v a="$(gauge "membal/membal_rounds")" -v b="$rounds" 'BEGIN { exit !(a > b) }'; }
+mb_collectdctl flush plugin=membal
+mb_wait_for 5 more_rounds || mb_fail "membal made no round after the restart"
+if mb_log_has "membal: backend \"libvirt\" failed"; then
+  mb_fail "membal's round failed on the restarted libvirtd: $(grep 'membal: backend' "$MB_CD_LOG")"
+fi
 mb_collectd_stop
 uvirsh "destroy $name" >/dev/null 2>&1 || true
 mb_log "PASS"
