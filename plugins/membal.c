@@ -1034,7 +1034,7 @@ static void mb_round(const char *why) {
         uint64_t room = pool_kib > in_force_kib ? pool_kib - in_force_kib : 0;
         if (to - from > room) {
           to = from + room;
-          held = " [held back: a shrink failed]";
+          held = " [grow held back: targets in force must fit the pool]";
         }
       }
       if (mb_snap_prev_decided(dom->name) != decided[i])
