@@ -444,6 +444,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   /* Names and types land inside XML attributes and xl strings. */
+  if (strlen(o.prefix) > 48) {
+    fprintf(stderr, "membal-numa-place: --prefix longer than 48 characters\n");
+    return 2;
+  }
   for (const char *s = o.prefix; *s; s++)
     if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
           (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.')) {

@@ -138,6 +138,7 @@ opt_bad -p random --nodes 2 --uri test:///default
 opt_bad -p interleave --nodes 2 --span 3
 opt_bad -p random --nodes 2 --prefix "a'b"
 opt_bad -p random --nodes 2 -f yaml
+opt_bad -p random --nodes 2 --prefix "$(head -c 100 /dev/zero | tr '\0' a)"
 opt_bad -p random --nodes 2 --outdir "$MB_DIR/missing"
 
 # empty input: no VM, no output, success
