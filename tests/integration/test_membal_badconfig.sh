@@ -93,3 +93,16 @@ pool=$(mb_getval "$MB_HOSTNAME/membal/memory-pool")
 mb_assert "pool = 4 GiB - 1 GiB reserve ($pool)" \
   awk -v v="$pool" 'BEGIN { d = v - 3 * 1073741824; exit !(d < 1e4 && d > -1e4) }'
 mb_collectd_stop
+
+# Reserve "auto": what dom0 and the hypervisor hold (total - free - guests =
+# 4096 - 1024 - 2048 MiB) plus 64 MiB of slack.
+rm -f "$MB_DIR/collectd/collectd.log"
+conf_with "$MB_DIR/auto.conf" '  Reserve "auto"'
+mb_collectd_start "$MB_DIR/auto.conf"
+mb_wait_for 10 mb_getval "$MB_HOSTNAME/membal/memory-pool" ||
+  mb_fail "membal with Reserve auto dispatched no round"
+pool=$(mb_getval "$MB_HOSTNAME/membal/memory-pool")
+want=$(((4096 - 1024 - 64) * 1048576))
+mb_assert "pool with Reserve auto = 3008 MiB ($pool bytes)" \
+  awk -v v="$pool" -v w="$want" 'BEGIN { d = v - w; exit !(d < 1e4 && d > -1e4) }'
+mb_collectd_stop
