@@ -96,12 +96,13 @@ mb_assert() {
 }
 
 # mb_wait_for <timeout_s> <command...>: poll every 0.1 s until the command
-# succeeds; returns 1 on timeout.
+# succeeds (at least once, even after the deadline); returns 1 on timeout.
 mb_wait_for() {
   local timeout=$1
   shift
-  local deadline
-  deadline=$(($(date +%s%N) + ${timeout%.*} * 1000000000))
+  local deadline ms
+  ms=$(awk -v t="$timeout" 'BEGIN { printf "%d", t * 1000 }') # "0.5" works too
+  deadline=$(($(date +%s%N) + ms * 1000000))
   while :; do
     if "$@" >/dev/null 2>&1; then
       return 0
