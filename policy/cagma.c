@@ -23,10 +23,12 @@
  *   - no MemTotal: ws + kernel = current_kib - idle (mb_est_used_kib),
  *     overhead 0.
  *
- * Emergency allocation: when the guest's swap rate (pswpin + pswpout per
- * second) exceeds SwapThreshold or its major-fault rate exceeds
- * MajorFaultThreshold, or it flagged its record urgent, it is grown at
- * once (no step cap, growth cut last when the pool is short) to
+ * Emergency allocation (mb_est_pressure, estimate.c): when the guest
+ * swaps out faster than SwapThreshold, or, while it is short of memory
+ * (MemAvailable below the CMA margin), swaps (in + out) faster than
+ * SwapThreshold, faults faster than MajorFaultThreshold or flags its
+ * record urgent, it is grown at once (no step cap, growth cut last when
+ * the pool is short) to
  *   max(CMA, current + need),  need = max(CmaMarginMin,
  *                                        4 KiB * swap pages/s * 10 s)
  * i.e. the memory it swapped in the last ten seconds at the current rate:

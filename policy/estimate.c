@@ -27,14 +27,40 @@ uint64_t mb_est_used_kib(const mb_domain_t *d) {
   return mb_min_u64(d->current_kib, MB_KIB_MAX) - mb_est_idle_kib(d);
 }
 
+/* Short of memory: what the guest could still give up (MemAvailable) is
+ * below the CMA margin, the headroom cagma guarantees above the working
+ * set (max(CmaMarginMin, CmaMarginFraction x used)). */
+static bool est_short(const mb_config_t *cfg, const mb_domain_t *d) {
+  double m = cfg->cagma.margin_frac * (double)mb_est_used_kib(d);
+  double margin = (double)cfg->cagma.margin_min_kib;
+  if (m > margin) /* false for NaN */
+    margin = m;
+  return (double)mb_est_idle_kib(d) < margin;
+}
+
+/* Which swap activity means "this guest needs memory now":
+ *  - swap-out above SwapThreshold always: the kernel evicts anonymous pages
+ *    only when it has nothing cheaper to drop;
+ *  - swap-in, major faults and the urgent flag only when the guest is
+ *    short (est_short). A guest whose working set shrank keeps faulting
+ *    its old swapped pages back for minutes at the disk's pace while it
+ *    holds plenty of free memory: more memory would not stop those faults
+ *    (each page is read once), and flagging it made two such guests
+ *    "emergencies" that the pool cut against each other, so nobody was
+ *    shrunk (the CAGMA testbed froze from t=200 s to 440 s). */
 bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d) {
   if (!d->has_sample)
     return false;
+  bool valid = d->rates.valid;
+  /* NaN rates compare false: they never trigger anything. */
+  if (valid && d->rates.swapout_pps > cfg->cagma.swap_threshold_pps)
+    return true;
+  if (!est_short(cfg, d))
+    return false;
   if (d->sample.urgent)
     return true;
-  if (!d->rates.valid)
+  if (!valid)
     return false;
-  /* NaN rates compare false: they never trigger anything. */
   return d->rates.swapin_pps + d->rates.swapout_pps >
              cfg->cagma.swap_threshold_pps ||
          d->rates.majflt_ps > cfg->cagma.majflt_threshold_ps;

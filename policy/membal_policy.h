@@ -275,10 +275,12 @@ typedef struct {
     double margin_frac;         /* CMA headroom as a fraction of the
                                    working set; default 0.10 */
     uint64_t margin_min_kib;    /* CMA headroom floor; default 32768 */
-    double swap_threshold_pps;  /* pswpin+pswpout pages/s that trigger an
-                                   emergency allocation; default 64 */
-    double majflt_threshold_ps; /* major faults/s that trigger one;
-                                   default 256 */
+    double swap_threshold_pps;  /* pswpout pages/s, or pswpin+pswpout
+                                   pages/s of a guest short of memory,
+                                   that trigger an emergency allocation;
+                                   default 64 */
+    double majflt_threshold_ps; /* major faults/s of a guest short of
+                                   memory that trigger one; default 256 */
   } cagma;
 
   struct {

@@ -952,6 +952,67 @@ static void test_cagma_old_kernel(void) {
   ASSERT_U64(out.cma_kib, 0);
 }
 
+/* Which swap activity is an emergency. Two guests of 1G, anon 512M: CMA
+ * 524288 + 52428 (10 %) = 576716 each; pool 1658060.
+ *  - no emergency: both get CMA + half the surplus (1658060 - 2 * 576716)
+ *    / 2 = 252314 -> 829030, shrink-idle;
+ *  - A in emergency: base max(CMA, 1G + 32M) = 1081344; with B's CMA that
+ *    is exactly the pool: A 1081344 (emergency), B 576716.
+ * "Short" = MemAvailable below the CMA margin max(32M, 10 % of used): with
+ * 400M available (used 638976, margin 63897) A is not short, with 16M
+ * (used 1032192, margin 103219) it is. */
+static void test_cagma_pressure_signal(void) {
+  static const struct {
+    const char *what;
+    uint64_t avail;
+    double in, out, majflt;
+    bool valid, urgent, emergency;
+  } t[] = {
+      {"swap-in, memory to spare", M(400), 100, 0, 0, true, false, false},
+      {"swap-out, memory to spare", M(400), 0, 100, 0, true, false, true},
+      {"urgent flag, memory to spare", M(400), 0, 0, 0, false, true, false},
+      {"swap-in, short", M(16), 100, 0, 0, true, false, true},
+      {"major faults, memory to spare", M(400), 0, 0, 300, true, false, false},
+      {"major faults, short", M(16), 0, 0, 300, true, false, true},
+      {"urgent flag, short", M(16), 0, 0, 0, false, true, true},
+      {"swap-out at the threshold", M(400), 0, 64, 0, true, false, false},
+  };
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = 1658060};
+  for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+    dspec_t a = DOM(G(1), G(8), M(64), t[k].avail, M(512), 0);
+    dspec_t b = DOM(G(1), G(8), M(64), M(400), M(512), 0);
+    mb_domain_t doms[2];
+    mb_decision_t out[2];
+    build_dom(&doms[0], &a, 0);
+    build_dom(&doms[1], &b, 1);
+    doms[0].rates.valid = t[k].valid;
+    doms[0].rates.swapin_pps = t[k].in;
+    doms[0].rates.swapout_pps = t[k].out;
+    doms[0].rates.majflt_ps = t[k].majflt;
+    doms[0].sample.urgent = t[k].urgent;
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+                          0);
+    if (out[0].emergency != t[k].emergency)
+      fprintf(stderr, "\n  %s: emergency %d, want %d", t[k].what,
+              out[0].emergency, t[k].emergency);
+    CU_ASSERT_EQUAL(out[0].emergency, t[k].emergency);
+    ASSERT_U64(out[0].cma_kib, 576716);
+    ASSERT_U64(out[1].cma_kib, 576716);
+    if (t[k].emergency) {
+      ASSERT_U64(out[0].target_kib, 1081344);
+      CU_ASSERT_EQUAL(out[0].reason, MB_R_EMERGENCY);
+      ASSERT_U64(out[1].target_kib, 576716);
+    } else {
+      ASSERT_U64(out[0].target_kib, 829030);
+      CU_ASSERT_EQUAL(out[0].reason, MB_R_SHRINK_IDLE);
+      ASSERT_U64(out[1].target_kib, 829030);
+    }
+    CU_ASSERT_EQUAL(out[1].reason, MB_R_SHRINK_IDLE);
+  }
+}
+
 /* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
 static void test_tax_auto(void) {
   mb_config_t cfg;
@@ -1046,6 +1107,7 @@ int main(void) {
       {"tax AUTO", test_tax_auto},
       {"cagma", test_cagma},
       {"cagma on a 2.6.18 sample", test_cagma_old_kernel},
+      {"cagma pressure signal", test_cagma_pressure_signal},
       {"selfballoon", test_selfballoon},
       {"envelope", test_envelope},
       {"envelope NUMA", test_numa},
