@@ -5,6 +5,7 @@
 # (section 1), and a collectd.conf with vmmem + membal + rrdtool.
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
 
+# shellcheck disable=SC2034 # used by the tests that source this file
 MBT_MIB=1024 # KiB per MiB
 
 # mbt_host <total_kib> <free_kib>
@@ -103,7 +104,7 @@ mbt_guest_loop() {
 # given domains: the balloon reaches its target at once; free memory is what
 # dom0 and the guests do not hold.
 mbt_settle() {
-  local dom0=$1 total=$2 id node name max t held=$1
+  local total=$2 id node name max t held=$1
   shift 2
   for id in "$@"; do
     node=$(xenstore-read -R "/tool/membal-sim/dom/$id")

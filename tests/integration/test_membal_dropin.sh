@@ -13,7 +13,7 @@ dropin=$MEMBAL_SOURCE_DIR/collectd.conf.d/dom0.conf
 for opt in Policy Backend XenstorePath DryRun Period Reserve TaxRate \
   CmaMarginFraction CmaMarginMin SwapThreshold MajorFaultThreshold \
   UpHysteresis DownHysteresis StepCap DeadBand StaleAfter Domain Min Max Weight; do
-  grep -Eq "^ *#? *<?$opt[ >]" "$dropin" || mb_fail "option $opt not documented in dom0.conf"
+  grep -Eq "^ *#? *<?${opt}[ >]" "$dropin" || mb_fail "option $opt not documented in dom0.conf"
 done
 mb_log "ok: every membal option documented in dom0.conf"
 

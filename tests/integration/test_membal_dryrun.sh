@@ -30,7 +30,7 @@ done
 sleep 1.5
 mb_assert "membal announces the dry run" mbt_membal_log "DRY RUN"
 
-for n in 1 2 3; do mbt_flush_round; done
+for _ in 1 2 3; do mbt_flush_round; done
 sleep 1.5 # the read callback re-dispatches the decisions into RRD
 
 # Decided: vm1 up, vm2/vm3 down; recorded, never applied.
