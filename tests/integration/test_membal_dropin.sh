@@ -10,7 +10,7 @@ dropin=$MEMBAL_SOURCE_DIR/collectd.conf.d/dom0.conf
 [ -f "$dropin" ] || mb_fail "$dropin missing"
 
 # Every membal option the plugin knows is documented in the drop-in.
-for opt in Policy Backend XenstorePath DryRun Period Reserve TaxRate \
+for opt in Policy Backend XenstorePath URI DryRun Period Reserve TaxRate \
   CmaMarginFraction CmaMarginMin SwapThreshold MajorFaultThreshold \
   UpHysteresis DownHysteresis StepCap DeadBand StaleAfter Domain Min Max Weight; do
   grep -Eq "^ *#? *<?${opt}[ >]" "$dropin" || mb_fail "option $opt not documented in dom0.conf"
