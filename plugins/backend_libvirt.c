@@ -30,11 +30,20 @@
  * Sequence number: virtio-balloon stats carry no sequence, so the backend
  * synthesises one per domain: 1 at first sight, +1 whenever any statistic
  * (including last_update, which QEMU advances at each guest publication)
- * differs from the previous read. A guest whose stats do not change and
- * whose hypervisor gives no last_update therefore ages and turns stale,
- * which only freezes its target (never shrinks it). uptime_ms is 0
- * (unknown). When no guest-side statistic is present at all (period 0, no
- * balloon driver in the guest) the sample status is MB_SAMPLE_NONE.
+ * differs from the previous read by any handle of this copy of the backend
+ * (one table, so vmmem's reader and watch thread agree). A guest whose
+ * stats do not change and whose hypervisor gives no last_update therefore
+ * ages and turns stale, which only freezes its target (never shrinks it).
+ * uptime_ms is last_update in ms (the host time of the publication: what
+ * rates need), else 0. When no guest-side statistic is present at all
+ * (period 0, no balloon driver in the guest) the sample status is
+ * MB_SAMPLE_NONE.
+ *
+ * Events: libvirt has no push for balloon statistics, so wait_event polls
+ * them every LV_POLL_S and reports each domain whose sequence moved; guest
+ * returns its sample and, as raw text, a membal record of it
+ * (mb_record_format), so vmmem's watch thread raises its urgent
+ * notification for a swapping KVM guest as it does for a Xen one.
  *
  * Stats period: libvirt's default is 0 (off). On first sight of a domain
  * with a virtio balloon whose <stats period> is 0 or absent, the backend
@@ -69,6 +78,9 @@
 #define LV_DEFAULT_URI "qemu:///system"
 #define LV_DEFAULT_PERIOD_S 5u
 #define LV_GUEST_PAGE_KIB 4u
+#define LV_FORGET_S 600.0 /* a domain unseen this long is forgotten */
+#define LV_POLL_S 1.0     /* wait_event: balloon statistics polled this often */
+#define LV_PENDING_MAX 256
 
 /* What the backend remembers of one domain between rounds. */
 typedef struct {
@@ -80,8 +92,16 @@ typedef struct {
   bool period_checked;
   bool target_known;
   uint64_t target_kib;
-  uint64_t seen_round;
+  double seen_s; /* monotonic */
 } lv_dom_state_t;
+
+/* The table of lv_dom_state_t is shared by every handle of this copy of the
+ * backend: vmmem's reader and its watch thread must agree on a guest's
+ * sequence numbers, since membal orders samples by them. */
+static pthread_mutex_t lv_table_lock = PTHREAD_MUTEX_INITIALIZER;
+static lv_dom_state_t *lv_table; /* guarded by lv_table_lock; lives as long
+                                    as the process */
+static size_t lv_table_n, lv_table_cap;
 
 /* One libvirt connection per URI shared by every handle of this copy of the
  * backend (vmmem's reader and its watch thread use one connection). Each
@@ -92,7 +112,8 @@ typedef struct lv_shared {
   char *uri;          /* owned */
   virConnectPtr conn; /* one reference per user */
   unsigned users;
-  bool listed; /* still in lv_shared_list (false once found dead) */
+  bool listed;    /* still in lv_shared_list (false once found dead) */
+  bool lost_said; /* its loss was logged (by the first handle to see it) */
   struct lv_shared *next;
 } lv_shared_t;
 
@@ -107,11 +128,18 @@ typedef struct {
   unsigned period_s;
   void (*log)(void *, int, const char *);
   void *log_ctx;
-  lv_dom_state_t *doms; /* owned */
-  size_t ndoms, capdoms;
-  uint64_t round;
   uint64_t requests;
+  /* wait_event: domains whose statistics changed, not yet reported */
+  uint32_t pending[LV_PENDING_MAX];
+  size_t npending;
+  double next_poll_s; /* monotonic */
 } lv_priv_t;
+
+static double lv_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* libvirt prints every error to stderr unless told otherwise; the backend
  * reports errors through its return values instead. */
@@ -244,37 +272,44 @@ static void lv_check_conn(lv_priv_t *p) {
   p->requests++;
   if (virConnectIsAlive(p->conn) == 1)
     return;
-  lv_log(p, LOG_WARNING, "libvirt: connection to %s lost (%s); re-opening",
-         p->uri, why);
+  /* Handles sharing the connection all find it dead: one says so. */
+  pthread_mutex_lock(&lv_shared_lock);
+  bool say = !p->shared->lost_said;
+  p->shared->lost_said = true;
+  pthread_mutex_unlock(&lv_shared_lock);
+  if (say)
+    lv_log(p, LOG_WARNING, "libvirt: connection to %s lost (%s); re-opening",
+           p->uri, why);
   lv_release(p, true);
 }
 
-static lv_dom_state_t *lv_state(lv_priv_t *p, const unsigned char *uuid) {
-  for (size_t i = 0; i < p->ndoms; i++)
-    if (memcmp(p->doms[i].uuid, uuid, VIR_UUID_BUFLEN) == 0)
-      return &p->doms[i];
-  if (p->ndoms == p->capdoms) {
-    size_t cap = p->capdoms ? 2 * p->capdoms : 16;
-    lv_dom_state_t *n = realloc(p->doms, cap * sizeof(*n));
+/* Caller holds lv_table_lock. The pointer is valid until it is released. */
+static lv_dom_state_t *lv_state(const unsigned char *uuid, double now) {
+  for (size_t i = 0; i < lv_table_n; i++)
+    if (memcmp(lv_table[i].uuid, uuid, VIR_UUID_BUFLEN) == 0) {
+      lv_table[i].seen_s = now;
+      return &lv_table[i];
+    }
+  /* Forget domains gone for long, so the table never grows past the
+   * domains alive within LV_FORGET_S. */
+  size_t j = 0;
+  for (size_t i = 0; i < lv_table_n; i++)
+    if (now - lv_table[i].seen_s <= LV_FORGET_S)
+      lv_table[j++] = lv_table[i];
+  lv_table_n = j;
+  if (lv_table_n == lv_table_cap) {
+    size_t cap = lv_table_cap ? 2 * lv_table_cap : 16;
+    lv_dom_state_t *n = realloc(lv_table, cap * sizeof(*n));
     if (n == NULL)
       return NULL;
-    p->doms = n;
-    p->capdoms = cap;
+    lv_table = n;
+    lv_table_cap = cap;
   }
-  lv_dom_state_t *s = &p->doms[p->ndoms++];
-  memset(s, 0, sizeof(*s));
-  memcpy(s->uuid, uuid, VIR_UUID_BUFLEN);
-  return s;
-}
-
-/* Forgets domains not seen in the current round, so a table never grows
- * past the number of domains alive at once. */
-static void lv_state_gc(lv_priv_t *p) {
-  size_t j = 0;
-  for (size_t i = 0; i < p->ndoms; i++)
-    if (p->doms[i].seen_round == p->round)
-      p->doms[j++] = p->doms[i];
-  p->ndoms = j;
+  lv_dom_state_t *st = &lv_table[lv_table_n++];
+  memset(st, 0, sizeof(*st));
+  memcpy(st->uuid, uuid, VIR_UUID_BUFLEN);
+  st->seen_s = now;
+  return st;
 }
 
 static void *lv_open(const mb_backend_opts_t *opts, char *err, size_t errlen) {
@@ -314,7 +349,6 @@ static void lv_close(void *priv) {
   if (p == NULL)
     return;
   lv_release(p, false);
-  free(p->doms);
   free(p->uri);
   free(p);
 }
@@ -646,6 +680,11 @@ lv_fill_sample(lv_dom_state_t *st, const virDomainMemoryStatStruct *ms, int nms,
     return MB_SAMPLE_BAD;
   }
   s->seq = st->seq;
+  /* No uptime in balloon statistics; the time QEMU took them (seconds)
+   * serves the same purpose: rates between two samples. */
+  if (v[VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE] > 0 &&
+      v[VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE] < UINT64_MAX / 1000)
+    s->uptime_ms = v[VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE] * 1000;
   return MB_SAMPLE_OK;
 }
 
@@ -686,17 +725,6 @@ static int lv_one(lv_priv_t *p, virDomainPtr dom, mb_dominfo_t *d, char *err,
   unsigned long max = virDomainGetMaxMemory(dom);
   d->max_kib = max ? max : di.maxMem;
 
-  lv_dom_state_t *st = lv_state(p, uuid);
-  if (st == NULL) {
-    snprintf(err, errlen, "libvirt: out of memory");
-    return -1;
-  }
-  st->seen_round = p->round;
-  if (!st->period_checked) {
-    lv_enable_period(p, dom, d->name);
-    st->period_checked = true;
-  }
-
   d->node_mask = lv_node_mask(p, dom);
 
   virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
@@ -710,17 +738,31 @@ static int lv_one(lv_priv_t *p, virDomainPtr dom, mb_dominfo_t *d, char *err,
     snprintf(d->sample_err, sizeof(d->sample_err), "virDomainMemoryStats: %s",
              lv_errmsg());
     virResetLastError();
-  } else {
-    for (int i = 0; i < nms; i++)
-      if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
-        actual_kib = ms[i].val;
+  }
+  for (int i = 0; i < nms; i++)
+    if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+      actual_kib = ms[i].val;
+
+  pthread_mutex_lock(&lv_table_lock);
+  lv_dom_state_t *st = lv_state(uuid, lv_now_s());
+  if (st == NULL) {
+    pthread_mutex_unlock(&lv_table_lock);
+    snprintf(err, errlen, "libvirt: out of memory");
+    return -1;
+  }
+  bool check_period = !st->period_checked;
+  st->period_checked = true;
+  if (nms >= 0)
     d->sample_status = lv_fill_sample(st, ms, nms, d->max_kib, &d->sample,
                                       d->sample_err, sizeof(d->sample_err));
-  }
+  d->target_kib = st->target_known ? st->target_kib : di.memory;
+  pthread_mutex_unlock(&lv_table_lock);
+
+  if (check_period)
+    lv_enable_period(p, dom, d->name);
   d->current_kib = actual_kib ? actual_kib : di.memory;
   if (d->max_kib > 0 && d->current_kib > d->max_kib)
     d->current_kib = d->max_kib; /* actual is the guest's word */
-  d->target_kib = st->target_known ? st->target_kib : di.memory;
   return 1;
 }
 
@@ -753,7 +795,6 @@ static int lv_list_once(void *priv, mb_dominfo_t **out, size_t *n, char *err,
     snprintf(err, errlen, "libvirt: out of memory");
     goto out;
   }
-  p->round++;
   size_t k = 0;
   for (int i = 0; i < nd; i++) {
     int r = lv_one(p, doms[i], &res[k], err, errlen);
@@ -764,7 +805,6 @@ static int lv_list_once(void *priv, mb_dominfo_t **out, size_t *n, char *err,
     if (r > 0)
       k++;
   }
-  lv_state_gc(p);
   qsort(res, k, sizeof(*res), lv_cmp_domid);
   *out = res;
   *n = k;
@@ -811,13 +851,13 @@ static int lv_set_target_once(void *priv, uint32_t domid, uint64_t target_kib,
   }
   unsigned char uuid[VIR_UUID_BUFLEN];
   if (virDomainGetUUID(dom, uuid) == 0) {
-    lv_dom_state_t *st = lv_state(p, uuid);
+    pthread_mutex_lock(&lv_table_lock);
+    lv_dom_state_t *st = lv_state(uuid, lv_now_s());
     if (st != NULL) {
       st->target_known = true;
       st->target_kib = target_kib;
-      /* Keep it through the next gc even if set before the first list. */
-      st->seen_round = p->round;
     }
+    pthread_mutex_unlock(&lv_table_lock);
   }
   ret = 0;
 out:
@@ -860,20 +900,154 @@ static int lv_set_target(void *priv, uint32_t domid, uint64_t target_kib,
   return r;
 }
 
-/* libvirt has no push for balloon statistics here: sleep out the timeout. */
+/* Reads one domain's balloon statistics into the shared table. Returns the
+ * sample status, or -1 when the domain is gone or unreadable; *advanced
+ * says whether its sequence moved. */
+static int lv_read_stats(lv_priv_t *p, virDomainPtr dom, uint64_t max_kib,
+                         mb_sample_t *s, char *serr, size_t serrlen,
+                         uint64_t *actual_kib, bool *advanced) {
+  unsigned char uuid[VIR_UUID_BUFLEN];
+  virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
+  p->requests++;
+  if (virDomainGetUUID(dom, uuid) != 0)
+    return -1;
+  p->requests++;
+  int nms = virDomainMemoryStats(dom, ms, VIR_DOMAIN_MEMORY_STAT_NR, 0);
+  if (nms < 0)
+    return -1;
+  *actual_kib = 0;
+  for (int i = 0; i < nms; i++)
+    if (ms[i].tag == VIR_DOMAIN_MEMORY_STAT_ACTUAL_BALLOON)
+      *actual_kib = ms[i].val;
+  pthread_mutex_lock(&lv_table_lock);
+  lv_dom_state_t *st = lv_state(uuid, lv_now_s());
+  if (st == NULL) {
+    pthread_mutex_unlock(&lv_table_lock);
+    snprintf(serr, serrlen, "libvirt: out of memory");
+    return -1;
+  }
+  uint64_t seq = st->seq;
+  int status = (int)lv_fill_sample(st, ms, nms, max_kib, s, serr, serrlen);
+  *advanced = st->seq != seq;
+  pthread_mutex_unlock(&lv_table_lock);
+  return status;
+}
+
+/* One pass over the active domains: queues those whose statistics changed
+ * since any handle of this backend last read them. */
+static int lv_poll(lv_priv_t *p, char *err, size_t errlen) {
+  virDomainPtr *doms = NULL; /* owned, with every element */
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+  p->requests++;
+  int nd =
+      virConnectListAllDomains(p->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (nd < 0) {
+    snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s", lv_errmsg());
+    lv_check_conn(p);
+    return -1;
+  }
+  for (int i = 0; i < nd; i++) {
+    mb_sample_t s;
+    char serr[160];
+    uint64_t actual_kib;
+    bool advanced = false;
+    p->requests++;
+    unsigned int id = virDomainGetID(doms[i]);
+    if (id != (unsigned int)-1 &&
+        lv_read_stats(p, doms[i], 0, &s, serr, sizeof(serr), &actual_kib,
+                      &advanced) >= 0 &&
+        advanced && p->npending < LV_PENDING_MAX) {
+      bool queued = false;
+      for (size_t k = 0; k < p->npending; k++)
+        queued = queued || p->pending[k] == id;
+      if (!queued)
+        p->pending[p->npending++] = id;
+    }
+    virResetLastError(); /* a domain gone meanwhile is not an error */
+    virDomainFree(doms[i]);
+  }
+  free(doms);
+  return 0;
+}
+
+/* No push from libvirt: the balloon statistics are polled every LV_POLL_S
+ * and a domain whose statistics changed is reported, one per call, so that
+ * the caller (vmmem's watch thread) sees a KVM guest's swap storm without
+ * waiting for its next interval. */
 static int lv_wait_event(void *priv, int timeout_ms, uint32_t *domid, char *err,
                          size_t errlen) {
-  (void)priv;
-  (void)domid;
-  (void)err;
-  (void)errlen;
-  if (timeout_ms > 0) {
-    struct timespec ts = {.tv_sec = timeout_ms / 1000,
-                          .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-      ;
+  lv_priv_t *p = priv;
+  double deadline = lv_now_s() + (timeout_ms > 0 ? timeout_ms / 1000.0 : 0);
+  for (;;) {
+    if (p->npending > 0) {
+      *domid = p->pending[0];
+      memmove(p->pending, p->pending + 1,
+              (p->npending - 1) * sizeof(p->pending[0]));
+      p->npending--;
+      return 1;
+    }
+    double now = lv_now_s();
+    if (now >= p->next_poll_s) {
+      p->next_poll_s = now + LV_POLL_S;
+      if (lv_poll(p, err, errlen) != 0)
+        return -1;
+      continue;
+    }
+    if (now >= deadline)
+      return 0;
+    double until = p->next_poll_s < deadline ? p->next_poll_s : deadline;
+    double wait_s = until - now;
+    struct timespec ts = {.tv_sec = (time_t)wait_s,
+                          .tv_nsec =
+                              (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+    nanosleep(&ts, NULL);
   }
-  return 0;
+}
+
+/* One domain's latest sample, for the watch thread; raw receives it as a
+ * membal record (mb_record_format), since libvirt has no record text. */
+static int lv_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
+                    size_t rawlen, char *err, size_t errlen) {
+  lv_priv_t *p = priv;
+  int ret = -1;
+  virDomainPtr dom = NULL; /* owned */
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+  p->requests++;
+  dom = virDomainLookupByID(p->conn, (int)domid);
+  if (dom == NULL) {
+    snprintf(err, errlen, "libvirt: domain %u: %s", domid, lv_errmsg());
+    if (!lv_err_is_gone())
+      lv_check_conn(p);
+    goto out;
+  }
+  out->domid = domid;
+  const char *name = virDomainGetName(dom); /* owned by dom */
+  snprintf(out->name, sizeof(out->name), "%s", name ? name : "");
+  p->requests++;
+  out->max_kib = virDomainGetMaxMemory(dom);
+  uint64_t actual_kib = 0;
+  bool advanced;
+  int st = lv_read_stats(p, dom, out->max_kib, &out->sample, out->sample_err,
+                         sizeof(out->sample_err), &actual_kib, &advanced);
+  if (st < 0) {
+    snprintf(err, errlen, "libvirt: domain %s: balloon statistics: %s",
+             out->name, lv_errmsg());
+    if (!lv_err_is_gone())
+      lv_check_conn(p);
+    goto out;
+  }
+  out->sample_status = (mb_sample_status_t)st;
+  out->current_kib = actual_kib;
+  if (out->sample_status == MB_SAMPLE_OK && raw != NULL && rawlen > 0 &&
+      mb_record_format(&out->sample, raw, rawlen) < 0)
+    raw[0] = '\0';
+  ret = 0;
+out:
+  if (dom)
+    virDomainFree(dom);
+  return ret;
 }
 
 static uint64_t lv_requests(const void *priv) {
@@ -890,4 +1064,5 @@ const mb_backend_ops_t mb_backend_libvirt_ops = {
     .set_target = lv_set_target,
     .wait_event = lv_wait_event,
     .requests = lv_requests,
+    .guest = lv_guest,
 };

@@ -199,7 +199,7 @@ static void test_hostfile_list(void) {
   CU_ASSERT_EQUAL(h.free_kib, h.total_kib - held);
   CU_ASSERT_EQUAL(h.nr_nodes, 0);
 
-  /* No push: wait_event sleeps out its timeout. */
+  /* Nothing changes: wait_event sleeps out its timeout. */
   struct timespec t0, t1;
   uint32_t domid = 0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -487,6 +487,86 @@ static void test_reconnect(void) {
   lv_close(p);
 }
 
+/* No push from libvirt: wait_event polls the balloon statistics and reports
+ * the domain whose statistics changed; guest() gives its sample and a
+ * membal record of it; the reading handle sees the same sequence. */
+static const char poll_dom_xml[] =
+    "<domain type='test'><name>mbt-poll</name>"
+    "<memory unit='KiB'>1048576</memory>"
+    "<currentMemory unit='KiB'>786432</currentMemory><vcpu>1</vcpu>"
+    "<os><type>hvm</type></os>"
+    "<devices><memballoon model='virtio'/></devices></domain>";
+
+static void test_wait_event_poll(void) {
+  virConnectPtr c = virConnectOpen("test:///default");
+  CU_ASSERT_FATAL(c != NULL);
+  virDomainPtr dom = virDomainCreateXML(c, poll_dom_xml, 0);
+  CU_ASSERT_FATAL(dom != NULL);
+  uint32_t id = virDomainGetID(dom);
+  mb_backend_t *rd = open_backend("test:///default", 0);
+  mb_backend_t *wb = open_backend("test:///default", 0);
+  CU_ASSERT_FATAL(rd != NULL && wb != NULL);
+  char err[256] = "";
+  mb_dominfo_t *d = NULL;
+  size_t n = 0;
+  CU_ASSERT_FATAL(mb_backend_list(rd, &d, &n, err, sizeof(err)) == 0);
+  free(d);
+
+  /* Nothing changed since the reader's list: the wait times out. */
+  uint32_t got = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CU_ASSERT_EQUAL(mb_backend_wait_event(wb, 300, &got, err, sizeof(err)), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+  CU_ASSERT(ms >= 299.0 && ms < 2000.0);
+
+  /* The guest's statistics change (the test driver's follow the balloon):
+   * reported within a poll period, this domain only. */
+  CU_ASSERT_FATAL(virDomainSetMemory(dom, 655360) == 0);
+  int r = 0;
+  for (int i = 0; i < 4 && r == 0; i++)
+    r = mb_backend_wait_event(wb, 1000, &got, err, sizeof(err));
+  CU_ASSERT_EQUAL_FATAL(r, 1);
+  CU_ASSERT_EQUAL(got, id);
+  CU_ASSERT_EQUAL(mb_backend_wait_event(wb, 100, &got, err, sizeof(err)), 0);
+
+  mb_dominfo_t g;
+  char raw[MB_RECORD_MAX];
+  CU_ASSERT_FATAL(
+      mb_backend_guest(wb, id, &g, raw, sizeof(raw), err, sizeof(err)) == 0);
+  CU_ASSERT_EQUAL(g.domid, id);
+  CU_ASSERT_STRING_EQUAL(g.name, "mbt-poll");
+  CU_ASSERT_EQUAL_FATAL(g.sample_status, MB_SAMPLE_OK);
+  CU_ASSERT_EQUAL(g.sample.v[MB_F_MEMTOTAL], 655360);
+  CU_ASSERT_EQUAL(g.current_kib, 655360);
+  long long lu = raw_stat(c, "mbt-poll", VIR_DOMAIN_MEMORY_STAT_LAST_UPDATE);
+  CU_ASSERT(lu > 0);
+  CU_ASSERT_EQUAL(g.sample.uptime_ms, (uint64_t)lu * 1000);
+  mb_sample_t parsed;
+  char perr[160] = "";
+  CU_ASSERT_FATAL(
+      mb_record_parse(raw, strlen(raw), &parsed, perr, sizeof(perr)) == 0);
+  CU_ASSERT_EQUAL(parsed.seq, g.sample.seq);
+  CU_ASSERT_EQUAL(parsed.v[MB_F_MEMTOTAL], 655360);
+
+  /* The reader, on the same backend, sees the same sequence number. */
+  CU_ASSERT_FATAL(mb_backend_list(rd, &d, &n, err, sizeof(err)) == 0);
+  const mb_dominfo_t *x = find_dom(d, n, "mbt-poll");
+  CU_ASSERT_FATAL(x != NULL);
+  CU_ASSERT_EQUAL(x->sample.seq, g.sample.seq);
+  free(d);
+
+  /* Gone: guest() says so. */
+  CU_ASSERT_FATAL(virDomainDestroy(dom) == 0);
+  CU_ASSERT_EQUAL(
+      mb_backend_guest(wb, id, &g, raw, sizeof(raw), err, sizeof(err)), -1);
+  virDomainFree(dom);
+  mb_backend_close(wb);
+  mb_backend_close(rd);
+  virConnectClose(c);
+}
+
 /* Handles on one URI share the connection, hence the test driver's state:
  * what one sets, the other lists. */
 static void test_shared_connection(void) {
@@ -537,6 +617,8 @@ int main(void) {
   CU_add_test(s, "balloon stats to sample, hostile values", test_fill_sample);
   CU_add_test(s, "domain gone mid-round dropped", test_gone_mid_round);
   CU_add_test(s, "one connection per URI, shared", test_shared_connection);
+  CU_add_test(s, "wait_event polls, guest() reads one domain",
+              test_wait_event_poll);
   CU_add_test(s, "reconnect after the connection went away", test_reconnect);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
