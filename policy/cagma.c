@@ -47,7 +47,15 @@
  *
  * Memory beyond the sum of the CMAs is shared in proportion to weight
  * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory
- * is better in a guest's page cache than in the hypervisor. When the CMAs
+ * is better in a guest's page cache than in the hypervisor. Except while
+ * some guest is in deficit (its CMA or emergency ask is above what it
+ * holds by more than DeadBand): then only the guests in deficit share the
+ * surplus and every other guest is asked for its CMA. A balloon gives
+ * memory back at a finite speed (30-60 MB/s measured), so a guest whose
+ * demand ramps faster is served in time only by all donors shrinking at
+ * once, not by one donor giving up its share. When the deficit is
+ * covered, the surplus is shared by weight again. No tunable: the dead
+ * band is the "worth a balloon move" threshold already. When the CMAs
  * do not fit, each domain asks for its CMA and the envelope cuts growth
  * (emergencies last) before it shrinks anyone below what they hold.
  */
@@ -110,6 +118,14 @@ static uint64_t emergency_need_kib(const mb_config_t *cfg,
   return need;
 }
 
+/* A guest is in deficit when what it is guaranteed this round (its CMA,
+ * or its emergency ask) is above what it holds by more than the dead
+ * band: it waits for memory that donors must first give back. */
+static bool in_deficit(const mb_config_t *cfg, const mb_decision_t *o) {
+  return (o->priv.flags & MB_PF_EMERGENCY) ||
+         o->want_kib > o->from_kib + cfg->deadband_kib;
+}
+
 void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
                    mb_decision_t *out, uint64_t pool_kib) {
   uint64_t sum_base = 0;
@@ -132,17 +148,31 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
   }
   if (sum_base <= pool_kib) {
     /* Surplus: share it by weight above each guaranteed amount, which is
-     * the water-filling's lower bound for this call only. */
+     * the water-filling's lower bound for this call only. While some guest
+     * is in deficit, only the guests in deficit share it: every other
+     * guest is asked for its CMA, so that all donors shrink at once. */
+    uint64_t donors_kib = 0;
+    bool deficit = false;
+    for (size_t i = 0; i < n; i++)
+      if ((out[i].priv.flags & MB_PF_ACTIVE) && in_deficit(cfg, &out[i]))
+        deficit = true;
     for (size_t i = 0; i < n; i++) {
       mb_decision_t *o = &out[i];
       if (!(o->priv.flags & MB_PF_ACTIVE))
         continue;
+      if (deficit && !in_deficit(cfg, o)) {
+        o->priv.flags = (o->priv.flags & ~MB_PF_ACTIVE) | MB_PF_DONOR;
+        donors_kib += o->want_kib;
+        continue;
+      }
       o->priv.lo = o->want_kib;
       o->priv.base = (double)o->want_kib;
     }
-    mb_waterfill(out, n, pool_kib);
+    mb_waterfill(out, n, pool_kib - donors_kib);
     for (size_t i = 0; i < n; i++) {
       mb_decision_t *o = &out[i];
+      if (o->priv.flags & MB_PF_DONOR)
+        o->priv.flags = (o->priv.flags & ~MB_PF_DONOR) | MB_PF_ACTIVE;
       if (o->priv.flags & MB_PF_ACTIVE)
         o->priv.lo = o->floor_kib;
     }

@@ -524,8 +524,12 @@ static void test_cagma(void) {
        {DOM(G(1), M(1536), M(64), 0, M(512), 0),
         DOM(G(1), G(8), M(64), 0, M(512), 0)},
        {{M(1536), MB_R_GROW_PRESSURE}, {M(2560), MB_R_GROW_PRESSURE}}},
-      /* min clamp: A's 2G minimum replaces its 576716 CMA as its base;
-       * the surplus 3G - 2G - 576716 = 471860 is still split by weight */
+      /* min clamp: A's 2G minimum replaces its 576716 CMA as its base.
+       * A holds 1G, so it is in deficit (base 2G > 1G + dead band): B, the
+       * donor, is asked for its CMA 576716 only and A gets the whole
+       * surplus: 3G - 576716 = 2569012 (before donors were asked for their
+       * CMA under deficit, the surplus 471860 was split by weight:
+       * A 2G + 235930, B 576716 + 235930) */
       {"cagma min clamp",
        MB_POLICY_CAGMA,
        0,
@@ -538,8 +542,25 @@ static void test_cagma(void) {
        2,
        {DOM(G(1), G(8), G(2), 0, M(512), 0),
         DOM(G(1), G(8), M(64), 0, M(512), 0)},
-       {{G(2) + 235930, MB_R_GROW_PRESSURE},
-        {576716 + 235930, MB_R_SHRINK_IDLE}}},
+       {{G(3) - 576716, MB_R_GROW_PRESSURE}, {576716, MB_R_SHRINK_IDLE}}},
+      /* deficit: A holds 512M, its CMA is 600M + 10 % = 675840: it waits
+       * for memory, so B gives up its surplus at once (its CMA, 256M +
+       * 32M = 294912) and A gets all of it: 2G - 294912 = 1802240. Split
+       * by weight it would be A 1239040, B 858112: B would shrink by
+       * 190464 instead of 753664. */
+      {"cagma deficit: donors give their surplus",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       G(2),
+       0,
+       2,
+       {DOM(M(512), G(8), M(64), 0, M(600), 0),
+        DOM(G(1), G(8), M(64), M(700), M(256), 0)},
+       {{G(2) - 294912, MB_R_GROW_PRESSURE}, {294912, MB_R_SHRINK_IDLE}}},
       /* stuck balloons: A was told 512M and holds 1G, B was told 1G and
        * holds 512M. Both want 786432 (CMA 576716 + half the surplus);
        * the 128M step cap counts from what they hold: 917504, 655360. */
