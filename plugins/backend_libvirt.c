@@ -90,6 +90,7 @@ typedef struct {
   unsigned long long prev[VIR_DOMAIN_MEMORY_STAT_NR];
   uint32_t prev_present; /* bit per stat tag */
   bool period_checked;
+  bool name_said; /* an unusable name was logged */
   bool target_known;
   uint64_t target_kib;
   double seen_s; /* monotonic */
@@ -688,8 +689,28 @@ lv_fill_sample(lv_dom_state_t *st, const virDomainMemoryStatStruct *ms, int nms,
   return MB_SAMPLE_OK;
 }
 
-/* Fills *d for one domain. Returns 1 when filled, 0 when the domain is gone
- * or not running (dropped), -1 on a connection-level failure. */
+/* A domain name becomes a collectd plugin instance and an RRD directory:
+ * the same rule as the Xen backends (xs_guest.c), which this file cannot
+ * link in a build without xenstore. NULL when usable. */
+static const char *lv_name_problem(const char *name) {
+  size_t len = name ? strlen(name) : 0;
+  if (len == 0)
+    return "empty name";
+  if (len > MB_NAME_LEN - 1)
+    return "name longer than 63 characters";
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= 0x20 || c >= 0x7f)
+      return "name holds a blank, control or non-ASCII character";
+    if (c == '/' || c == '\\' || c == '"')
+      return "name holds '/', '\\' or '\"'";
+  }
+  return NULL;
+}
+
+/* Fills *d for one domain. Returns 1 when filled, 0 when the domain is gone,
+ * not running or unusably named (dropped), -1 on a connection-level
+ * failure. */
 static int lv_one(lv_priv_t *p, virDomainPtr dom, mb_dominfo_t *d, char *err,
                   size_t errlen) {
   memset(d, 0, sizeof(*d));
@@ -699,12 +720,24 @@ static int lv_one(lv_priv_t *p, virDomainPtr dom, mb_dominfo_t *d, char *err,
     return 0;
   d->domid = id;
   const char *name = virDomainGetName(dom); /* owned by dom */
-  snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
 
   unsigned char uuid[VIR_UUID_BUFLEN];
   p->requests++;
   if (virDomainGetUUID(dom, uuid) != 0)
     return 0;
+  const char *bad = lv_name_problem(name);
+  if (bad != NULL) {
+    pthread_mutex_lock(&lv_table_lock);
+    lv_dom_state_t *st = lv_state(uuid, lv_now_s());
+    bool say = st != NULL && !st->name_said;
+    if (st != NULL)
+      st->name_said = true;
+    pthread_mutex_unlock(&lv_table_lock);
+    if (say)
+      lv_log(p, LOG_WARNING, "libvirt: domain %u left alone: %s", id, bad);
+    return 0;
+  }
+  snprintf(d->name, sizeof(d->name), "%s", name);
 
   virDomainInfo di;
   p->requests++;
@@ -1022,9 +1055,7 @@ static int lv_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
       lv_check_conn(p);
     goto out;
   }
-  out->domid = domid;
-  const char *name = virDomainGetName(dom); /* owned by dom */
-  snprintf(out->name, sizeof(out->name), "%s", name ? name : "");
+  out->domid = domid; /* the name is mb_backend_name()'s business */
   p->requests++;
   out->max_kib = virDomainGetMaxMemory(dom);
   uint64_t actual_kib = 0;
@@ -1032,8 +1063,8 @@ static int lv_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
   int st = lv_read_stats(p, dom, out->max_kib, &out->sample, out->sample_err,
                          sizeof(out->sample_err), &actual_kib, &advanced);
   if (st < 0) {
-    snprintf(err, errlen, "libvirt: domain %s: balloon statistics: %s",
-             out->name, lv_errmsg());
+    snprintf(err, errlen, "libvirt: domain %u: balloon statistics: %s", domid,
+             lv_errmsg());
     if (!lv_err_is_gone())
       lv_check_conn(p);
     goto out;
@@ -1047,6 +1078,32 @@ static int lv_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
 out:
   if (dom)
     virDomainFree(dom);
+  return ret;
+}
+
+static int lv_name(void *priv, uint32_t domid, char *name, char *err,
+                   size_t errlen) {
+  lv_priv_t *p = priv;
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+  p->requests++;
+  virDomainPtr dom = virDomainLookupByID(p->conn, (int)domid); /* owned */
+  if (dom == NULL) {
+    snprintf(err, errlen, "libvirt: domain %u: %s", domid, lv_errmsg());
+    if (!lv_err_is_gone())
+      lv_check_conn(p);
+    return -1;
+  }
+  const char *n = virDomainGetName(dom); /* owned by dom */
+  const char *bad = lv_name_problem(n);
+  int ret = -1;
+  if (bad != NULL)
+    snprintf(err, errlen, "libvirt: domain %u: %s", domid, bad);
+  else {
+    snprintf(name, MB_NAME_LEN, "%s", n);
+    ret = 0;
+  }
+  virDomainFree(dom);
   return ret;
 }
 
@@ -1065,4 +1122,5 @@ const mb_backend_ops_t mb_backend_libvirt_ops = {
     .wait_event = lv_wait_event,
     .requests = lv_requests,
     .guest = lv_guest,
+    .name = lv_name,
 };

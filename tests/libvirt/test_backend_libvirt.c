@@ -536,7 +536,9 @@ static void test_wait_event_poll(void) {
   CU_ASSERT_FATAL(
       mb_backend_guest(wb, id, &g, raw, sizeof(raw), err, sizeof(err)) == 0);
   CU_ASSERT_EQUAL(g.domid, id);
-  CU_ASSERT_STRING_EQUAL(g.name, "mbt-poll");
+  char nm[MB_NAME_LEN] = "";
+  CU_ASSERT_EQUAL(mb_backend_name(wb, id, nm, err, sizeof(err)), 0);
+  CU_ASSERT_STRING_EQUAL(nm, "mbt-poll");
   CU_ASSERT_EQUAL_FATAL(g.sample_status, MB_SAMPLE_OK);
   CU_ASSERT_EQUAL(g.sample.v[MB_F_MEMTOTAL], 655360);
   CU_ASSERT_EQUAL(g.current_kib, 655360);
@@ -557,13 +559,67 @@ static void test_wait_event_poll(void) {
   CU_ASSERT_EQUAL(x->sample.seq, g.sample.seq);
   free(d);
 
-  /* Gone: guest() says so. */
+  /* Gone: guest() and name() say so. */
   CU_ASSERT_FATAL(virDomainDestroy(dom) == 0);
   CU_ASSERT_EQUAL(
       mb_backend_guest(wb, id, &g, raw, sizeof(raw), err, sizeof(err)), -1);
+  CU_ASSERT_EQUAL(mb_backend_name(wb, id, nm, err, sizeof(err)), -1);
   virDomainFree(dom);
   mb_backend_close(wb);
   mb_backend_close(rd);
+  virConnectClose(c);
+}
+
+/* A name that cannot be a collectd instance (blank, too long): the domain
+ * is left alone, said once; name() refuses it too. */
+static void test_bad_names(void) {
+  static const char *names[] = {
+      "mbt bad",
+      "mbt-0123456789012345678901234567890123456789012345678901234567890"};
+  virConnectPtr c = virConnectOpen("test:///default");
+  CU_ASSERT_FATAL(c != NULL);
+  virDomainPtr dom[2];
+  for (int i = 0; i < 2; i++) {
+    char xml[1024];
+    snprintf(xml, sizeof(xml),
+             "<domain type='test'><name>%s</name>"
+             "<memory unit='KiB'>524288</memory><vcpu>1</vcpu>"
+             "<os><type>hvm</type></os>"
+             "<devices><memballoon model='virtio'/></devices></domain>",
+             names[i]);
+    dom[i] = virDomainCreateXML(c, xml, 0);
+    CU_ASSERT_FATAL(dom[i] != NULL);
+  }
+  logbuf[0] = '\0';
+  log_lines = 0;
+  mb_backend_t *b = open_backend("test:///default", 0);
+  CU_ASSERT_FATAL(b != NULL);
+  char err[256] = "";
+  mb_dominfo_t *d = NULL;
+  size_t n = 0;
+  for (int round = 0; round < 2; round++) {
+    CU_ASSERT_FATAL(mb_backend_list(b, &d, &n, err, sizeof(err)) == 0);
+    for (size_t i = 0; i < n; i++)
+      for (int k = 0; k < 2; k++)
+        CU_ASSERT(d[i].domid != virDomainGetID(dom[k]));
+    CU_ASSERT(n >= 1); /* the driver's own "test" domain stays */
+    free(d);
+  }
+  CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "blank"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(logbuf, "longer than 63"));
+  int said = 0; /* once each, not every round */
+  for (const char *q = logbuf; (q = strstr(q, "left alone")) != NULL; q++)
+    said++;
+  CU_ASSERT_EQUAL(said, 2);
+  char nm[MB_NAME_LEN];
+  CU_ASSERT_EQUAL(
+      mb_backend_name(b, virDomainGetID(dom[0]), nm, err, sizeof(err)), -1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "blank"));
+  mb_backend_close(b);
+  for (int i = 0; i < 2; i++) {
+    virDomainDestroy(dom[i]);
+    virDomainFree(dom[i]);
+  }
   virConnectClose(c);
 }
 
@@ -619,6 +675,7 @@ int main(void) {
   CU_add_test(s, "one connection per URI, shared", test_shared_connection);
   CU_add_test(s, "wait_event polls, guest() reads one domain",
               test_wait_event_poll);
+  CU_add_test(s, "unusable domain names left alone, said once", test_bad_names);
   CU_add_test(s, "reconnect after the connection went away", test_reconnect);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
