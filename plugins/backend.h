@@ -88,7 +88,9 @@ int mb_backend_set_target(mb_backend_t *b, uint32_t domid, uint64_t target_kib,
 
 /* Blocks up to timeout_ms for a guest record change. Returns 1 and fills
  * *domid when a record changed, 0 on timeout, -1 on error (caller may
- * reopen). Backends without push (libvirt) return 0 after the timeout. */
+ * reopen). libvirt has no push: its backend polls the balloon statistics
+ * (every second) within the timeout and reports a domain whose statistics
+ * changed. */
 int mb_backend_wait_event(mb_backend_t *b, int timeout_ms, uint32_t *domid,
                           char *err, size_t errlen);
 
@@ -99,7 +101,9 @@ int mb_backend_wait_event(mb_backend_t *b, int timeout_ms, uint32_t *domid,
  * (may be NULL) receives the record text as published, NUL-terminated and
  * truncated to rawlen - 1 (untrusted). Meant for the thread that waits in
  * mb_backend_wait_event(), on its own handle. Returns 0, or -1 (+err) on
- * store failure or when the backend has no records of its own (libvirt). */
+ * store failure or when the backend has no records of its own. libvirt:
+ * the balloon statistics; raw is a membal record made of them
+ * (mb_record_format). */
 int mb_backend_guest(mb_backend_t *b, uint32_t domid, mb_dominfo_t *out,
                      char *raw, size_t rawlen, char *err, size_t errlen);
 
