@@ -13,6 +13,7 @@
  *     kernel   = SUnreclaim + PageTables + KernelStack (memory the guest
  *                kernel cannot give back; Slab when there is no split)
  *     margin   = max(CmaMarginMin, CmaMarginFraction * (ws + kernel))
+ *   plus, while the guest's demand ramps, a forecast (below).
  *
  * Fallbacks, in order, when fields are missing:
  *   - no AnonPages: anon = Active(anon) + Inactive(anon);
@@ -44,6 +45,22 @@
  *   second (file pages read in); hundreds mean its cache is thrashing.
  *   Zero thresholds are allowed (any swap is an emergency); negative or NaN
  *   ones are rejected by mb_config_validate.
+ *   ForecastHorizon 10 s (0 = off, at most 600): see the forecast below.
+ *
+ * Demand forecast (beyond the seed systems, which only react): a guest's
+ * anonymous memory, resident or swapped (AnonPages + SwapTotal - SwapFree,
+ * mb_rates_t.anon_growth_kibps), that grows by more than its margin per
+ * second is ramping; the CMA then adds growth x ForecastHorizon. Memory
+ * reaches a growing guest only as fast as donors' balloons shrink, and a
+ * ramp seen now continues while that happens: asking for it at once puts
+ * the guest in deficit earlier, so every donor starts shrinking (below)
+ * seconds before the guest would have run out. Growth within the margin
+ * is ordinary movement (and sampling jitter) that the margin already
+ * covers. The forecast fades the moment growth stops (the next sample's
+ * rate). 10 s: the time the balloons need to move a ramp's worth (45 MiB/s
+ * per donor measured, a few hundred MiB), the same horizon as the
+ * emergency ask; the simulator's scenarios gain from 3 s on and are flat
+ * from 5 to 20 s.
  *
  * Memory beyond the sum of the CMAs is shared in proportion to weight
  * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory
@@ -62,6 +79,21 @@
 #include "policy_impl.h"
 
 #define MB_CAGMA_HORIZON_S 10
+
+/* Demand forecast: memory the guest will need by the time a balloon can
+ * deliver it. A growth of the anonymous memory (resident + swapped) of at
+ * most the margin per second is the ordinary movement the margin covers
+ * (and jitter); beyond that it is a ramp, extrapolated ForecastHorizon
+ * seconds. It fades the moment the growth stops: the next sample's rate
+ * is 0. */
+static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
+                             uint64_t margin_kib) {
+  double g = d->rates.anon_growth_kibps;
+  if (!d->rates.growth_valid || !(g > (double)margin_kib))
+    return 0; /* also for NaN */
+  double f = g * cfg->cagma.forecast_s;
+  return f >= (double)MB_KIB_MAX ? MB_KIB_MAX : (uint64_t)f;
+}
 
 uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d) {
   const mb_sample_t *s = &d->sample;
@@ -103,7 +135,8 @@ uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d) {
   double m = cfg->cagma.margin_frac * (double)need;
   uint64_t margin = m >= (double)MB_KIB_MAX ? MB_KIB_MAX : (uint64_t)m;
   margin = mb_max_u64(margin, cfg->cagma.margin_min_kib);
-  return mb_min_u64(overhead + need + margin, MB_KIB_MAX);
+  uint64_t cma = overhead + need + margin + forecast_kib(cfg, d, margin);
+  return mb_min_u64(cma, MB_KIB_MAX);
 }
 
 static uint64_t emergency_need_kib(const mb_config_t *cfg,

@@ -15,6 +15,9 @@
  * - SwapThreshold 64 pages/s (256 KiB/s) and MajorFaultThreshold 256/s:
  *   an idle Linux guest swaps 0 pages/s and takes a few major faults/s;
  *   above these the guest is thrashing and waiting a round costs seconds.
+ * - ForecastHorizon 10 s: cagma extrapolates a ramping guest's growth this
+ *   far, about the time balloons need to move a ramp's worth of memory
+ *   (policy/cagma.c).
  * - UpHysteresis 1, DownHysteresis 10: xenballoond's defaults, grow at
  *   once, give back slowly.
  * - StepCap 0 (none): the balloon driver itself moves at its own rate.
@@ -31,6 +34,7 @@ void mb_config_default(mb_config_t *cfg) {
   cfg->cagma.margin_min_kib = 32768;
   cfg->cagma.swap_threshold_pps = 64;
   cfg->cagma.majflt_threshold_ps = 256;
+  cfg->cagma.forecast_s = 10;
   cfg->selfballoon.up_hysteresis = 1;
   cfg->selfballoon.down_hysteresis = 10;
   cfg->step_cap_kib = 0;
@@ -40,6 +44,9 @@ void mb_config_default(mb_config_t *cfg) {
 
 /* Hysteresis above this would take a guest thousands of rounds to move. */
 #define MB_HYSTERESIS_MAX 1000
+/* A forecast beyond ten minutes extrapolates a ramp long after any
+ * balloon could have delivered it. */
+#define MB_FORECAST_MAX_S 600
 /* A margin above ten times the working set is a typo, not a policy. */
 #define MB_MARGIN_FRAC_MAX 10.0
 
@@ -71,6 +78,11 @@ int mb_config_validate(const mb_config_t *cfg, char *err, size_t errlen) {
     return mb_fail(err, errlen,
                    "MajorFaultThreshold must be a number >= 0 (got %g)",
                    cfg->cagma.majflt_threshold_ps);
+  if (!isfinite(cfg->cagma.forecast_s) || cfg->cagma.forecast_s < 0 ||
+      cfg->cagma.forecast_s > MB_FORECAST_MAX_S)
+    return mb_fail(err, errlen,
+                   "ForecastHorizon must be in [0,%d] seconds (got %g)",
+                   MB_FORECAST_MAX_S, cfg->cagma.forecast_s);
   if (cfg->selfballoon.up_hysteresis < 1 ||
       cfg->selfballoon.up_hysteresis > MB_HYSTERESIS_MAX)
     return mb_fail(err, errlen, "UpHysteresis must be in [1,%d] (got %u)",

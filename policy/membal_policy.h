@@ -114,6 +114,13 @@ typedef struct {
   double majflt_ps;   /* major faults per second */
   bool valid;         /* false when no previous sample, counter went back
                          (guest rebooted) or dt <= 0 */
+  /* Growth of the guest's anonymous memory wherever it sits, resident or
+   * swapped: d(AnonPages + SwapTotal - SwapFree)/dt in KiB/s, negative when
+   * it shrinks. Set on its own (a sample without vmstat still has it);
+   * cagma's demand forecast. */
+  double anon_growth_kibps;
+  bool growth_valid; /* false without both samples' AnonPages (or the
+                        anon split) and swap figures, on reboot, dt <= 0 */
 } mb_rates_t;
 
 void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
@@ -243,8 +250,10 @@ typedef struct {
  *    x_i = tau * used_i + w_i * c water-filled into [floor_i, max_i] so
  *    that sum x_i = pool. Needs MemAvailable or MemFree (+Buffers+Cached).
  *  - cagma (policy/cagma.c): each guest guaranteed its critical memory
- *    amount (anon + shmem + active file + unreclaimable kernel + margin),
- *    grown at once on swap activity (emergency), surplus shared by weight.
+ *    amount (anon + shmem + active file + unreclaimable kernel + margin +
+ *    a forecast of a ramping demand), grown at once on swap activity
+ *    (emergency), surplus shared by weight (only among guests in deficit
+ *    while some are).
  *    Falls back to MemTotal - MemAvailable when there is no anon figure.
  *  - selfballoon (policy/selfballoon.c): xenballoond's target =
  *    Committed_AS, never below mb_balloon_min_kib, 1/DownHysteresis of the
@@ -281,6 +290,11 @@ typedef struct {
                                    default 64 */
     double majflt_threshold_ps; /* major faults/s of a guest short of
                                    memory that trigger one; default 256 */
+    double forecast_s;          /* demand forecast horizon: the CMA adds
+                                   anonymous-memory growth (KiB/s) x this
+                                   many seconds while the guest grows by
+                                   more than its margin per second; 0 =
+                                   off; default 10 */
   } cagma;
 
   struct {

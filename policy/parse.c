@@ -429,6 +429,23 @@ int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
   return 0;
 }
 
+/* AnonPages + swap used: the guest's anonymous memory, resident or not.
+ * Returns false when the sample lacks the figures. */
+static bool anon_demand_kib(const mb_sample_t *s, double *out) {
+  double anon;
+  if (mb_sample_has(s, MB_F_ANONPAGES))
+    anon = (double)s->v[MB_F_ANONPAGES];
+  else if (mb_sample_has(s, MB_F_ACTIVE_ANON) &&
+           mb_sample_has(s, MB_F_INACTIVE_ANON))
+    anon = (double)s->v[MB_F_ACTIVE_ANON] + (double)s->v[MB_F_INACTIVE_ANON];
+  else
+    return false;
+  if (!mb_sample_has(s, MB_F_SWAPTOTAL) || !mb_sample_has(s, MB_F_SWAPFREE))
+    return false;
+  *out = anon + (double)mb_sub_sat(s->v[MB_F_SWAPTOTAL], s->v[MB_F_SWAPFREE]);
+  return true;
+}
+
 void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
                      double dt_s, mb_rates_t *out) {
   static const mb_field_t counters[3] = {MB_F_PSWPIN, MB_F_PSWPOUT,
@@ -444,6 +461,11 @@ void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
   if (prev->uptime_ms != 0 && cur->uptime_ms != 0 &&
       cur->uptime_ms < prev->uptime_ms)
     return;
+  double a0, a1;
+  if (anon_demand_kib(prev, &a0) && anon_demand_kib(cur, &a1)) {
+    out->anon_growth_kibps = (a1 - a0) / dt_s;
+    out->growth_valid = true;
+  }
   for (int i = 0; i < 3; i++) {
     mb_field_t f = counters[i];
     if (!mb_sample_has(prev, f) || !mb_sample_has(cur, f))

@@ -15,6 +15,7 @@ static void test_defaults(void) {
   ASSERT_U64(c.cagma.margin_min_kib, 32768);
   CU_ASSERT_DOUBLE_EQUAL(c.cagma.swap_threshold_pps, 64, 0);
   CU_ASSERT_DOUBLE_EQUAL(c.cagma.majflt_threshold_ps, 256, 0);
+  CU_ASSERT_DOUBLE_EQUAL(c.cagma.forecast_s, 10, 0);
   CU_ASSERT_EQUAL(c.selfballoon.up_hysteresis, 1);
   CU_ASSERT_EQUAL(c.selfballoon.down_hysteresis, 10);
   ASSERT_U64(c.step_cap_kib, 0);
@@ -50,6 +51,9 @@ SETTER(swap_neg, c->cagma.swap_threshold_pps = -1)
 SETTER(swap_nan, c->cagma.swap_threshold_pps = NAN)
 SETTER(majflt_neg, c->cagma.majflt_threshold_ps = -3)
 SETTER(majflt_inf, c->cagma.majflt_threshold_ps = INFINITY)
+SETTER(forecast_neg, c->cagma.forecast_s = -1)
+SETTER(forecast_nan, c->cagma.forecast_s = NAN)
+SETTER(forecast_big, c->cagma.forecast_s = 600.5)
 SETTER(step_huge, c->step_cap_kib = UINT64_MAX)
 SETTER(dead_huge, c->deadband_kib = UINT64_MAX)
 SETTER(stale_zero, c->stale_after_s = 0)
@@ -74,6 +78,9 @@ static void test_validate_rejects(void) {
       {"SwapThreshold", swap_nan},
       {"MajorFaultThreshold", majflt_neg},
       {"MajorFaultThreshold", majflt_inf},
+      {"ForecastHorizon", forecast_neg},
+      {"ForecastHorizon", forecast_nan},
+      {"ForecastHorizon", forecast_big},
       {"StepCap", step_huge},
       {"DeadBand", dead_huge},
       {"StaleAfter", stale_zero},
@@ -122,6 +129,9 @@ static void test_validate_accepts_edges(void) {
   c.deadband_kib = 0;
   c.step_cap_kib = 1;
   c.stale_after_s = 0.001;
+  c.cagma.forecast_s = 0; /* no forecast */
+  CU_ASSERT_EQUAL(mb_config_validate(&c, err, sizeof(err)), 0);
+  c.cagma.forecast_s = 600;
   CU_ASSERT_EQUAL(mb_config_validate(&c, err, sizeof(err)), 0);
   CU_ASSERT_EQUAL(mb_config_validate(NULL, err, sizeof(err)), -1);
 }

@@ -41,6 +41,7 @@ static void random_config(mb_config_t *c) {
   c->deadband_kib = deadbands[below(4)];
   c->step_cap_kib = caps[below(5)];
   c->stale_after_s = 5 + frand() * 55;
+  c->cagma.forecast_s = chance(20) ? 0 : frand() * 60;
 }
 
 static void random_sample(mb_domain_t *d) {
@@ -70,6 +71,10 @@ static void random_sample(mb_domain_t *d) {
   d->rates.swapin_pps = chance(2) ? INFINITY : frand() * 300;
   d->rates.swapout_pps = frand() * 100;
   d->rates.majflt_ps = chance(2) ? NAN : frand() * 600;
+  d->rates.growth_valid = chance(50);
+  d->rates.anon_growth_kibps = chance(2)   ? NAN
+                               : chance(2) ? INFINITY
+                                           : (frand() - 0.3) * 400000;
 }
 
 /* Hosts are sized from their domains (0.5x to 1.5x what they hold) so

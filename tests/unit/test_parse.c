@@ -442,6 +442,65 @@ static void test_rates(void) {
   CU_ASSERT_DOUBLE_EQUAL(r.swapin_pps, 0.0, 0);
 }
 
+/* anonymous memory wherever it sits: AnonPages (or the anon split) +
+ * SwapTotal - SwapFree */
+static mb_sample_t anon_swap(uint64_t anon, uint64_t swap_used,
+                             uint64_t up_ms) {
+  mb_sample_t s;
+  memset(&s, 0, sizeof(s));
+  s.v[MB_F_ANONPAGES] = anon;
+  s.v[MB_F_SWAPTOTAL] = 1048576;
+  s.v[MB_F_SWAPFREE] = 1048576 - swap_used;
+  s.have = (UINT64_C(1) << MB_F_ANONPAGES) | (UINT64_C(1) << MB_F_SWAPTOTAL) |
+           (UINT64_C(1) << MB_F_SWAPFREE);
+  s.uptime_ms = up_ms;
+  return s;
+}
+
+static void test_growth(void) {
+  mb_rates_t r;
+  /* 100000 -> 150000 resident + 0 -> 20000 swapped in 2 s: 35000 KiB/s;
+   * no vmstat counters, so the swap rates stay invalid */
+  mb_sample_t a = anon_swap(100000, 0, 1000),
+              b = anon_swap(150000, 20000, 3000);
+  mb_sample_rates(&a, &b, 2.0, &r);
+  CU_ASSERT_TRUE(r.growth_valid);
+  CU_ASSERT_FALSE(r.valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.anon_growth_kibps, 35000.0, 1e-9);
+  /* swapped pages read back in: resident up 10000, swap down 10000 = 0 */
+  mb_sample_t c = anon_swap(160000, 10000, 4000);
+  mb_sample_rates(&b, &c, 1.0, &r);
+  CU_ASSERT_TRUE(r.growth_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.anon_growth_kibps, 0.0, 0);
+  /* shrinking: negative */
+  mb_sample_t d = anon_swap(60000, 10000, 5000);
+  mb_sample_rates(&c, &d, 4.0, &r);
+  CU_ASSERT_DOUBLE_EQUAL(r.anon_growth_kibps, -25000.0, 1e-9);
+  /* the anon split stands in for AnonPages (2.6.18-era kernels) */
+  mb_sample_t e = b;
+  e.have &= ~(UINT64_C(1) << MB_F_ANONPAGES);
+  e.v[MB_F_ACTIVE_ANON] = 120000;
+  e.v[MB_F_INACTIVE_ANON] = 30000;
+  e.have |=
+      (UINT64_C(1) << MB_F_ACTIVE_ANON) | (UINT64_C(1) << MB_F_INACTIVE_ANON);
+  mb_sample_rates(&a, &e, 2.0, &r);
+  CU_ASSERT_TRUE(r.growth_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.anon_growth_kibps, 35000.0, 1e-9);
+  /* missing figures, reboot, bad dt: no growth */
+  mb_sample_t f = b;
+  f.have &= ~(UINT64_C(1) << MB_F_SWAPFREE);
+  mb_sample_rates(&a, &f, 2.0, &r);
+  CU_ASSERT_FALSE(r.growth_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.anon_growth_kibps, 0.0, 0);
+  mb_sample_t g = anon_swap(150000, 20000, 500);
+  mb_sample_rates(&a, &g, 2.0, &r);
+  CU_ASSERT_FALSE(r.growth_valid);
+  mb_sample_rates(&a, &b, 0.0, &r);
+  CU_ASSERT_FALSE(r.growth_valid);
+  mb_sample_rates(&a, &b, NAN, &r);
+  CU_ASSERT_FALSE(r.growth_valid);
+}
+
 static void test_field_keys(void) {
   for (int f = 0; f < MB_F_COUNT; f++) {
     const char *k = mb_field_key(f);
@@ -467,6 +526,7 @@ int main(void) {
       {"record edges accepted", test_record_good_edges},
       {"random and mutated input", test_fuzz},
       {"rates", test_rates},
+      {"anonymous memory growth", test_growth},
       {"field keys", test_field_keys},
       CU_TEST_INFO_NULL,
   };

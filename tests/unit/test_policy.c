@@ -1034,6 +1034,64 @@ static void test_cagma_pressure_signal(void) {
   }
 }
 
+/* Demand forecast. A: 1G, anon 512M, 400M available: CMA 524288 + margin
+ * 52428 = 576716. B: 1G, anon 256M: CMA 294912. Pool 3G.
+ *  - A's anonymous memory grows 100 MiB/s (102400 KiB/s > its 52428
+ *    margin per second): forecast 102400 x 10 s = 1024000, CMA 1600716,
+ *    above what A holds: A is in deficit and gets the whole surplus,
+ *    3145728 - 294912 = 2850816; B is asked for its CMA;
+ *  - growth 50000 KiB/s (within the margin), or no growth figure, or
+ *    negative growth, or ForecastHorizon 0: no forecast; the surplus
+ *    3145728 - 576716 - 294912 = 2274100 is split, 1137050 each: A
+ *    1713766, B 1431962. */
+static void test_cagma_forecast(void) {
+  static const struct {
+    const char *what;
+    double growth, horizon;
+    bool valid, forecast;
+  } t[] = {
+      {"ramp", 102400, 10, true, true},
+      {"growth within the margin", 50000, 10, true, false},
+      {"no growth figure", 102400, 10, false, false},
+      {"shrinking", -102400, 10, true, false},
+      {"NaN growth", NAN, 10, true, false},
+      {"ForecastHorizon 0", 102400, 0, true, false},
+  };
+  mb_host_t host = {.total_kib = G(3)};
+  for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+    mb_config_t cfg;
+    mb_config_default(&cfg);
+    cfg.cagma.forecast_s = t[k].horizon;
+    dspec_t a = DOM(G(1), G(8), M(64), M(400), M(512), 0);
+    dspec_t b = DOM(G(1), G(8), M(64), M(700), M(256), 0);
+    mb_domain_t doms[2];
+    mb_decision_t out[2];
+    build_dom(&doms[0], &a, 0);
+    build_dom(&doms[1], &b, 1);
+    doms[0].rates.growth_valid = t[k].valid;
+    doms[0].rates.anon_growth_kibps = t[k].growth;
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+                          0);
+    if (out[0].cma_kib != (t[k].forecast ? 1600716u : 576716u))
+      fprintf(stderr, "\n  %s: CMA %llu", t[k].what,
+              (unsigned long long)out[0].cma_kib);
+    CU_ASSERT_FALSE(out[0].emergency);
+    ASSERT_U64(out[1].cma_kib, 294912);
+    if (t[k].forecast) {
+      ASSERT_U64(out[0].cma_kib, 1600716);
+      ASSERT_U64(out[0].target_kib, 2850816);
+      ASSERT_U64(out[1].target_kib, 294912);
+      CU_ASSERT_EQUAL(out[1].reason, MB_R_SHRINK_IDLE);
+    } else {
+      ASSERT_U64(out[0].cma_kib, 576716);
+      ASSERT_U64(out[0].target_kib, 1713766);
+      ASSERT_U64(out[1].target_kib, 1431962);
+      CU_ASSERT_EQUAL(out[1].reason, MB_R_GROW_PRESSURE);
+    }
+    CU_ASSERT_EQUAL(out[0].reason, MB_R_GROW_PRESSURE);
+  }
+}
+
 /* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
 static void test_tax_auto(void) {
   mb_config_t cfg;
@@ -1129,6 +1187,7 @@ int main(void) {
       {"cagma", test_cagma},
       {"cagma on a 2.6.18 sample", test_cagma_old_kernel},
       {"cagma pressure signal", test_cagma_pressure_signal},
+      {"cagma demand forecast", test_cagma_forecast},
       {"selfballoon", test_selfballoon},
       {"envelope", test_envelope},
       {"envelope NUMA", test_numa},
