@@ -8,7 +8,10 @@
 #    guest publishes;
 #  - a flush shrinks the guest to its Max: QEMU's balloon reaches it, the
 #    guest's own /proc/meminfo shows it, vmmem reads it back;
-#  - with the Max gone, a flush gives the memory back.
+#  - shrunk, the guest's workload swaps (zram): the backend's polling hands
+#    the statistics to vmmem's watch thread, its urgent notification makes
+#    membal grow the guest at once (emergency), without any flush;
+#  - libvirtd restarts under collectd: logged once, reconnected.
 # Needs qemu-system-x86, libvirt-daemon-driver-qemu, a kernel image with
 # virtio_balloon as a module (linux-image-amd64), busybox-static, cpio
 # (contrib/install-deps.sh --e2e). Skipped otherwise.
@@ -54,22 +57,37 @@ MB_PLUGINDIR=$plugdir
 img=$MB_DIR/img
 mkdir -p "$img/root/bin" "$img/root/m" "$img/root/proc" "$img/root/sys" "$img/root/dev"
 cp "$busybox" "$img/root/bin/busybox"
-mods="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon"
+mods="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_balloon zsmalloc zram"
 for m in $mods; do
-  [ -f "$moddir/$m.ko" ] && cp "$moddir/$m.ko" "$img/root/m/"
+  for d in "$moddir" "/lib/modules/$kver/kernel/mm" "/lib/modules/$kver/kernel/drivers/block/zram"; do
+    [ -f "$d/$m.ko" ] && cp "$d/$m.ko" "$img/root/m/"
+  done
 done
 cat >"$img/root/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $mods; do [ -f /m/\$m.ko ] && insmod /m/\$m.ko; done
-mkdir -p /t; mount -t tmpfs -o size=200m tmpfs /t
+# swap on zram: swapping is real (counted) without a disk
+echo 512M > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0
+mkdir -p /t; mount -t tmpfs -o size=600m tmpfs /t
 dd if=/dev/zero of=/t/fill bs=1M count=60 2>/dev/null
 # safety net: the guest powers itself off (and libvirt destroys it) even if
 # the test is killed before its exit trap runs
 (sleep 280; poweroff -f) &
 echo "GUEST-READY"
-while true; do echo "GUEST \$(grep -E '^(MemTotal|MemFree):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"; sleep 2; done
+# Once ballooned below 300 MiB, a workload of 260 MiB more that it keeps
+# reading: more than the guest has, so it swaps for as long as it is short.
+hog=0
+while true; do
+  mt=\$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+  if [ \$hog = 0 ] && [ "\$mt" -lt 307200 ]; then
+    dd if=/dev/zero of=/t/hog bs=1M count=260 2>/dev/null; hog=1; echo GUEST-HOG
+  fi
+  [ \$hog = 1 ] && cat /t/hog >/dev/null
+  echo "GUEST \$(grep -E '^(MemTotal|MemFree):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')\$(grep -E '^pswp' /proc/vmstat | tr '\n' ' ')"
+  sleep 2
+done
 EOF
 chmod +x "$img/root/init"
 (cd "$img/root" && find . | cpio -o -H newc 2>/dev/null | gzip) >"$img/initrd.gz"
@@ -211,16 +229,21 @@ mb_wait_for 10 gauge_is "vmmem-$name/memory-current" $((300 * MiB * 1024)) || mb
 mb_wait_for 15 gauge_le "vmmem-$name/memory-guest_MemTotal" $((300 * MiB * 1024)) || mb_fail "vmmem's guest_MemTotal still above 300 MiB"
 mb_collectd_stop
 
-# ---- Max gone: the idle pool goes back to the guest
-conf "$MB_DIR/grow.conf" ""
-mb_collectd_start "$MB_DIR/grow.conf"
-mb_wait_for 15 gauge "vmmem-$name/memory-guest_MemTotal" >/dev/null || mb_fail "no balloon stats after restart"
-mb_collectdctl flush plugin=membal
-mb_wait_for 5 mb_log_has "membal: $name \(domid [0-9]+\) target 300.0 MiB -> 512.0 MiB" ||
-  mb_fail "no growth back to 512 MiB logged"
-mb_wait_for 30 actual_ge $((512 * MiB)) || mb_fail "balloon never went back to 512 MiB (actual $(actual_kib) KiB)"
-mb_wait_for 10 guest_gt $((400 * MiB)) || mb_fail "the guest's MemTotal stayed at $(guest_total) KiB"
-mb_log "grown back: QEMU actual $(actual_kib) KiB, guest MemTotal $(guest_total) KiB"
+# ---- swap storm: the shrunk guest's workload no longer fits and it swaps.
+# With the Max gone and no flush, only the swap storm can start a round:
+# the backend's poll hands the changed statistics to vmmem's watch thread,
+# which raises its urgent notification, and membal grows the guest at once.
+mb_wait_for 30 grep -q GUEST-HOG "$serial" || mb_fail "the guest's workload did not start"
+conf "$MB_DIR/storm.conf" ""
+t0=$(mb_now_ms)
+mb_collectd_start "$MB_DIR/storm.conf"
+mb_wait_for 90 mb_log_has "membal: $name \(domid [0-9]+\) target 300.0 MiB -> [0-9.]+ MiB: emergency.*urgent" ||
+  mb_fail "no emergency round on the swap storm: $(grep -E 'membal|vmmem|Notif' "$MB_CD_LOG" | tail -5)"
+mb_log "swapping guest grown by an urgent round $(($(mb_now_ms) - t0)) ms after collectd started: $(grep -oE "target 300.0 MiB -> [0-9.]+ MiB: emergency" "$MB_CD_LOG" | head -1)"
+mb_assert "membal ran no flush round" test "$(grep -c "round on flush" "$MB_CD_LOG")" -eq 1
+mb_wait_for 30 actual_ge $((330 * MiB)) || mb_fail "the balloon did not grow (actual $(actual_kib) KiB)"
+mb_wait_for 10 guest_gt $((300 * MiB)) || mb_fail "the guest's MemTotal stayed at $(guest_total) KiB"
+mb_log "grown: QEMU actual $(actual_kib) KiB, guest MemTotal $(guest_total) KiB"
 
 # ---- libvirtd restarts under collectd (the guest keeps running; the new
 # daemon picks it up). vmmem, reading every second, meets the outage: one
