@@ -423,7 +423,10 @@ static void test_cagma(void) {
         DOM(G(2), G(8), M(64), 0, 1992294, 0)},
        {{G(2), MB_R_POOL_LIMIT}, {G(2), MB_R_POOL_LIMIT}}},
       /* same, pool short by one growth (94371): the swapping guest keeps
-       * its emergency growth, the quiet one's is cut. */
+       * its emergency growth (2191523); the quiet one, overcommitted next
+       * to an emergency, is asked for its lean amount, working set +
+       * CmaMarginMin = 1992294 + 32768 = 2025062 (before the lean rule it
+       * kept 2G, pool-limit). */
       {"cagma emergency served first",
        MB_POLICY_CAGMA,
        0,
@@ -443,7 +446,31 @@ static void test_cagma(void) {
          .flags = D_SWAP,
          .swapin = 100},
         DOM(G(2), G(8), M(64), 0, 1992294, 0)},
-       {{2191523, MB_R_EMERGENCY}, {G(2), MB_R_POOL_LIMIT}}},
+       {{2191523, MB_R_EMERGENCY}, {2025062, MB_R_SHRINK_IDLE}}},
+      /* emergency growth served before other growth: A as above; B holds
+       * 1G with anon 1G (CMA 1153433, lean 1G + 32M = 1081344: it grows
+       * by 32768). Pool 2191523 + 1G + 16384 is 16384 short: B's growth
+       * is cut to 16384 (1064960), A's is whole. */
+      {"cagma emergency growth cut last",
+       MB_POLICY_CAGMA,
+       0,
+       0,
+       0,
+       0,
+       0,
+       2191523 + G(1) + 16384,
+       0,
+       2,
+       {{.cur = G(2),
+         .max = G(8),
+         .min = M(64),
+         .w = 1,
+         .memtotal = G(2),
+         .anon = 1992294,
+         .flags = D_SWAP,
+         .swapin = 100},
+        DOM(G(1), G(8), M(64), 0, G(1), 0)},
+       {{2191523, MB_R_EMERGENCY}, {1064960, MB_R_POOL_LIMIT}}},
       /* emergency, 2000 pages/s: need = 2000 * 4 KiB * 10 s = 80000 KiB;
        * A's base = 1G + 80000, B's CMA 576716; the surplus 471860 is
        * split: A 1364506, B 812646. Step cap 16M cuts B's shrink to
