@@ -29,8 +29,11 @@ xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/c
 xen-init-dom0 || log "xen-init-dom0 failed"
 log "toolstack up at ${t0}s..$(cut -d' ' -f1 /proc/uptime)s"
 
+# The scenario's own budget ends before the host's QEMU timeout, so that a
+# hung step still brings the results home.
+budget=$(sed -n 's/.*e2e_budget=\([0-9]*\).*/\1/p' /proc/cmdline)
 rc=0
-sh /e2e/scenario.sh || rc=$?
+timeout -s KILL "${budget:-400}" sh -x /e2e/scenario.sh 2> /results/scenario.trace || rc=$?
 log "scenario exit $rc"
 
 # Results travel back on a raw virtio disk holding a plain tar stream.

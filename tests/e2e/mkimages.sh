@@ -26,8 +26,8 @@ cp "$bz" "$out/vmlinuz"
 
 # Optional pieces: the test uses what the build produced and reports what
 # it lacked.
-plugin() { local f="$build/plugins/$1.so"; [ -f "$f" ] && echo "$f" || true; }
-memload=$(ls "$build/contrib/membal-memload" 2> /dev/null || true)
+plugin() { find "$build" -name "$1.so" -type f 2> /dev/null | head -n1; }
+memload=$(find "$build" -name membal-memload -type f -perm -u+x 2> /dev/null | head -n1)
 types_db=(/usr/share/collectd/types.db "$src/collectd.conf.d/membal-types.db")
 
 add_collectd() {

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Host-side checks of one e2e run, from what dom0 brought back.
+
+usage: check.py RESULTS_DIR DOM0_COLLECTD_CONF
+
+Reads facts.txt, timeline.tsv (dom0 sampled xl list + xenstore every second),
+membal's CSV values, the RRD files (rrdtool fetch). Prints one PASS/FAIL line
+per check and a SUMMARY line with the timings; exits 1 when a check failed.
+"""
+import glob
+import math
+import os
+import re
+import subprocess
+import sys
+
+res, conf_path = sys.argv[1], sys.argv[2]
+fails = []
+
+
+def check(name, ok, detail):
+    print(f"{'PASS' if ok else 'FAIL'} {name} {detail}")
+    if not ok:
+        fails.append(name)
+
+
+def mib(kib):
+    return f"{kib / 1024:.0f}MiB"
+
+
+facts = {}
+with open(os.path.join(res, "facts.txt")) as f:
+    for line in f:
+        k, _, v = line.strip().partition("=")
+        facts[k] = v
+
+# Per-domain bounds as configured for membal (KiB).
+UNITS = {"k": 1, "kib": 1, "m": 1024, "mib": 1024, "g": 1 << 20, "gib": 1 << 20}
+bounds = {}
+dom = None
+with open(conf_path) as f:
+    for line in f:
+        m = re.match(r'\s*<Domain "([^"]+)">', line)
+        if m:
+            dom = m.group(1)
+            bounds[dom] = {}
+            continue
+        if re.match(r"\s*</Domain>", line):
+            dom = None
+            continue
+        m = re.match(r'\s*(Min|Max)\s+"?(\d+)\s*([A-Za-z]*)"?', line)
+        if dom and m:
+            bounds[dom][m.group(1)] = int(m.group(2)) * UNITS.get(m.group(3).lower() or "k", 1)
+
+# timeline: t name domid target_kib actual_kib seq MemTotal MemAvailable
+#           SwapTotal SwapFree pswpin pswpout load_mib phase
+rows = []
+with open(os.path.join(res, "timeline.tsv")) as f:
+    head = f.readline().split()
+    for line in f:
+        p = line.split()
+        if len(p) != len(head):
+            continue
+        r = dict(zip(head, p))
+        for k in head:
+            if k in ("name", "phase"):
+                continue
+            try:
+                r[k] = float(r[k])
+            except ValueError:
+                r[k] = None
+        rows.append(r)
+names = sorted({r["name"] for r in rows})
+by = {n: [r for r in rows if r["name"] == n] for n in names}
+if "busy" not in by or len(by["busy"]) < 5:
+    check("timeline", False, f"too few samples of the busy guest ({len(by.get('busy', []))})")
+    print("SUMMARY xen-e2e FAIL: no timeline")
+    sys.exit(1)
+
+surge = float(facts.get("surge_s", "nan"))
+surge_mib = int(facts.get("surge_mib", "0"))
+idle = [n for n in names if n != "busy"]
+
+
+def at_or_before(n, t):
+    prev = None
+    for r in by[n]:
+        if r["t"] > t:
+            break
+        prev = r
+    return prev or by[n][0]
+
+
+def csv_series(path_glob):
+    out = []
+    for p in sorted(glob.glob(os.path.join(res, "csv", "dom0", path_glob))):
+        with open(p) as f:
+            for line in f:
+                a = line.strip().split(",")
+                if len(a) == 2 and re.match(r"^[0-9.]+$", a[0]):
+                    out.append((float(a[0]), float(a[1])))
+    return out
+
+
+# --- bounds: every target membal set and every target seen in xenstore
+for n in names:
+    lo = bounds.get(n, {}).get("Min")
+    hi = bounds.get(n, {}).get("Max")
+    tg = [r["target_kib"] for r in by[n] if r["target_kib"] is not None]
+    sets = [v / 1024 for _, v in csv_series(f"membal-{n}/memory-target-*")]
+    if lo is None or hi is None:
+        check(f"bounds_{n}", False, "no Min/Max configured for it")
+        continue
+    # Before membal's first round the guest holds what xl gave it.
+    bad = [v for v in sets if v < lo or v > hi]
+    check(f"bounds_{n}", not bad and bool(sets),
+          f"{len(sets)} membal targets in [{mib(lo)}, {mib(hi)}]"
+          + (f"; outside: {mib(min(bad))}..{mib(max(bad))}" if bad else "")
+          + f"; xenstore targets {mib(min(tg))}..{mib(max(tg))}")
+
+# --- sum of targets within the pool, every round
+pool = csv_series("membal/memory-pool-*")
+sums = csv_series("membal/memory-sum_targets-*")
+pool_at = dict(pool)
+over = [(t, s, pool_at[t]) for t, s in sums if t in pool_at and s > pool_at[t]]
+check("sum_within_pool", bool(sums) and not over,
+      f"{len(sums)} rounds, max sum {mib(max((s for _, s in sums), default=0) / 1024)}"
+      f" vs pool {mib(min((p for _, p in pool), default=0) / 1024)}..{mib(max((p for _, p in pool), default=0) / 1024)}"
+      + (f"; {len(over)} rounds over the pool" if over else ""))
+
+# --- memory moves from the idle guests to the busy one
+b0 = at_or_before("busy", surge)
+after = [r for r in by["busy"] if r["t"] > surge]
+pool_kib = (min(p for _, p in pool) / 1024) if pool else float("nan")
+start_targets = sum(by[n][0]["target_kib"] or 0 for n in names)
+free_at_start = pool_kib - start_targets
+busy_peak = max((r["actual_kib"] or 0) for r in after) if after else 0
+busy_gain = busy_peak - (by["busy"][0]["actual_kib"] or 0)
+idle_drop = {n: (by[n][0]["actual_kib"] or 0) - min((r["actual_kib"] or 0) for r in by[n]) for n in idle}
+check("idle_to_busy", busy_gain > free_at_start and all(v > 0 for v in idle_drop.values()),
+      f"busy grew {mib(busy_gain)} (peak {mib(busy_peak)}), more than the {mib(free_at_start)} the pool had "
+      f"free at start; idle guests gave " + ", ".join(f"{n} {mib(v)}" for n, v in idle_drop.items()))
+
+# --- timings: surge -> first target change -> guest memory covers demand
+base_used = (b0["MemTotal"] - b0["MemAvailable"]) if b0["MemTotal"] and b0["MemAvailable"] else None
+demand = base_used + surge_mib * 1024 if base_used is not None else None
+t_change = next((r["t"] for r in after if r["target_kib"] != b0["target_kib"]), None)
+t_cover = next((r["t"] for r in after if demand and r["MemTotal"] and r["MemTotal"] >= demand), None)
+t_high = float(facts["surge_high_s"]) if "surge_high_s" in facts else None
+check("target_changed", t_change is not None,
+      f"first busy target change {t_change - surge:.1f}s after the surge" if t_change else "busy target never changed")
+check("demand_covered", t_cover is not None,
+      f"busy MemTotal >= demand {mib(demand)} ({mib(base_used)} before + {surge_mib}MiB) "
+      f"{t_cover - surge:.1f}s after the surge" if t_cover and demand else
+      f"busy MemTotal never reached the demand {mib(demand) if demand else '?'}")
+
+# --- swap-in bound
+# Once the guest holds its working set, nothing it touches is in swap any
+# more: the pages swapped out while it was short come back on the next
+# touch pass (memload touches everything every 200 ms) and then stay. So in
+# the second half of the hold at HIGH, when membal has had the first half
+# to grow the guest, swap-ins must be at most 1% of the workload's pages
+# (stragglers); without balancing the guest faults in a large part of its
+# deficit on every pass (the failed runs saw >1000 pages/s).
+wl_pages = surge_mib * 256
+hold = [r for r in after if r["phase"] == "high" and r["pswpin"] is not None]
+if t_high is not None and len(hold) >= 4:
+    half = hold[len(hold) // 2:]
+    d_in = half[-1]["pswpin"] - half[0]["pswpin"]
+    dur = half[-1]["t"] - half[0]["t"]
+    limit = wl_pages / 100
+    check("swapin_bound", d_in <= limit,
+          f"{d_in:.0f} pages swapped in during the last {dur:.0f}s at {surge_mib}MiB (bound {limit:.0f} = 1% of "
+          f"the workload's {wl_pages} pages)")
+else:
+    check("swapin_bound", False, "the workload never held its peak: no steady state to measure")
+sw_total = None
+if after and after[-1]["pswpin"] is not None and b0["pswpin"] is not None:
+    sw_total = after[-1]["pswpin"] - b0["pswpin"]
+
+# --- RRD files hold data
+rrd_dir = os.path.join(res, "rrd", "dom0")
+rrd_ok = []
+for rel in ("vmmem-busy/memory-current.rrd", "membal-busy/memory-target.rrd", "vmmem-idle1/memory-current.rrd",
+            "membal/memory-pool.rrd"):
+    p = os.path.join(rrd_dir, rel)
+    if not os.path.exists(p):
+        rrd_ok.append(f"{rel}: missing")
+        continue
+    last = subprocess.run(["rrdtool", "last", p], capture_output=True, text=True).stdout.strip() or "now"
+    out = subprocess.run(["rrdtool", "fetch", p, "AVERAGE", "-s", f"{last}-1800", "-e", last],
+                         capture_output=True, text=True)
+    vals = []
+    for line in out.stdout.splitlines():
+        m = re.match(r"\s*\d+:\s+(\S+)", line)
+        if m:
+            try:
+                v = float(m.group(1))
+            except ValueError:
+                continue
+            if not math.isnan(v):
+                vals.append(v)
+    rrd_ok.append(f"{rel}: {len(vals)} rows")
+check("rrd_data", all(re.search(r": ([1-9]\d*) rows", s) and int(re.search(r"(\d+) rows", s).group(1)) >= 5
+                      for s in rrd_ok), "; ".join(rrd_ok))
+
+total_s = facts.get("end_s", "?")
+status = "PASS" if not fails else "FAIL(" + ",".join(fails) + ")"
+
+
+def fmt(t):
+    return f"{t - surge:.1f}s" if t is not None else "never"
+
+
+swap_txt = f"{sw_total:.0f} pages" if sw_total is not None else "unknown"
+print(f"SUMMARY xen-e2e {status}: surge {surge_mib}MiB at {surge:.1f}s -> first busy target change +{fmt(t_change)}"
+      f" -> busy memory covers demand +{fmt(t_cover)}; busy peak {mib(busy_peak)}; swap-in during run {swap_txt};"
+      f" dom0 scenario ended at {total_s}s")
+sys.exit(1 if fails else 0)
