@@ -39,29 +39,33 @@ static bool est_short(const mb_config_t *cfg, const mb_domain_t *d) {
 }
 
 /* Which swap activity means "this guest needs memory now":
- *  - swap-out above SwapThreshold always: the kernel evicts anonymous pages
- *    only when it has nothing cheaper to drop;
+ *  - before membal has two samples (no rates), the urgent flag: the guest
+ *    saw itself swapping and there is no better evidence yet;
+ *  - swap-out above SwapThreshold: the kernel evicts anonymous pages only
+ *    when it has nothing cheaper to drop (a thrashing guest swaps out as
+ *    much as it faults in);
  *  - swap-in, major faults and the urgent flag only when the guest is
  *    short (est_short). A guest whose working set shrank keeps faulting
- *    its old swapped pages back for minutes at the disk's pace while it
- *    holds plenty of free memory: more memory would not stop those faults
- *    (each page is read once), and flagging it made two such guests
- *    "emergencies" that the pool cut against each other, so nobody was
- *    shrunk (the CAGMA testbed froze from t=200 s to 440 s). */
+ *    its old swapped pages back for minutes at the disk's pace, without
+ *    swapping anything out, while it holds plenty of free memory: more
+ *    memory would not stop those faults (each page is read once), and
+ *    flagging it made two such guests "emergencies" that the pool cut
+ *    against each other, so nobody was shrunk (the CAGMA testbed froze
+ *    from t=200 s to 440 s). MemAvailable alone does not say "not short"
+ *    on a real guest under zram thrashing (it counts cache the guest
+ *    cannot drop without faulting it back), hence swap-out decides. */
 bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d) {
   if (!d->has_sample)
     return false;
-  bool valid = d->rates.valid;
+  if (!d->rates.valid)
+    return d->sample.urgent;
   /* NaN rates compare false: they never trigger anything. */
-  if (valid && d->rates.swapout_pps > cfg->cagma.swap_threshold_pps)
+  if (d->rates.swapout_pps > cfg->cagma.swap_threshold_pps)
     return true;
   if (!est_short(cfg, d))
     return false;
-  if (d->sample.urgent)
-    return true;
-  if (!valid)
-    return false;
-  return d->rates.swapin_pps + d->rates.swapout_pps >
+  return d->sample.urgent ||
+         d->rates.swapin_pps + d->rates.swapout_pps >
              cfg->cagma.swap_threshold_pps ||
          d->rates.majflt_ps > cfg->cagma.majflt_threshold_ps;
 }

@@ -1045,11 +1045,13 @@ static void test_cagma_pressure_signal(void) {
   } t[] = {
       {"swap-in, memory to spare", M(400), 100, 0, 0, true, false, false},
       {"swap-out, memory to spare", M(400), 0, 100, 0, true, false, true},
-      {"urgent flag, memory to spare", M(400), 0, 0, 0, false, true, false},
+      {"urgent flag, no rates yet", M(400), 0, 0, 0, false, true, true},
+      {"urgent flag, memory to spare, swap-in only", M(400), 100, 0, 0, true,
+       true, false},
       {"swap-in, short", M(16), 100, 0, 0, true, false, true},
       {"major faults, memory to spare", M(400), 0, 0, 300, true, false, false},
       {"major faults, short", M(16), 0, 0, 300, true, false, true},
-      {"urgent flag, short", M(16), 0, 0, 0, false, true, true},
+      {"urgent flag, short", M(16), 0, 0, 0, true, true, true},
       {"swap-out at the threshold", M(400), 0, 64, 0, true, false, false},
   };
   mb_config_t cfg;
