@@ -28,7 +28,8 @@
  * swaps out faster than SwapThreshold, or, while it is short of memory
  * (MemAvailable below the CMA margin), swaps (in + out) faster than
  * SwapThreshold, faults faster than MajorFaultThreshold or flags its
- * record urgent, it is grown at once (no step cap, growth cut last when
+ * record urgent (the flag alone while there are no rates yet), it is
+ * grown at once (no step cap, growth cut last when
  * the pool is short) to
  *   max(CMA, current + need),  need = max(CmaMarginMin,
  *                                        4 KiB * swap pages/s * 10 s)
