@@ -324,6 +324,12 @@ static int mb_conf_option(const oconfig_item_t *c) {
     conf.cagma.majflt_threshold_ps = d;
     return 0;
   }
+  if (strcasecmp("ForecastHorizon", c->key) == 0) {
+    if (mb_conf_number(c, &d) != 0)
+      return -1;
+    conf.cagma.forecast_s = d;
+    return 0;
+  }
   if (strcasecmp("StepCap", c->key) == 0)
     return mb_conf_size(c, &conf.step_cap_kib);
   if (strcasecmp("DeadBand", c->key) == 0)

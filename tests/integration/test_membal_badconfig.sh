@@ -52,6 +52,7 @@ refused "tax rate above 1" 'TaxRate must be in \[0,1\]' '  TaxRate 1.5'
 refused "tax rate word" 'TaxRate must be a number' '  TaxRate "high"'
 refused "down hysteresis 0" 'DownHysteresis must be in \[1' '  DownHysteresis 0'
 refused "negative stale" 'StaleAfter' '  StaleAfter -3'
+refused "negative forecast" 'ForecastHorizon must be in \[0,600\]' '  ForecastHorizon -1'
 refused "reserve unit" 'Reserve: unknown unit "XB"' '  Reserve "12XB"'
 refused "unknown backend" 'Backend "qemu" unknown' '  Backend "qemu"'
 refused "min above max" 'Domain "vm1".*Min .* is above Max' \
