@@ -269,6 +269,17 @@ static int lx_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
       if (t == NULL || !mb_xs_parse_u64(t, len, &d->target_kib))
         d->target_kib = d->current_kib;
       free(t);
+      /* max_memkb is the hypervisor's reservation limit, which libxl keeps
+       * at the target plus slack: the configured maximum (maxmem) is
+       * memory/static-max. Without this a guest could never grow. */
+      uint64_t static_max_kib = 0;
+      snprintf(path, sizeof(path), "/local/domain/%u/memory/static-max",
+               d->domid);
+      char *m = mb_xs_read(&b->xs, path, 20, &len); /* owned */
+      if (m != NULL && mb_xs_parse_u64(m, len, &static_max_kib) &&
+          static_max_kib > d->max_kib)
+        d->max_kib = static_max_kib;
+      free(m);
     }
 
     if (d->domid != 0 &&

@@ -83,6 +83,11 @@ if [ -n "$vm" ]; then
   mkdir -p "$droot/etc/collectd"
   cp "$here/collectd-dom0.conf" "$droot/etc/collectd/collectd.conf"
   [ -n "$mb" ] || sed -i '/#membal-begin/,/#membal-end/d' "$droot/etc/collectd/collectd.conf"
+  if [ -n "${MEMBAL_E2E_POLICY:-}" ]; then
+    sed -i "s/^  Policy \".*\"/  Policy \"$MEMBAL_E2E_POLICY\"/" "$droot/etc/collectd/collectd.conf"
+  fi
+  grep -m1 '^  Policy' "$droot/etc/collectd/collectd.conf" | sed 's/^ */policy: /'
+
 fi
 mkdir -p "$droot/e2e"
 cp "$out/vmlinuz-guest.gz" "$out/guest.cpio.gz" "$droot/e2e/"
