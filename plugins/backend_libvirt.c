@@ -40,10 +40,12 @@
  * MB_SAMPLE_NONE.
  *
  * Events: libvirt has no push for balloon statistics, so wait_event polls
- * them every LV_POLL_S and reports each domain whose sequence moved; guest
- * returns its sample and, as raw text, a membal record of it
- * (mb_record_format), so vmmem's watch thread raises its urgent
- * notification for a swapping KVM guest as it does for a Xen one.
+ * them every LV_POLL_S and reports each domain whose sequence differs from
+ * the one this handle last reported (first sight included), whichever
+ * handle's read advanced it; guest returns its sample and, as raw text, a
+ * membal record of it (mb_record_format), so vmmem's watch thread raises
+ * its urgent notification for a swapping KVM guest as it does for a Xen
+ * one.
  *
  * Stats period: libvirt's default is 0 (off). On first sight of a domain
  * with a virtio balloon whose <stats period> is 0 or absent, the backend
@@ -122,6 +124,11 @@ static pthread_mutex_t lv_shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static lv_shared_t *lv_shared_list; /* guarded by lv_shared_lock */
 
 typedef struct {
+  unsigned char uuid[VIR_UUID_BUFLEN];
+  uint64_t seq;
+} lv_seen_t;
+
+typedef struct {
   char *uri;           /* owned */
   lv_shared_t *shared; /* one user's share; NULL while disconnected */
   virConnectPtr conn;  /* shared->conn, or NULL */
@@ -134,6 +141,12 @@ typedef struct {
   uint32_t pending[LV_PENDING_MAX];
   size_t npending;
   double next_poll_s; /* monotonic */
+  /* wait_event: the sequence this handle last reported per domain (the
+   * domains of the last poll). Per handle, not in the shared table: the
+   * reader advancing a sequence first must not hide the change from the
+   * waiting thread. */
+  lv_seen_t *seen; /* owned */
+  size_t nseen;
 } lv_priv_t;
 
 static double lv_now_s(void) {
@@ -350,6 +363,7 @@ static void lv_close(void *priv) {
   if (p == NULL)
     return;
   lv_release(p, false);
+  free(p->seen);
   free(p->uri);
   free(p);
 }
@@ -934,12 +948,13 @@ static int lv_set_target(void *priv, uint32_t domid, uint64_t target_kib,
 }
 
 /* Reads one domain's balloon statistics into the shared table. Returns the
- * sample status, or -1 when the domain is gone or unreadable; *advanced
- * says whether its sequence moved. */
+ * sample status, or -1 when the domain is gone or unreadable; uuid and *seq
+ * receive the domain's UUID and its sequence number after the read (also
+ * when the sample is rejected or empty). */
 static int lv_read_stats(lv_priv_t *p, virDomainPtr dom, uint64_t max_kib,
                          mb_sample_t *s, char *serr, size_t serrlen,
-                         uint64_t *actual_kib, bool *advanced) {
-  unsigned char uuid[VIR_UUID_BUFLEN];
+                         uint64_t *actual_kib, unsigned char *uuid,
+                         uint64_t *seq) {
   virDomainMemoryStatStruct ms[VIR_DOMAIN_MEMORY_STAT_NR];
   p->requests++;
   if (virDomainGetUUID(dom, uuid) != 0)
@@ -959,49 +974,81 @@ static int lv_read_stats(lv_priv_t *p, virDomainPtr dom, uint64_t max_kib,
     snprintf(serr, serrlen, "libvirt: out of memory");
     return -1;
   }
-  uint64_t seq = st->seq;
   int status = (int)lv_fill_sample(st, ms, nms, max_kib, s, serr, serrlen);
-  *advanced = st->seq != seq;
+  *seq = st->seq;
   pthread_mutex_unlock(&lv_table_lock);
   return status;
 }
 
-/* One pass over the active domains: queues those whose statistics changed
- * since any handle of this backend last read them. */
+/* One pass over the active domains: queues those whose sequence differs
+ * from the one this handle last reported (or that it has not reported
+ * yet). Whichever handle read the statistics first advanced the shared
+ * sequence; comparing with the shared "previous" values instead would
+ * lose every change the reader happened to see first. */
 static int lv_poll(lv_priv_t *p, char *err, size_t errlen) {
+  int ret = -1;
   virDomainPtr *doms = NULL; /* owned, with every element */
+  lv_seen_t *seen = NULL;    /* owned until it replaces p->seen */
+  size_t nseen = 0;
+  int nd = 0;
   if (lv_connect(p, err, errlen) != 0)
     return -1;
   p->requests++;
-  int nd =
+  nd =
       virConnectListAllDomains(p->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
   if (nd < 0) {
     snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s", lv_errmsg());
     lv_check_conn(p);
-    return -1;
+    nd = 0;
+    goto out;
+  }
+  seen = calloc(nd > 0 ? (size_t)nd : 1, sizeof(*seen));
+  if (seen == NULL) {
+    snprintf(err, errlen, "libvirt: out of memory");
+    goto out;
   }
   for (int i = 0; i < nd; i++) {
     mb_sample_t s;
     char serr[160];
-    uint64_t actual_kib;
-    bool advanced = false;
+    uint64_t actual_kib, seq = 0;
+    unsigned char uuid[VIR_UUID_BUFLEN];
     p->requests++;
     unsigned int id = virDomainGetID(doms[i]);
-    if (id != (unsigned int)-1 &&
-        lv_read_stats(p, doms[i], 0, &s, serr, sizeof(serr), &actual_kib,
-                      &advanced) >= 0 &&
-        advanced && p->npending < LV_PENDING_MAX) {
+    if (id == (unsigned int)-1 ||
+        lv_read_stats(p, doms[i], 0, &s, serr, sizeof(serr), &actual_kib, uuid,
+                      &seq) < 0) {
+      virResetLastError(); /* a domain gone meanwhile is not an error */
+      continue;
+    }
+    const lv_seen_t *old = NULL;
+    for (size_t k = 0; k < p->nseen && old == NULL; k++)
+      if (memcmp(p->seen[k].uuid, uuid, VIR_UUID_BUFLEN) == 0)
+        old = &p->seen[k];
+    uint64_t reported = old != NULL ? old->seq : 0;
+    if (seq != reported) {
       bool queued = false;
       for (size_t k = 0; k < p->npending; k++)
         queued = queued || p->pending[k] == id;
-      if (!queued)
+      if (!queued && p->npending < LV_PENDING_MAX)
         p->pending[p->npending++] = id;
+      else if (!queued)
+        seq = reported; /* queue full: reported on a later poll */
     }
-    virResetLastError(); /* a domain gone meanwhile is not an error */
-    virDomainFree(doms[i]);
+    memcpy(seen[nseen].uuid, uuid, VIR_UUID_BUFLEN);
+    seen[nseen].seq = seq;
+    nseen++;
   }
+  free(p->seen);
+  p->seen = seen;
+  p->nseen = nseen;
+  seen = NULL;
+  ret = 0;
+out:
+  for (int i = 0; i < nd; i++)
+    virDomainFree(doms[i]);
   free(doms);
-  return 0;
+  free(seen);
+  return ret;
 }
 
 /* No push from libvirt: the balloon statistics are polled every LV_POLL_S
@@ -1058,10 +1105,10 @@ static int lv_guest(void *priv, uint32_t domid, mb_dominfo_t *out, char *raw,
   out->domid = domid; /* the name is mb_backend_name()'s business */
   p->requests++;
   out->max_kib = virDomainGetMaxMemory(dom);
-  uint64_t actual_kib = 0;
-  bool advanced;
+  uint64_t actual_kib = 0, seq;
+  unsigned char uuid[VIR_UUID_BUFLEN];
   int st = lv_read_stats(p, dom, out->max_kib, &out->sample, out->sample_err,
-                         sizeof(out->sample_err), &actual_kib, &advanced);
+                         sizeof(out->sample_err), &actual_kib, uuid, &seq);
   if (st < 0) {
     snprintf(err, errlen, "libvirt: domain %u: balloon statistics: %s", domid,
              lv_errmsg());
