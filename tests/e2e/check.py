@@ -213,7 +213,13 @@ def fmt(t):
 
 
 swap_txt = f"{sw_total:.0f} pages" if sw_total is not None else "unknown"
+cost = ""
+if "fake_rounds" in facts:
+    w = facts["fake_window_s"]
+    cost = (f"; rebalancing cost over {w}s: quiet {facts['quiet_rounds']} rounds / "
+            f"{int(facts['quiet_collectd_ticks']) * 10}ms collectd CPU, fake client "
+            f"{facts['fake_rounds']} rounds / {int(facts['fake_collectd_ticks']) * 10}ms")
 print(f"SUMMARY xen-e2e {status}: surge {surge_mib}MiB at {surge:.1f}s -> first busy target change +{fmt(t_change)}"
       f" -> busy memory covers demand +{fmt(t_cover)}; busy peak {mib(busy_peak)}; swap-in during run {swap_txt};"
-      f" dom0 scenario ended at {total_s}s")
+      f" dom0 scenario ended at {total_s}s{cost}")
 sys.exit(1 if fails else 0)

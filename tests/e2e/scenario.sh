@@ -246,6 +246,29 @@ fi
 # Let membal take the freed memory back.
 sleep ${SETTLE_S:-24}
 
+# Cost of constant rebalancing: idle1's agent is replaced by a fake client
+# whose records swing between idle and thrashing 5 times a second. dom0's
+# collectd CPU time and membal's rounds are counted over the same length of
+# time before (quiet) and during it.
+cd_ticks() { awk '{print $14 + $15}' /proc/"$(cat /run/collectd.pid)"/stat 2> /dev/null; }
+rounds_now() { csv_rounds | cut -d' ' -f2; }
+if [ "$collectd_ok" = yes ] && [ "$membal" = yes ] && [ "$memload" = yes ]; then
+  FAKE_S=${FAKE_S:-20}
+  c0=$(cd_ticks); r0=$(rounds_now); sleep $FAKE_S
+  c1=$(cd_ticks); r1=$(rounds_now)
+  id1=$(domid idle1)
+  xenstore-write /local/domain/$id1/e2e/cmd "2 fake-client --period 200 --count $((FAKE_S * 5 + 10)) --key data/membal/stats"
+  sleep 2
+  c2=$(cd_ticks); r2=$(rounds_now); sleep $FAKE_S
+  c3=$(cd_ticks); r3=$(rounds_now)
+  fact fake_window_s "$FAKE_S"
+  fact quiet_collectd_ticks "$((c1 - c0))"
+  fact quiet_rounds "$((r1 - r0))"
+  fact fake_collectd_ticks "$((c3 - c2))"
+  fact fake_rounds "$((r3 - r2))"
+  log "rebalancing cost: quiet ${FAKE_S}s: $((c1 - c0)) ticks, $((r1 - r0)) rounds; fake client: $((c3 - c2)) ticks, $((r3 - r2)) rounds"
+fi
+
 touch /run/sampler.stop
 wait $sampler_pid
 if [ "$collectd_ok" = yes ]; then
