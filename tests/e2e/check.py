@@ -177,6 +177,14 @@ else:
 sw_total = None
 if after and after[-1]["pswpin"] is not None and b0["pswpin"] is not None:
     sw_total = after[-1]["pswpin"] - b0["pswpin"]
+# Over the whole run: at most the workload's own page count, i.e. each page
+# swapped back in once on average while the guest was short. Runs in which
+# membal could not grow the guest (libxl's max taken for the ceiling) swapped
+# in 497k-548k pages in the same scenario, 3x the workload; runs that grew it
+# a few thousand.
+check("swapin_total", sw_total is not None and sw_total <= wl_pages,
+      f"{sw_total if sw_total is not None else '?'} pages swapped in from the surge to the end "
+      f"(bound {wl_pages} = the workload's pages)")
 
 # --- RRD files hold data
 rrd_dir = os.path.join(res, "rrd", "dom0")

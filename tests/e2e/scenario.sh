@@ -257,7 +257,7 @@ if [ "$collectd_ok" = yes ] && [ "$membal" = yes ] && [ "$memload" = yes ]; then
   c0=$(cd_ticks); r0=$(rounds_now); sleep $FAKE_S
   c1=$(cd_ticks); r1=$(rounds_now)
   id1=$(domid idle1)
-  xenstore-write /local/domain/$id1/e2e/cmd "2 fake-client --period 200 --count $((FAKE_S * 5 + 10)) --key data/membal/stats"
+  xenstore-write /local/domain/$id1/e2e/cmd "2 fake-client --period 200 --count $((FAKE_S * 5)) --key data/membal/stats"
   sleep 2
   c2=$(cd_ticks); r2=$(rounds_now); sleep $FAKE_S
   c3=$(cd_ticks); r3=$(rounds_now)
