@@ -168,9 +168,10 @@ if mb_log_has "setting the target of .* failed"; then mb_fail "an actuation fail
 # the target would go back up to it (stale-frozen).
 mb_wait_for 15 gauge_is "vmmem-web/vmmem_sample-stale" 1 || mb_fail "web's sample never went stale"
 changes_before=$(grep -c "membal: .* target .* MiB -> " "$MB_CD_LOG")
-before=$(mb_getval "$MB_HOSTNAME/membal/membal_rounds" 2>/dev/null || echo none)
+# membal_round (gauge), not membal_rounds: GETVAL shows a derive as a rate
+before=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null || echo 0)
 mb_collectdctl flush plugin=membal
-round2() { [ "$(mb_getval "$MB_HOSTNAME/membal/membal_rounds" 2>/dev/null)" != "$before" ]; }
+round2() { awk -v a="$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null || echo 0)" -v b="$before" 'BEGIN { exit !(a > b) }'; }
 mb_wait_for 5 round2 || mb_fail "no second round"
 sleep 0.5
 for d in $shrunk; do
