@@ -132,35 +132,64 @@ cat >"$lv/guest.xml" <<EOF
 </domain>
 EOF
 [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$lv/guest.xml"
-# libvirt's processes are not our children, and the daemon is restarted
-# below: a helper killed at exit kills whatever the pid files name then
-# (the guest first, then the daemons).
+# libvirt's processes are not our children (libvirtd daemonizes, and is
+# restarted below): a helper kills whatever the pid files name when the
+# test ends. The harness stops it at exit with SIGTERM (SIGKILL 5 s later,
+# so it must be done well within that); started under MB_DEATHSIG it also
+# gets SIGTERM when the test shell is killed without running its exit trap.
+# What it kills is reaped by init, not by us, and kill -0 succeeds on a
+# zombie: a zombie counts as gone (counting it as alive made the helper
+# wait its full time on every process and be killed before it was done).
+cat >"$MB_DIR/reaper.sh" <<'EOF'
+lv=$1 name=$2
+alive() { # not gone and not a zombie
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [ "${st%% *}" != Z ]
+}
+stop() { # TERM, wait up to $1 x 0.2 s for all of them, then KILL the rest
+  local tries=$1 p left
+  shift
+  [ $# -gt 0 ] || return 0
+  echo "$(date +%T.%N | cut -c1-12) TERM $*"
+  kill -TERM "$@" 2>/dev/null
+  while [ "$tries" -gt 0 ]; do
+    left=()
+    for p in "$@"; do alive "$p" && left+=("$p"); done
+    [ ${#left[@]} -gt 0 ] || return 0
+    sleep 0.2
+    tries=$((tries - 1))
+  done
+  for p in "$@"; do
+    alive "$p" && { echo "KILL $p"; kill -KILL "$p" 2>/dev/null; }
+  done
+  return 0
+}
 reap() {
   # libvirtd first (killing the guest under it would make it start
-  # virtlogd again), then the guest, then virtlogd; pids read up front
+  # virtlogd again), then the guest and virtlogd; pids read up front
   # because each daemon removes its pid file as it goes. Nothing here may
-  # stop early (errexit is off): a pid already gone is fine.
-  set +e
-  local f p pids=()
-  for f in "$lv/run/libvirt/libvirtd.pid" "$lv/run/libvirt/qemu/run/$name.pid" \
-    "$lv/run/libvirt/virtlogd.pid"; do
-    [ -s "$f" ] && pids+=("$(cat "$f")")
+  # stop early: a pid already gone is fine.
+  local f daemon=() rest=()
+  f=$lv/run/libvirt/libvirtd.pid
+  [ -s "$f" ] && daemon+=("$(cat "$f")")
+  # (qemu/run/driver.pid is libvirtd's own: not a guest)
+  for f in "$lv/run/libvirt/qemu/run/$name.pid" "$lv/run/libvirt/virtlogd.pid"; do
+    [ -s "$f" ] && rest+=("$(cat "$f")")
   done
-  for p in "${pids[@]}"; do
-    kill -TERM "$p" 2>/dev/null
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$p" 2>/dev/null
-  done
+  stop 10 "${daemon[@]}"
+  stop 8 "${rest[@]}"
+  echo "$(date +%T.%N | cut -c1-12) done"
   exit 0
 }
-reaper() {
-  trap reap TERM
-  while :; do
-    sleep 1 &
-    wait $! || true
-  done
-}
-mb_bg "$MB_DIR/reaper.log" reaper
+trap reap TERM
+while :; do
+  sleep 1 &
+  wait $! || true
+done
+EOF
+mb_bg "$MB_DIR/reaper.log" "${MB_DEATHSIG[@]}" bash "$MB_DIR/reaper.sh" "$lv" "$name"
 t0=$(mb_now_ms)
 uvirsh "create $lv/guest.xml" >"$MB_DIR/create.out" 2>&1 ||
   mb_fail "virsh create: $(cat "$MB_DIR/create.out")"
