@@ -212,6 +212,20 @@ for rel in ("vmmem-busy/memory-current.rrd", "membal-busy/memory-target.rrd", "v
 check("rrd_data", all(re.search(r": ([1-9]\d*) rows", s) and int(re.search(r"(\d+) rows", s).group(1)) >= 5
                       for s in rrd_ok), "; ".join(rrd_ok))
 
+# --- no user-space crash anywhere: a crashed agent or tool would make the
+# figures above meaningless (this is how -cpu max was caught).
+crash_re = re.compile(r"segfault at|general protection|Segmentation fault|Aborted|malloc\(\)")
+crashes = []
+for p in [os.path.join(res, "dom0-dmesg.txt")] + sorted(glob.glob(os.path.join(res, "guest-*.log"))):
+    try:
+        with open(p, errors="replace") as f:
+            n = sum(1 for line in f if crash_re.search(line))
+    except OSError:
+        continue
+    if n:
+        crashes.append(f"{os.path.basename(p)}: {n}")
+check("no_crashes", not crashes, "; ".join(crashes) if crashes else "no crash in dom0's dmesg nor the guests' consoles")
+
 total_s = facts.get("end_s", "?")
 status = "PASS" if not fails else "FAIL(" + ",".join(fails) + ")"
 
