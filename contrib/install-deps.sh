@@ -8,10 +8,10 @@ pkgs=(cmake make gcc libc6-dev pkg-config
       xenstore-utils xen-utils-4.17 libxen-dev
       libcunit1-dev rrdtool librrd-dev
       libvirt-dev libvirt0 libvirt-clients
-      valgrind python3)
+      valgrind python3 procps)
 if [ "${1:-}" = "--e2e" ]; then
   pkgs+=(xen-hypervisor-4.17-amd64 qemu-system-x86 linux-image-amd64
-         busybox-static cpio gzip
+         busybox-static cpio gzip xz-utils
          libvirt-daemon libvirt-daemon-driver-qemu) # KVM end to end (libvirtd)
 fi
 missing=()

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Every test: installs missing packages, builds with ASan+UBSan and -Werror,
-# runs the unit and integration tests (ctest), then valgrind on the plugins.
+# Every test: installs missing packages (including Xen, QEMU and libvirtd for
+# the end-to-end tests), builds with ASan+UBSan and -Werror, runs the unit,
+# integration and end-to-end tests (ctest). Extra arguments go to ctest
+# (e.g. -L unit, -R membal, -LE e2e).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${MEMBAL_TEST_BUILD:-$src/build/test}
-"$src/contrib/install-deps.sh" ${MEMBAL_E2E:+--e2e}
+"$src/contrib/install-deps.sh" --e2e
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMEMBAL_SANITIZE=ON -DMEMBAL_WERROR=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
