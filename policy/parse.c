@@ -137,6 +137,40 @@ static size_t skip_blank(const char *s, size_t i, size_t n) {
   return i;
 }
 
+/* Splits a line at the first sep into a key made of key characters.
+ * Returns the key's length, or 0 after writing the error ("<what> line N:
+ * ..."); shape names the expected form for the message. */
+static size_t split_key(const char *line, size_t n, char sep, const char *what,
+                        const char *shape, unsigned lineno, char *err,
+                        size_t errlen) {
+  char q[48];
+  const char *end = memchr(line, sep, n);
+  size_t klen = end ? (size_t)(end - line) : 0;
+  if (klen == 0) {
+    mb_fail(err, errlen, "%s line %u: no '%s' in '%s'", what, lineno, shape,
+            quote(line, n, q, sizeof(q)));
+    return 0;
+  }
+  for (size_t i = 0; i < klen; i++) {
+    if (!is_key_char(line[i])) {
+      mb_fail(err, errlen, "%s line %u: bad character in key '%s'", what,
+              lineno, quote(line, klen, q, sizeof(q)));
+      return 0;
+    }
+  }
+  return klen;
+}
+
+/* Records key k as seen; a second sighting is an error naming key. */
+static int mark_seen(uint64_t *seen, int k, const char *what, unsigned lineno,
+                     const char *key, char *err, size_t errlen) {
+  if ((*seen >> k) & 1u)
+    return mb_fail(err, errlen, "%s line %u: duplicate key %s", what, lineno,
+                   key);
+  *seen |= UINT64_C(1) << k;
+  return 0;
+}
+
 /*
  * One meminfo line: "Key:" blanks digits [" kB"]. Known fields must carry
  * the kB unit (a figure without it is a count, e.g. HugePages_Total, and
@@ -156,20 +190,10 @@ int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
     return mb_fail(err, errlen, "meminfo: empty text");
   line_iter_t it = {text, len, 0, 0};
   while ((r = next_line(&it, &line, &n)) == 1) {
-    const char *colon = memchr(line, ':', n);
-    size_t klen = colon ? (size_t)(colon - line) : 0;
-    if (colon == NULL || klen == 0) {
-      mb_fail(err, errlen, "meminfo line %u: no 'Key:' in '%s'", it.lineno,
-              quote(line, n, q, sizeof(q)));
+    size_t klen =
+        split_key(line, n, ':', "meminfo", "Key:", it.lineno, err, errlen);
+    if (klen == 0)
       return reject(out);
-    }
-    for (size_t i = 0; i < klen; i++) {
-      if (!is_key_char(line[i])) {
-        mb_fail(err, errlen, "meminfo line %u: bad character in key '%s'",
-                it.lineno, quote(line, klen, q, sizeof(q)));
-        return reject(out);
-      }
-    }
     size_t i = skip_blank(line, klen + 1, n);
     size_t vstart = i;
     while (i < n && is_digit(line[i]))
@@ -198,12 +222,9 @@ int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
               it.lineno, mb_field_key(f));
       return reject(out);
     }
-    if ((seen >> f) & 1u) {
-      mb_fail(err, errlen, "meminfo line %u: duplicate key %s", it.lineno,
-              mb_field_key(f));
+    if (mark_seen(&seen, f, "meminfo", it.lineno, mb_field_key(f), err,
+                  errlen) != 0)
       return reject(out);
-    }
-    seen |= UINT64_C(1) << f;
     out->v[f] = v;
   }
   if (r < 0) {
@@ -233,22 +254,12 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
   line_iter_t it = {text, len, 0, 0};
   mb_sample_t s = *out;
   while ((r = next_line(&it, &line, &n)) == 1) {
-    const char *sp = memchr(line, ' ', n);
-    size_t klen = sp ? (size_t)(sp - line) : 0;
-    if (sp == NULL || klen == 0) {
-      mb_fail(err, errlen, "vmstat line %u: no 'key value' in '%s'", it.lineno,
-              quote(line, n, q, sizeof(q)));
+    size_t klen =
+        split_key(line, n, ' ', "vmstat", "key value", it.lineno, err, errlen);
+    if (klen == 0)
       return reject(out);
-    }
-    for (size_t i = 0; i < klen; i++) {
-      if (!is_key_char(line[i])) {
-        mb_fail(err, errlen, "vmstat line %u: bad character in key '%s'",
-                it.lineno, quote(line, klen, q, sizeof(q)));
-        return reject(out);
-      }
-    }
     int f = mb_field_from_key(line, klen);
-    const char *val = sp + 1;
+    const char *val = line + klen + 1;
     size_t vlen = n - klen - 1;
     uint64_t v;
     if (!is_vmstat_field(f)) {
@@ -271,12 +282,9 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
               it.lineno, mb_field_key(f), quote(val, vlen, q, sizeof(q)));
       return reject(out);
     }
-    if ((seen >> f) & 1u) {
-      mb_fail(err, errlen, "vmstat line %u: duplicate key %s", it.lineno,
-              mb_field_key(f));
+    if (mark_seen(&seen, f, "vmstat", it.lineno, mb_field_key(f), err,
+                  errlen) != 0)
       return reject(out);
-    }
-    seen |= UINT64_C(1) << f;
     s.v[f] = v;
   }
   if (r < 0) {
@@ -346,20 +354,11 @@ int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
   mb_sample_t s;
   memset(&s, 0, sizeof(s));
   while ((r = next_line(&it, &line, &n)) == 1) {
-    const char *sp = memchr(line, ' ', n);
-    size_t klen = sp ? (size_t)(sp - line) : 0;
-    if (sp == NULL || klen == 0) {
-      mb_fail(err, errlen, "record line %u: no 'key value' in '%s'", it.lineno,
-              quote(line, n, q, sizeof(q)));
+    size_t klen =
+        split_key(line, n, ' ', "record", "key value", it.lineno, err, errlen);
+    if (klen == 0)
       return reject(out);
-    }
-    for (size_t i = 0; i < klen; i++) {
-      if (!is_key_char(line[i])) {
-        mb_fail(err, errlen, "record line %u: bad character in key '%s'",
-                it.lineno, quote(line, klen, q, sizeof(q)));
-        return reject(out);
-      }
-    }
+    const char *sp = line + klen;
     uint64_t v;
     if (parse_u64(sp + 1, n - klen - 1, &v) != 0) {
       mb_fail(err, errlen,
@@ -380,12 +379,9 @@ int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
       k = mb_field_from_key(line, klen);
     if (k < 0)
       continue; /* a later format's field: ignored */
-    if ((seen >> k) & 1u) {
-      mb_fail(err, errlen, "record line %u: duplicate key %s", it.lineno,
-              quote(line, klen, q, sizeof(q)));
+    if (mark_seen(&seen, k, "record", it.lineno,
+                  quote(line, klen, q, sizeof(q)), err, errlen) != 0)
       return reject(out);
-    }
-    seen |= UINT64_C(1) << k;
     switch (k) {
     case K_SEQ:
       if (v == 0) {
