@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -86,42 +87,112 @@ static const char *const palette[] = {"1f77b4", "d62728", "2ca02c", "ff7f0e",
                                       "9467bd", "8c564b", "e377c2", "7f7f7f",
                                       "bcbd22", "17becf"};
 
+/* A NULL-terminated argument vector for librrd; owns its strings. */
+typedef struct {
+  char **v;
+  size_t n, cap;
+} rrd_args_t;
+
+static int args_add(rrd_args_t *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int args_add(rrd_args_t *a, const char *fmt, ...) {
+  if (a->n + 1 >= a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 64;
+    char **nv = realloc(a->v, cap * sizeof(*nv));
+    if (!nv)
+      return -1;
+    a->v = nv;
+    a->cap = cap;
+  }
+  char tmp[2200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof(tmp), fmt, ap);
+  va_end(ap);
+  if (!(a->v[a->n] = strdup(tmp)))
+    return -1;
+  a->v[++a->n] = NULL;
+  return 0;
+}
+
+/* Drops the strings, keeps the vector for the next command. */
+static void args_clear(rrd_args_t *a) {
+  for (size_t i = 0; i < a->n; i++)
+    free(a->v[i]);
+  a->n = 0;
+}
+
+static void args_free(rrd_args_t *a) {
+  args_clear(a);
+  free(a->v);
+  a->v = NULL;
+  a->cap = 0;
+}
+
+/* Both plots: the "graph ... " arguments up to the data lines. */
+static int graph_head(rrd_args_t *a, const char *png, size_t rows,
+                      const char *title, const char *unit, bool base1024) {
+  if (args_add(a, "graph") || args_add(a, "%s", png) ||
+      args_add(a, "--start=%lu", (unsigned long)RRD_BASE) ||
+      args_add(a, "--end=%lu", (unsigned long)(RRD_BASE + rows)) ||
+      args_add(a, "--title=%s", title) ||
+      args_add(a, "--vertical-label=%s", unit) || args_add(a, "--width=900") ||
+      args_add(a, "--height=300") || (base1024 && args_add(a, "--base=1024")) ||
+      args_add(a, "--lower-limit=0") ||
+      args_add(a, "--x-grid=MINUTE:1:MINUTE:5:MINUTE:5:0:%%M:%%S"))
+    return -1;
+  return 0;
+}
+
+/* Both plots: the time-axis note, then the graph itself. */
+static int graph_finish(rrd_args_t *a, const char *png) {
+  if (args_add(a, "COMMENT:\\n") ||
+      args_add(a, "COMMENT:time axis\\: minutes\\:seconds since the start of "
+                  "the run"))
+    return -1;
+  rrd_clear_error();
+  rrd_info_t *info = rrd_graph_v((int)a->n, a->v);
+  if (!info) {
+    fprintf(stderr, "membal-bench: rrd graph %s: %s\n", png, rrd_get_error());
+    return -1;
+  }
+  rrd_info_free(info);
+  return 0;
+}
+
+/* Both plots: a fresh RRD of step 1 s from the DS/RRA arguments in a. */
+static int rrd_fresh(const char *rrdf, rrd_args_t *a) {
+  unlink(rrdf);
+  rrd_clear_error();
+  if (rrd_create_r(rrdf, 1, RRD_BASE, (int)a->n, (const char **)a->v)) {
+    fprintf(stderr, "membal-bench: rrd create %s: %s\n", rrdf, rrd_get_error());
+    return -1;
+  }
+  return 0;
+}
+
+#define ADD(...)                                                               \
+  do {                                                                         \
+    if (args_add(&args, __VA_ARGS__) != 0)                                     \
+      goto out;                                                                \
+  } while (0)
+
 /* Feeds the series into an RRD (step 1 s) and graphs it. */
 static int plot(const char *dir, const sim_scenario_t *scn,
                 const sim_policy_t *pol, const series_t *s) {
   char rrdf[1024], png[1024], title[256];
-  char **args = NULL; /* owned, with every string */
-  size_t nargs = 0, cap = 0;
+  rrd_args_t args = {0}; /* owned */
   int rc = -1;
   snprintf(rrdf, sizeof(rrdf), "%s/%s-%s.rrd", dir, scn->name, pol->name);
   snprintf(png, sizeof(png), "%s/%s-%s.png", dir, scn->name, pol->name);
   size_t nvm = s->nvm < 10 ? s->nvm : 10; /* ten lines stay readable */
-#define ADD(...)                                                               \
-  do {                                                                         \
-    if (nargs + 1 >= cap) {                                                    \
-      cap = cap ? cap * 2 : 64;                                                \
-      char **na = realloc(args, cap * sizeof(*args));                          \
-      if (!na)                                                                 \
-        goto out;                                                              \
-      args = na;                                                               \
-    }                                                                          \
-    char tmp_[2200];                                                           \
-    snprintf(tmp_, sizeof(tmp_), __VA_ARGS__);                                 \
-    if (!(args[nargs] = strdup(tmp_)))                                         \
-      goto out;                                                                \
-    args[++nargs] = NULL;                                                      \
-  } while (0)
   for (size_t i = 0; i < nvm; i++) {
     ADD("DS:c%zu:GAUGE:5:0:U", i);
     ADD("DS:n%zu:GAUGE:5:0:U", i);
   }
   ADD("RRA:AVERAGE:0.5:1:%zu", s->rows + 10);
-  unlink(rrdf);
-  rrd_clear_error();
-  if (rrd_create_r(rrdf, 1, RRD_BASE, (int)nargs, (const char **)args)) {
-    fprintf(stderr, "membal-bench: rrd create %s: %s\n", rrdf, rrd_get_error());
+  if (rrd_fresh(rrdf, &args) != 0)
     goto out;
-  }
   for (size_t r = 0; r < s->rows; r++) {
     char line[4096];
     size_t o = (size_t)snprintf(line, sizeof(line), "%lu",
@@ -140,23 +211,12 @@ static int plot(const char *dir, const sim_scenario_t *scn,
       goto out;
     }
   }
-  for (size_t i = 0; i < nargs; i++)
-    free(args[i]);
-  nargs = 0;
+  args_clear(&args);
   snprintf(title, sizeof(title),
            "%s / %s: memory (solid) and demand (dashed) per VM", scn->name,
            pol->name);
-  ADD("graph");
-  ADD("%s", png);
-  ADD("--start=%lu", (unsigned long)RRD_BASE);
-  ADD("--end=%lu", (unsigned long)(RRD_BASE + s->rows));
-  ADD("--title=%s", title);
-  ADD("--vertical-label=bytes");
-  ADD("--width=900");
-  ADD("--height=300");
-  ADD("--base=1024");
-  ADD("--lower-limit=0");
-  ADD("--x-grid=MINUTE:1:MINUTE:5:MINUTE:5:0:%%M:%%S");
+  if (graph_head(&args, png, s->rows, title, "bytes", true) != 0)
+    goto out;
   for (size_t i = 0; i < nvm; i++) {
     const char *col = palette[i % 10];
     ADD("DEF:c%zu=%s:c%zu:AVERAGE", i, rrdf, i);
@@ -164,32 +224,20 @@ static int plot(const char *dir, const sim_scenario_t *scn,
     ADD("LINE2:c%zu#%s:%s", i, col, scn->vm[i].name);
     ADD("LINE1:n%zu#%s::dashes=4,3", i, col);
   }
-  ADD("COMMENT:\\n");
-  ADD("COMMENT:time axis\\: minutes\\:seconds since the start of the run");
-  rrd_clear_error();
-  rrd_info_t *info = rrd_graph_v((int)nargs, args);
-  if (!info) {
-    fprintf(stderr, "membal-bench: rrd graph %s: %s\n", png, rrd_get_error());
+  if (graph_finish(&args, png) != 0)
     goto out;
-  }
-  rrd_info_free(info);
   rc = 0;
 out:
-#undef ADD
-  for (size_t i = 0; i < nargs; i++)
-    free(args[i]);
-  free(args);
+  args_free(&args);
   return rc;
 }
-#endif
 
-#ifdef SIM_HAVE_RRD
 /* Cumulative swap I/O of every policy on one scenario. */
 static int plot_swap(const char *dir, const sim_scenario_t *scn,
                      float *const *swap, const size_t *rows) {
-  char rrdf[1024], png[1024];
-  char **args = NULL; /* owned, with every string */
-  size_t nargs = 0, cap = 0, n = 0;
+  char rrdf[1024], png[1024], title[256];
+  rrd_args_t args = {0}; /* owned */
+  size_t n = 0;
   int rc = -1;
   const char *const cols[] = {"d62728", "ff7f0e", "bcbd22", "000000",
                               "1f77b4", "17becf", "9467bd", "8c564b",
@@ -201,30 +249,11 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
       n = rows[p];
   if (n == 0)
     return 0;
-#define ADD(...)                                                               \
-  do {                                                                         \
-    if (nargs + 1 >= cap) {                                                    \
-      cap = cap ? cap * 2 : 64;                                                \
-      char **na = realloc(args, cap * sizeof(*args));                          \
-      if (!na)                                                                 \
-        goto out;                                                              \
-      args = na;                                                               \
-    }                                                                          \
-    char tmp_[2200];                                                           \
-    snprintf(tmp_, sizeof(tmp_), __VA_ARGS__);                                 \
-    if (!(args[nargs] = strdup(tmp_)))                                         \
-      goto out;                                                                \
-    args[++nargs] = NULL;                                                      \
-  } while (0)
   for (int p = 0; sim_policies[p]; p++)
     ADD("DS:p%d:GAUGE:5:0:U", p);
   ADD("RRA:AVERAGE:0.5:1:%zu", n + 10);
-  unlink(rrdf);
-  rrd_clear_error();
-  if (rrd_create_r(rrdf, 1, RRD_BASE, (int)nargs, (const char **)args)) {
-    fprintf(stderr, "membal-bench: rrd create %s: %s\n", rrdf, rrd_get_error());
+  if (rrd_fresh(rrdf, &args) != 0)
     goto out;
-  }
   for (size_t r = 0; r < n; r++) {
     char line[1024];
     size_t o = (size_t)snprintf(line, sizeof(line), "%lu",
@@ -242,19 +271,11 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
       goto out;
     }
   }
-  for (size_t i = 0; i < nargs; i++)
-    free(args[i]);
-  nargs = 0;
-  ADD("graph");
-  ADD("%s", png);
-  ADD("--start=%lu", (unsigned long)RRD_BASE);
-  ADD("--end=%lu", (unsigned long)(RRD_BASE + n));
-  ADD("--title=%s: cumulative swap I/O (pages) per policy", scn->name);
-  ADD("--vertical-label=pages");
-  ADD("--width=900");
-  ADD("--height=300");
-  ADD("--lower-limit=0");
-  ADD("--x-grid=MINUTE:1:MINUTE:5:MINUTE:5:0:%%M:%%S");
+  args_clear(&args);
+  snprintf(title, sizeof(title), "%s: cumulative swap I/O (pages) per policy",
+           scn->name);
+  if (graph_head(&args, png, n, title, "pages", false) != 0)
+    goto out;
   for (int p = 0; sim_policies[p]; p++) {
     if (!swap[p])
       continue;
@@ -262,23 +283,14 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
     ADD("LINE%d:p%d#%s:%s", p == 0 ? 3 : 1, p, cols[p % 12],
         sim_policies[p]->name);
   }
-  ADD("COMMENT:\\n");
-  ADD("COMMENT:time axis\\: minutes\\:seconds since the start of the run");
-  rrd_clear_error();
-  rrd_info_t *info = rrd_graph_v((int)nargs, args);
-  if (!info) {
-    fprintf(stderr, "membal-bench: rrd graph %s: %s\n", png, rrd_get_error());
+  if (graph_finish(&args, png) != 0)
     goto out;
-  }
-  rrd_info_free(info);
   rc = 0;
 out:
-#undef ADD
-  for (size_t i = 0; i < nargs; i++)
-    free(args[i]);
-  free(args);
+  args_free(&args);
   return rc;
 }
+#undef ADD
 #endif
 
 /* ---- tables ------------------------------------------------------------ */
