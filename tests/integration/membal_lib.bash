@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # Helpers of the membal integration tests (test_membal*.sh), on top of
-# tests/lib/harness.sh: a simulated hypervisor written straight into the
-# test's xenstored (plugins/SCHEMA.md section 4), guest records
-# (section 1), and a collectd.conf with vmmem + membal + rrdtool.
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
+# vmmem_lib.bash (and so tests/lib/harness.sh): a simulated hypervisor
+# written straight into the test's xenstored (plugins/SCHEMA.md section 4),
+# guest records (section 1), and a collectd.conf with vmmem + membal +
+# rrdtool.
+. "$(dirname "${BASH_SOURCE[0]}")/vmmem_lib.bash"
 
 # shellcheck disable=SC2034 # used by the tests that source this file
 MBT_MIB=1024 # KiB per MiB
@@ -15,15 +16,7 @@ mbt_host() {
 
 # mbt_dom <domid> <name> <current_kib> <max_kib>: a running domain whose
 # balloon sits at current_kib with its target there too.
-mbt_dom() {
-  local id=$1 name=$2 cur=$3 max=$4
-  xenstore-write -R "/tool/membal-sim/dom/$id" \
-    "$(printf 'name %s\ncurrent_kib %s\nmax_kib %s\n' "$name" "$cur" "$max")"
-  if [ "$id" != 0 ]; then
-    mb_guest_domain "$id" "$name"
-    xenstore-write "/local/domain/$id/memory/target" "$cur"
-  fi
-}
+mbt_dom() { vmt_dom "$@"; }
 
 # mbt_record <domid> <seq> <total_kib> <used_kib> [pswpin pswpout]: the
 # guest's record: MemAvailable = total - used, a steady Committed_AS = used.
@@ -48,27 +41,14 @@ mbt_target() { xenstore-read "/local/domain/$1/memory/target"; }
 # on the sim backend and rrdtool under $MB_DIR/rrd. Extra lines for the
 # membal block come from stdin.
 mbt_conf() {
-  local out=$1
   local extra
   extra=$(cat)
-  mb_collectd_conf "$out" <<EOF
-LoadPlugin rrdtool
-<Plugin rrdtool>
-  DataDir "$MB_DIR/rrd"
-</Plugin>
-PluginDir "$MB_PLUGINDIR"
-LoadPlugin vmmem
-<Plugin vmmem>
-  Backend "sim"
-  XenstorePath "$XENSTORED_PATH"
-</Plugin>
-LoadPlugin membal
+  vmt_sim_conf "$1" "" "LoadPlugin membal
 <Plugin membal>
-  Backend "sim"
-  XenstorePath "$XENSTORED_PATH"
+  Backend \"sim\"
+  XenstorePath \"$XENSTORED_PATH\"
 $extra
-</Plugin>
-EOF
+</Plugin>"
 }
 
 # mbt_membal_log <regex>: collectd's log has a membal line matching it.

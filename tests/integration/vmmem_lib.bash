@@ -36,11 +36,12 @@ vmt_record() {
   )"
 }
 
-# vmt_conf <file>: collectd.conf with rrdtool (DataDir $MB_DIR/rrd) and vmmem
-# on the sim backend; extra lines for the vmmem block come from stdin.
-vmt_conf() {
-  local out=$1 extra
-  extra=$(cat)
+# vmt_sim_conf <file> <vmmem lines> [<after>]: collectd.conf with rrdtool
+# (DataDir $MB_DIR/rrd) and vmmem on the sim backend, the given lines inside
+# the vmmem block, then <after> (further plugins; membal_lib.bash adds
+# membal there).
+vmt_sim_conf() {
+  local out=$1 extra=$2 after=${3:-}
   mb_collectd_conf "$out" <<EOF
 LoadPlugin rrdtool
 <Plugin rrdtool>
@@ -53,8 +54,12 @@ LoadPlugin vmmem
   XenstorePath "$XENSTORED_PATH"
 $extra
 </Plugin>
+$after
 EOF
 }
+
+# vmt_conf <file>: vmt_sim_conf with the vmmem block's extra lines from stdin.
+vmt_conf() { vmt_sim_conf "$1" "$(cat)"; }
 
 # vmt_get <plugin_instance> <type-type_instance>: value of a vmmem value.
 vmt_get() {
