@@ -16,8 +16,10 @@ total=$((2000000 + RANDOM))
 gm_meminfo "$total" 700000
 gm_vmstat 10 20 30 40
 
-# gm_conf with the guest's socket and no DomainPath (the drop-in default)
-mb_collectd_conf "$MB_DIR/collectd.conf" <<EOF
+# guest_conf [option line]: gm_conf with the guest's socket and no
+# DomainPath (the drop-in default) unless given.
+guest_conf() {
+  mb_collectd_conf "$MB_DIR/collectd.conf" <<EOF
 LoadPlugin csv
 <Plugin csv>
   DataDir "$MB_DIR/csv"
@@ -28,8 +30,12 @@ LoadPlugin guestmem
   MeminfoPath "$GM_MEMINFO"
   VmstatPath "$GM_VMSTAT"
   XenstorePath "$g5"
+  ${1:-}
 </Plugin>
 EOF
+}
+
+guest_conf
 mb_collectd_start "$MB_DIR/collectd.conf"
 mb_wait_for 10 gm_field seq || mb_fail "no record at /local/domain/5/data/membal/stats from the guest"
 mb_assert_eq "$total" "$(gm_field MemTotal)" "record written by guest 5 over the ring"
@@ -55,20 +61,7 @@ mb_log "ok: records resume through the ring after a xenstored restart (seq $(gm_
 mb_collectd_stop
 
 # a guest pointed at another domain's path: refused by xenstored, logged
-mb_collectd_conf "$MB_DIR/collectd.conf" <<EOF
-LoadPlugin csv
-<Plugin csv>
-  DataDir "$MB_DIR/csv"
-</Plugin>
-PluginDir "$MB_PLUGINDIR"
-LoadPlugin guestmem
-<Plugin guestmem>
-  MeminfoPath "$GM_MEMINFO"
-  VmstatPath "$GM_VMSTAT"
-  XenstorePath "$g5"
-  DomainPath "/local/domain/6"
-</Plugin>
-EOF
+guest_conf 'DomainPath "/local/domain/6"'
 mb_collectd_start "$MB_DIR/collectd.conf"
 mb_wait_for 5 mb_log_has 'guestmem: xenstored refused to write /local/domain/6/data/membal/stats: Permission denied' ||
   mb_fail "no clear refusal logged"
