@@ -136,14 +136,7 @@ static uint64_t cma_split(const mb_config_t *cfg, const mb_domain_t *d,
         mb_field(s, MB_F_PAGETABLES) + mb_field(s, MB_F_KERNELSTACK);
     need = anon + mb_field(s, MB_F_SHMEM) + active_file + kernel;
   } else if (mb_sample_has(s, MB_F_MEMTOTAL)) {
-    uint64_t idle;
-    if (mb_sample_has(s, MB_F_MEMAVAILABLE))
-      idle = s->v[MB_F_MEMAVAILABLE];
-    else
-      idle = mb_sub_sat(mb_field(s, MB_F_MEMFREE) + mb_field(s, MB_F_BUFFERS) +
-                            mb_field(s, MB_F_CACHED),
-                        mb_field(s, MB_F_SHMEM));
-    need = mb_sub_sat(s->v[MB_F_MEMTOTAL], idle);
+    need = mb_est_guest_used_kib(s);
   } else {
     need = mb_est_used_kib(d);
   }

@@ -6,14 +6,24 @@
  * free + buffers + page cache is what MemAvailable approximates; shmem sits
  * in Cached but cannot be dropped. Without even that, MemFree alone. With
  * nothing, nothing is idle: never take memory on no evidence. */
+static uint64_t approx_available_kib(const mb_sample_t *s) {
+  return mb_sub_sat(mb_field(s, MB_F_MEMFREE) + mb_field(s, MB_F_BUFFERS) +
+                        mb_field(s, MB_F_CACHED),
+                    mb_field(s, MB_F_SHMEM));
+}
+
 static uint64_t guest_idle_kib(const mb_sample_t *s) {
   if (mb_sample_has(s, MB_F_MEMAVAILABLE))
     return s->v[MB_F_MEMAVAILABLE];
   if (mb_sample_has(s, MB_F_MEMFREE))
-    return mb_sub_sat(mb_field(s, MB_F_MEMFREE) + mb_field(s, MB_F_BUFFERS) +
-                          mb_field(s, MB_F_CACHED),
-                      mb_field(s, MB_F_SHMEM));
+    return approx_available_kib(s);
   return 0;
+}
+
+uint64_t mb_est_guest_used_kib(const mb_sample_t *s) {
+  uint64_t idle = mb_sample_has(s, MB_F_MEMAVAILABLE) ? s->v[MB_F_MEMAVAILABLE]
+                                                      : approx_available_kib(s);
+  return mb_sub_sat(s->v[MB_F_MEMTOTAL], idle);
 }
 
 uint64_t mb_est_idle_kib(const mb_domain_t *d) {

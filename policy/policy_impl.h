@@ -31,6 +31,10 @@ uint64_t mb_est_idle_kib(const mb_domain_t *d);
 /* current_kib - idle: what the guest uses, its kernel's reserved memory
  * included (MemTotal < current_kib by that much). */
 uint64_t mb_est_used_kib(const mb_domain_t *d);
+/* MemTotal - MemAvailable (else - the free + buffers + cached - shmem
+ * approximation, even without MemFree): the guest's own view of its use,
+ * for a sample that has MemTotal (cagma and selfballoon fallbacks). */
+uint64_t mb_est_guest_used_kib(const mb_sample_t *s);
 /* True when the rates or the urgent flag show swap activity above the
  * cagma thresholds (the tax's AUTO rule uses the same signal). */
 bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d);

@@ -27,16 +27,8 @@ static uint64_t sb_target_kib(const mb_domain_t *d) {
   const mb_sample_t *s = &d->sample;
   if (mb_sample_has(s, MB_F_COMMITTED_AS))
     return mb_min_u64(s->v[MB_F_COMMITTED_AS], MB_KIB_MAX);
-  if (mb_sample_has(s, MB_F_MEMTOTAL)) {
-    uint64_t idle;
-    if (mb_sample_has(s, MB_F_MEMAVAILABLE))
-      idle = s->v[MB_F_MEMAVAILABLE];
-    else
-      idle = mb_sub_sat(mb_field(s, MB_F_MEMFREE) + mb_field(s, MB_F_BUFFERS) +
-                            mb_field(s, MB_F_CACHED),
-                        mb_field(s, MB_F_SHMEM));
-    return mb_sub_sat(s->v[MB_F_MEMTOTAL], idle);
-  }
+  if (mb_sample_has(s, MB_F_MEMTOTAL))
+    return mb_est_guest_used_kib(s);
   return mb_est_used_kib(d);
 }
 
