@@ -171,6 +171,16 @@ static int rrd_fresh(const char *rrdf, rrd_args_t *a) {
   return 0;
 }
 
+/* Both plots: one "time:value:..." row into the RRD. */
+static int rrd_row(const char *rrdf, const char *line) {
+  const char *argv1[1] = {line};
+  if (rrd_update_r(rrdf, NULL, 1, argv1)) {
+    fprintf(stderr, "membal-bench: rrd update %s: %s\n", rrdf, rrd_get_error());
+    return -1;
+  }
+  return 0;
+}
+
 #define ADD(...)                                                               \
   do {                                                                         \
     if (args_add(&args, __VA_ARGS__) != 0)                                     \
@@ -204,12 +214,8 @@ static int plot(const char *dir, const sim_scenario_t *scn,
       else
         o += (size_t)snprintf(line + o, sizeof(line) - o, ":%.0f:%.0f", c, nd);
     }
-    const char *argv1[1] = {line};
-    if (rrd_update_r(rrdf, NULL, 1, argv1)) {
-      fprintf(stderr, "membal-bench: rrd update %s: %s\n", rrdf,
-              rrd_get_error());
+    if (rrd_row(rrdf, line) != 0)
       goto out;
-    }
   }
   args_clear(&args);
   snprintf(title, sizeof(title),
@@ -264,12 +270,8 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
       else
         o += (size_t)snprintf(line + o, sizeof(line) - o, ":U");
     }
-    const char *argv1[1] = {line};
-    if (rrd_update_r(rrdf, NULL, 1, argv1)) {
-      fprintf(stderr, "membal-bench: rrd update %s: %s\n", rrdf,
-              rrd_get_error());
+    if (rrd_row(rrdf, line) != 0)
       goto out;
-    }
   }
   args_clear(&args);
   snprintf(title, sizeof(title), "%s: cumulative swap I/O (pages) per policy",
