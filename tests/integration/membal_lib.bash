@@ -18,6 +18,28 @@ mbt_host() {
 # balloon sits at current_kib with its target there too.
 mbt_dom() { vmt_dom "$@"; }
 
+# mbt_guests <total_kib> <dom0_kib> <n>: Domain-0 holding dom0_kib and
+# guests vm1..vmN holding 1 GiB each (max 2 GiB) on a host of total_kib
+# whose free memory is what they do not hold.
+mbt_guests() {
+  local total=$1 dom0=$2 n=$3 id
+  mbt_dom 0 Domain-0 "$dom0" "$dom0"
+  for ((id = 1; id <= n; id++)); do
+    mbt_dom "$id" "vm$id" $((1024 * MBT_MIB)) $((2048 * MBT_MIB))
+  done
+  mbt_host "$total" $((total - dom0 - n * 1024 * MBT_MIB))
+}
+
+# mbt_wait_samples <domid...>: vmmem has dispatched a guest sample of each
+# (10 s at most).
+mbt_wait_samples() {
+  local id
+  for id in "$@"; do
+    mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
+      mb_fail "vmmem dispatched no guest sample for vm$id"
+  done
+}
+
 # mbt_record <domid> <seq> <total_kib> <used_kib> [pswpin pswpout]: the
 # guest's record: MemAvailable = total - used, a steady Committed_AS = used.
 mbt_record() {

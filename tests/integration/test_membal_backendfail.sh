@@ -18,9 +18,7 @@ dom0=$((512 * MiB))
 pool=$((total - 1024 * MiB))
 
 mb_xenstored_start
-mbt_dom 0 Domain-0 "$dom0" "$dom0"
-for id in 1 2 3; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
-mbt_host "$total" $((total - dom0 - 3 * 1024 * MiB))
+mbt_guests "$total" "$dom0" 3
 echo $((950 * MiB)) >"$MB_DIR/vm1.used" # busy
 echo $((100 * MiB)) >"$MB_DIR/vm2.used" # idle
 echo $((100 * MiB)) >"$MB_DIR/vm3.used" # idle
@@ -34,10 +32,7 @@ mbt_conf "$MB_DIR/collectd.conf" <<EOF2
   Reserve "1GiB"
 EOF2
 mbt_collectd_start_preload "$MB_DIR/collectd.conf" "$MB_DIR/failwrite.so"
-for id in 1 2 3; do
-  mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
-    mb_fail "no guest sample for vm$id"
-done
+mbt_wait_samples 1 2 3
 sleep 1.5
 
 for n in 1 2 3 4; do

@@ -17,9 +17,7 @@ reserve=$((1024 * MiB))
 pool=$((total - reserve))
 
 mb_xenstored_start
-mbt_dom 0 Domain-0 "$dom0" "$dom0"
-for id in 1 2 3; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
-mbt_host "$total" $((total - dom0 - 3 * 1024 * MiB))
+mbt_guests "$total" "$dom0" 3
 
 # vm1 busy, vm2 idle and reporting, vm3 idle but its agent died after one
 # record (stale).
@@ -45,10 +43,7 @@ EOF
 sed -i '/<Plugin vmmem>/a\  StaleAfter 3' "$MB_DIR/collectd.conf"
 mb_collectd_start "$MB_DIR/collectd.conf"
 
-mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm1/memory-guest_MemTotal" ||
-  mb_fail "vmmem dispatched no guest sample for vm1"
-mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm2/memory-guest_MemTotal" ||
-  mb_fail "vmmem dispatched no guest sample for vm2"
+mbt_wait_samples 1 2
 # gauge_is <identifier> <value>: collectd's value equals value (numerically).
 gauge_is() {
   local v

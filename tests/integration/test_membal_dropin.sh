@@ -62,9 +62,7 @@ mb_log "ok: the shipped dom0.conf loads"
 # 2. On the sim backend it runs.
 MiB=$MBT_MIB
 mb_xenstored_start
-mbt_dom 0 Domain-0 $((512 * MiB)) $((512 * MiB))
-for id in 1 2; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
-mbt_host $((3072 * MiB)) $((512 * MiB)) # pool 2 GiB: what the guests hold
+mbt_guests $((3072 * MiB)) $((512 * MiB)) 2 # pool 2 GiB: what the guests hold
 echo $((950 * MiB)) >"$MB_DIR/vm1.used"
 echo $((100 * MiB)) >"$MB_DIR/vm2.used"
 for id in 1 2; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done

@@ -9,9 +9,7 @@ total=$((4096 * MiB))
 dom0=$((512 * MiB))
 
 mb_xenstored_start
-mbt_dom 0 Domain-0 "$dom0" "$dom0"
-for id in 1 2 3; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
-mbt_host "$total" $((total - dom0 - 3 * 1024 * MiB))
+mbt_guests "$total" "$dom0" 3
 echo $((950 * MiB)) >"$MB_DIR/vm1.used"
 echo $((100 * MiB)) >"$MB_DIR/vm2.used"
 echo $((100 * MiB)) >"$MB_DIR/vm3.used"
@@ -23,10 +21,7 @@ mbt_conf "$MB_DIR/collectd.conf" <<EOF2
   Reserve "1GiB"
 EOF2
 mb_collectd_start "$MB_DIR/collectd.conf"
-for id in 1 2 3; do
-  mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
-    mb_fail "no guest sample for vm$id"
-done
+mbt_wait_samples 1 2 3
 sleep 1.5
 mb_assert "membal announces the dry run" mbt_membal_log "DRY RUN"
 

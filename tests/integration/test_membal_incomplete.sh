@@ -6,9 +6,7 @@
 
 MiB=$MBT_MIB
 mb_xenstored_start
-mbt_dom 0 Domain-0 $((512 * MiB)) $((512 * MiB))
-for id in 1 2; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
-mbt_host $((3072 * MiB)) $((512 * MiB))
+mbt_guests $((3072 * MiB)) $((512 * MiB)) 2
 echo $((950 * MiB)) >"$MB_DIR/vm1.used"
 echo $((600 * MiB)) >"$MB_DIR/vm2.used"
 mb_bg "$MB_DIR/loop1.log" mbt_guest_loop 1 "$MB_DIR/vm1.used"
@@ -19,10 +17,7 @@ mbt_conf "$MB_DIR/collectd.conf" <<EOF2
   Reserve "1GiB"
 EOF2
 mb_collectd_start "$MB_DIR/collectd.conf"
-for id in 1 2; do
-  mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
-    mb_fail "no guest sample for vm$id"
-done
+mbt_wait_samples 1 2
 sleep 1.5
 mbt_flush_round
 sleep 0.3

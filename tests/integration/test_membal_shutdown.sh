@@ -7,9 +7,7 @@
 
 MiB=$MBT_MIB
 mb_xenstored_start
-mbt_dom 0 Domain-0 $((512 * MiB)) $((512 * MiB))
-for id in 1 2; do mbt_dom "$id" "vm$id" $((1024 * MiB)) $((2048 * MiB)); done
-mbt_host $((3072 * MiB)) $((512 * MiB))
+mbt_guests $((3072 * MiB)) $((512 * MiB)) 2
 echo $((950 * MiB)) >"$MB_DIR/vm1.used"
 echo $((100 * MiB)) >"$MB_DIR/vm2.used"
 for id in 1 2; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
@@ -21,10 +19,7 @@ EOF2
 
 start_and_wait() {
   mb_collectd_start "$MB_DIR/collectd.conf"
-  for id in 1 2; do
-    mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
-      mb_fail "no guest sample for vm$id"
-  done
+  mbt_wait_samples 1 2
   sleep 1.5
 }
 
