@@ -94,17 +94,26 @@ static void check_round(const world_t *w, const mb_decision_t *dec,
 
 static const uint64_t pool_kib = 6144 * MIB;
 
+/* One round of the given policy, default settings otherwise, on the
+ * libvirt test host (w->info is owned by the caller afterwards), with
+ * check_round's invariants asserted. */
+static void run_round(world_t *w, mb_policy_kind_t kind, const char *name,
+                      mb_config_t *cfg, mb_decision_t *dec) {
+  load_world(w, pool_kib);
+  mb_config_default(cfg);
+  cfg->kind = kind;
+  mb_state_t st;
+  mb_state_init(&st, cfg);
+  CU_ASSERT_FATAL(mb_policy_compute(cfg, &st, &w->host, w->doms, w->n, dec) ==
+                  0);
+  check_round(w, dec, pool_kib, name);
+}
+
 static void test_cagma(void) {
   world_t w;
-  load_world(&w, pool_kib);
   mb_config_t cfg;
-  mb_config_default(&cfg);
-  cfg.kind = MB_POLICY_CAGMA;
-  mb_state_t st;
-  mb_state_init(&st, &cfg);
   mb_decision_t dec[16];
-  CU_ASSERT_FATAL(mb_policy_compute(&cfg, &st, &w.host, w.doms, w.n, dec) == 0);
-  check_round(&w, dec, pool_kib, "cagma");
+  run_round(&w, MB_POLICY_CAGMA, "cagma", &cfg, dec);
   for (size_t i = 0; i < w.n; i++) {
     const mb_domain_t *d = &w.doms[i];
     if (!d->has_sample)
@@ -124,15 +133,9 @@ static void test_cagma(void) {
 
 static void test_tax(void) {
   world_t w;
-  load_world(&w, pool_kib);
   mb_config_t cfg;
-  mb_config_default(&cfg);
-  cfg.kind = MB_POLICY_TAX;
-  mb_state_t st;
-  mb_state_init(&st, &cfg);
   mb_decision_t dec[16];
-  CU_ASSERT_FATAL(mb_policy_compute(&cfg, &st, &w.host, w.doms, w.n, dec) == 0);
-  check_round(&w, dec, pool_kib, "tax");
+  run_round(&w, MB_POLICY_TAX, "tax", &cfg, dec);
   /* x_i = tau * used_i + c with one c >= 0 for the unclamped guests: two
    * of them differ by tau times their difference in use. */
   const mb_domain_t *a = NULL, *b = NULL;
@@ -161,15 +164,9 @@ static void test_tax(void) {
 
 static void test_selfballoon(void) {
   world_t w;
-  load_world(&w, pool_kib);
   mb_config_t cfg;
-  mb_config_default(&cfg);
-  cfg.kind = MB_POLICY_SELFBALLOON;
-  mb_state_t st;
-  mb_state_init(&st, &cfg);
   mb_decision_t dec[16];
-  CU_ASSERT_FATAL(mb_policy_compute(&cfg, &st, &w.host, w.doms, w.n, dec) == 0);
-  check_round(&w, dec, pool_kib, "selfballoon");
+  run_round(&w, MB_POLICY_SELFBALLOON, "selfballoon", &cfg, dec);
   for (size_t i = 0; i < w.n; i++) {
     const mb_domain_t *d = &w.doms[i];
     if (!d->has_sample)
