@@ -89,15 +89,13 @@ static int static_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
   return 0;
 }
 
-const sim_policy_t sim_base_static = {"static",
-                                      "static equal split, no balancing",
-                                      0,
-                                      false,
-                                      false,
-                                      false,
-                                      no_state,
-                                      no_free,
-                                      static_decide};
+const sim_policy_t sim_base_static = {.name = "static",
+                                      .desc =
+                                          "static equal split, no balancing",
+                                      .interval_s = 0,
+                                      .create = no_state,
+                                      .destroy = no_free,
+                                      .decide = static_decide};
 
 /* ---- xenballoond ------------------------------------------------------ */
 
@@ -119,15 +117,13 @@ static int xb_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
 }
 
 const sim_policy_t sim_base_xenballoond = {
-    "xenballoond",
-    "xenballoond self-ballooning alone (Committed_AS, 1/10)",
-    0,
-    false,
-    true,
-    false,
-    no_state,
-    no_free,
-    xb_decide};
+    .name = "xenballoond",
+    .desc = "xenballoond self-ballooning alone (Committed_AS, 1/10)",
+    .interval_s = 0,
+    .guest_local = true,
+    .create = no_state,
+    .destroy = no_free,
+    .decide = xb_decide};
 
 /* ---- xenmm idle memory tax -------------------------------------------- */
 
@@ -166,11 +162,12 @@ static int xenmm_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
 }
 
 const sim_policy_t sim_base_xenmm = {
-    "xenmm",     "xenmm idle memory tax, tau 0.75, every 2 s",
-    2,           false,
-    false,       false,
-    no_state,    no_free,
-    xenmm_decide};
+    .name = "xenmm",
+    .desc = "xenmm idle memory tax, tau 0.75, every 2 s",
+    .interval_s = 2,
+    .create = no_state,
+    .destroy = no_free,
+    .decide = xenmm_decide};
 
 /* ---- MoM -------------------------------------------------------------- */
 
@@ -196,11 +193,12 @@ static int mom_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
 }
 
 const sim_policy_t sim_base_mom = {
-    "mom",     "MoM-style host-pressure rules (20 %, 5 % steps), every 10 s",
-    10,        false,
-    false,     false,
-    no_state,  no_free,
-    mom_decide};
+    .name = "mom",
+    .desc = "MoM-style host-pressure rules (20 %, 5 % steps), every 10 s",
+    .interval_s = 10,
+    .create = no_state,
+    .destroy = no_free,
+    .decide = mom_decide};
 
 /* ---- Proxmox ---------------------------------------------------------- */
 
@@ -234,11 +232,12 @@ static int pve_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
 }
 
 const sim_policy_t sim_base_proxmox = {
-    "proxmox", "Proxmox-style auto-ballooning (80 % host, 100 MiB / 10 s)",
-    10,        false,
-    false,     false,
-    no_state,  no_free,
-    pve_decide};
+    .name = "proxmox",
+    .desc = "Proxmox-style auto-ballooning (80 % host, 100 MiB / 10 s)",
+    .interval_s = 10,
+    .create = no_state,
+    .destroy = no_free,
+    .decide = pve_decide};
 
 /* ---- Qubes qmemman ---------------------------------------------------- */
 
@@ -273,8 +272,9 @@ static int qubes_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
 }
 
 const sim_policy_t sim_base_qubes = {
-    "qubes",     "Qubes-qmemman-style (1.3 x used incl. swap, 50 MiB slack)",
-    0,           false,
-    false,       false,
-    no_state,    no_free,
-    qubes_decide};
+    .name = "qubes",
+    .desc = "Qubes-qmemman-style (1.3 x used incl. swap, 50 MiB slack)",
+    .interval_s = 0,
+    .create = no_state,
+    .destroy = no_free,
+    .decide = qubes_decide};

@@ -112,8 +112,10 @@ static int oracle_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
 }
 
 const sim_policy_t sim_policy_oracle = {
-    "oracle",      "oracle: knows future demand (lower bound for swap I/O)",
-    0.5,           false,
-    false,         true,
-    oracle_create, oracle_free,
-    oracle_decide};
+    .name = "oracle",
+    .desc = "oracle: knows future demand (lower bound for swap I/O)",
+    .interval_s = 0.5,
+    .no_delay = true,
+    .create = oracle_create,
+    .destroy = oracle_free,
+    .decide = oracle_decide};

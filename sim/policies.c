@@ -65,34 +65,29 @@ static int membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
 }
 
 const sim_policy_t sim_policy_cagma = {
-    "cagma",
-    "membal cagma (default policy), library defaults",
-    0,
-    true,
-    false,
-    false,
-    cagma_create,
-    free,
-    membal_decide};
-const sim_policy_t sim_policy_tax = {"tax",
-                                     "membal idle memory tax, library defaults",
-                                     0,
-                                     true,
-                                     false,
-                                     false,
-                                     tax_create,
-                                     free,
-                                     membal_decide};
+    .name = "cagma",
+    .desc = "membal cagma (default policy), library defaults",
+    .interval_s = 0,
+    .urgent = true,
+    .create = cagma_create,
+    .destroy = free,
+    .decide = membal_decide};
+const sim_policy_t sim_policy_tax = {
+    .name = "tax",
+    .desc = "membal idle memory tax, library defaults",
+    .interval_s = 0,
+    .urgent = true,
+    .create = tax_create,
+    .destroy = free,
+    .decide = membal_decide};
 const sim_policy_t sim_policy_selfballoon = {
-    "selfballoon",
-    "membal selfballoon (dom0-coordinated), library defaults",
-    0,
-    true,
-    false,
-    false,
-    self_create,
-    free,
-    membal_decide};
+    .name = "selfballoon",
+    .desc = "membal selfballoon (dom0-coordinated), library defaults",
+    .interval_s = 0,
+    .urgent = true,
+    .create = self_create,
+    .destroy = free,
+    .decide = membal_decide};
 
 const sim_policy_t *const sim_policies[] = {&sim_policy_cagma,
                                             &sim_policy_tax,
