@@ -151,11 +151,6 @@ static uint64_t cma_split(const mb_config_t *cfg, const mb_domain_t *d,
   return cma;
 }
 
-uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d) {
-  uint64_t headroom;
-  return cma_split(cfg, d, &headroom);
-}
-
 static uint64_t emergency_need_kib(const mb_config_t *cfg,
                                    const mb_domain_t *d) {
   double pps = 0;

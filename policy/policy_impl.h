@@ -55,8 +55,6 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
                    mb_decision_t *out, uint64_t pool_kib);
 void mb_selfballoon_step(const mb_config_t *cfg, const mb_domain_t *doms,
                          size_t n, mb_decision_t *out);
-/* Used by the cagma step and by tests: the critical memory amount. */
-uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d);
 
 /* ---- the safety envelope (envelope.c) ------------------------------- */
 void mb_envelope(const mb_config_t *cfg, const mb_host_t *host,
