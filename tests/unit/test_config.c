@@ -189,9 +189,5 @@ int main(void) {
       {"balloon minimum target", test_balloon_min},
       CU_TEST_INFO_NULL,
   };
-  static CU_SuiteInfo suites[] = {
-      {"config", NULL, NULL, NULL, NULL, tests},
-      CU_SUITE_INFO_NULL,
-  };
-  return unit_main(suites);
+  return unit_main_suite("config", tests);
 }

@@ -268,9 +268,5 @@ int main(void) {
       {"invariants on random hosts", test_random_hosts},
       CU_TEST_INFO_NULL,
   };
-  static CU_SuiteInfo suites[] = {
-      {"invariants", NULL, NULL, NULL, NULL, tests},
-      CU_SUITE_INFO_NULL,
-  };
-  return unit_main(suites);
+  return unit_main_suite("invariants", tests);
 }

@@ -530,9 +530,5 @@ int main(void) {
       {"field keys", test_field_keys},
       CU_TEST_INFO_NULL,
   };
-  static CU_SuiteInfo suites[] = {
-      {"parse", NULL, NULL, NULL, NULL, tests},
-      CU_SUITE_INFO_NULL,
-  };
-  return unit_main(suites);
+  return unit_main_suite("parse", tests);
 }

@@ -1026,9 +1026,5 @@ int main(void) {
       {"huge values", test_huge_values},
       CU_TEST_INFO_NULL,
   };
-  static CU_SuiteInfo suites[] = {
-      {"policy", NULL, NULL, NULL, NULL, tests},
-      CU_SUITE_INFO_NULL,
-  };
-  return unit_main(suites);
+  return unit_main_suite("policy", tests);
 }

@@ -61,4 +61,13 @@ static inline int unit_main(CU_SuiteInfo *suites) {
   return failed ? 1 : 0;
 }
 
+/* unit_main with one suite, the case of every unit test program. */
+static inline int unit_main_suite(const char *name, CU_TestInfo *tests) {
+  CU_SuiteInfo suites[] = {
+      {name, NULL, NULL, NULL, NULL, tests},
+      CU_SUITE_INFO_NULL,
+  };
+  return unit_main(suites);
+}
+
 #endif
