@@ -15,6 +15,13 @@ dir=${MEMBAL_E2E_DIR:-$src/build/e2e}
 timeout_s=${MEMBAL_E2E_TIMEOUT:-480}
 start=$(date +%s)
 mkdir -p "$dir"
+# One emulated host at a time on this machine (the cores are shared), and
+# never two runs in one work dir.
+exec 9> /tmp/membal-e2e-qemu.lock
+if ! flock -w 900 9; then
+  echo "xen-e2e: FAIL: another e2e run held /tmp/membal-e2e-qemu.lock for 15 min"
+  exit 1
+fi
 out=$dir/out
 rm -rf "$out"
 mkdir -p "$out"
