@@ -144,9 +144,14 @@ static uint64_t cma_split(const mb_config_t *cfg, const mb_domain_t *d,
   uint64_t margin = m >= (double)MB_KIB_MAX ? MB_KIB_MAX : (uint64_t)m;
   margin = mb_max_u64(margin, cfg->cagma.margin_min_kib);
   uint64_t bare = mb_min_u64(overhead + need, MB_KIB_MAX);
-  uint64_t cma = mb_min_u64(
-      bare + mb_min_u64(margin + forecast_kib(cfg, d, margin), MB_KIB_MAX),
-      MB_KIB_MAX);
+  /* A forecast past the domain's maximum is memory it can never be given:
+   * counting it would keep the guest "in deficit" at its maximum and hold
+   * every other guest at a lean margin for nothing. */
+  uint64_t forecast = forecast_kib(cfg, d, margin);
+  if (d->max_kib > 0)
+    forecast = mb_min_u64(forecast, mb_sub_sat(d->max_kib, bare + margin));
+  uint64_t cma =
+      mb_min_u64(bare + mb_min_u64(margin + forecast, MB_KIB_MAX), MB_KIB_MAX);
   *headroom_kib = cma - bare;
   return cma;
 }

@@ -924,6 +924,28 @@ static void test_cagma_forecast(void) {
   }
 }
 
+/* The forecast never reaches past the domain's maximum: A as in the ramp
+ * above but with Max 1258291 (1.2 GiB). Uncapped its CMA would be 1600716;
+ * capped it is bare 524288 + margin 52428 + forecast min(1024000,
+ * 1258291 - 576716 = 681575) = 1258291 = Max. */
+static void test_cagma_forecast_capped(void) {
+  mb_host_t host = {.total_kib = G(3)};
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  dspec_t a = DOM(G(1), 1258291, M(64), M(400), M(512), 0);
+  dspec_t b = DOM(G(1), G(8), M(64), M(700), M(256), 0);
+  mb_domain_t doms[2];
+  mb_decision_t out[2];
+  build_dom(&doms[0], &a, 0);
+  build_dom(&doms[1], &b, 1);
+  doms[0].rates.growth_valid = true;
+  doms[0].rates.anon_growth_kibps = 102400;
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out), 0);
+  ASSERT_U64(out[0].cma_kib, 1258291);
+  ASSERT_U64(out[0].target_kib, 1258291);
+  ASSERT_U64(out[1].cma_kib, 294912);
+}
+
 /* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
 static void test_tax_auto(void) {
   mb_config_t cfg;
@@ -1020,6 +1042,7 @@ int main(void) {
       {"cagma on a 2.6.18 sample", test_cagma_old_kernel},
       {"cagma pressure signal", test_cagma_pressure_signal},
       {"cagma demand forecast", test_cagma_forecast},
+      {"cagma forecast capped at Max", test_cagma_forecast_capped},
       {"selfballoon", test_selfballoon},
       {"envelope", test_envelope},
       {"envelope NUMA", test_numa},
