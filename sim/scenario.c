@@ -88,7 +88,7 @@ static int split_kv(pctx_t *p, char *tok, char **k, char **v) {
 }
 
 static int vm_attr(pctx_t *p, sim_vm_spec_t *vm, char *k, char *v) {
-  double d;
+  double d = 0;
   if (!strcmp(k, "mem"))
     return parse_size(p, v, &vm->mem_kib);
   if (!strcmp(k, "min"))
@@ -144,7 +144,7 @@ static int parse_trace(pctx_t *p, sim_trace_t *tr, sim_trace_kind_t kind,
     if (!colon)
       return perr(p, "expected time:value, got '%s'", tok[i]);
     *colon = 0;
-    double t, v;
+    double t = 0, v = 0;
     if (parse_num(p, tok[i], 0, 1e9, &t))
       return -1;
     if (kind == SIM_TR_WS || kind == SIM_TR_CACHE) {
@@ -305,7 +305,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
     }
   }
   if (!strcmp(d, "seed")) {
-    double v;
+    double v = 0;
     if (ntok != 2 || parse_num(p, tok[1], 0, 4e9, &v))
       return perr(p, "seed takes one integer");
     s->seed = (uint64_t)v;

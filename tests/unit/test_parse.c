@@ -9,7 +9,7 @@ static char err[256];
 /* ---- real samples --------------------------------------------------- */
 
 static void test_meminfo_modern(void) {
-  size_t len;
+  size_t len = 0;
   char *t = unit_slurp("meminfo-6.18", &len);
   CU_ASSERT_PTR_NOT_NULL_FATAL(t);
   mb_sample_t s;
@@ -48,7 +48,7 @@ static void test_meminfo_modern(void) {
 }
 
 static void test_meminfo_26(void) {
-  size_t len;
+  size_t len = 0;
   char *t = unit_slurp("meminfo-2.6.18-xen", &len);
   CU_ASSERT_PTR_NOT_NULL_FATAL(t);
   mb_sample_t s;
@@ -88,7 +88,7 @@ static void test_meminfo_26(void) {
 
 /* A real sample goes through the record and back unchanged. */
 static void test_record_roundtrip_real(void) {
-  size_t len, vlen;
+  size_t len = 0, vlen = 0;
   char *t = unit_slurp("meminfo-6.18", &len);
   char *v = unit_slurp("vmstat-6.18", &vlen);
   CU_ASSERT_PTR_NOT_NULL_FATAL(t);
@@ -348,7 +348,7 @@ static void test_fuzz(void) {
   char buf[512];
   unsigned accepted = 0, rejected = 0;
   for (int iter = 0; iter < 20000; iter++) {
-    size_t len;
+    size_t len = 0;
     if (iter % 2 == 0) {
       len = next_rand() % sizeof(buf);
       for (size_t i = 0; i < len; i++)

@@ -772,7 +772,7 @@ static void test_numa(void) {
  * kernel = Slab 68664 + PageTables 3728 (no SUnreclaim, no KernelStack),
  * margin = max(32768, 29390) -> CMA = 293900 + 32768 = 326668. */
 static void test_cagma_old_kernel(void) {
-  size_t len;
+  size_t len = 0;
   char *t = unit_slurp("meminfo-2.6.18-xen", &len);
   CU_ASSERT_PTR_NOT_NULL_FATAL(t);
   mb_domain_t d;
