@@ -11,7 +11,7 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMEMBAL_SANITIZE=ON -DMEMB
 cmake --build "$build" -j"$(nproc)"
 # An optimised -Werror build too: gcc's -O2 flow analysis warns where -O0
 # does not (maybe-uninitialized).
-cmake -S "$src" -B "$build-release" -DCMAKE_BUILD_TYPE=Release -DMEMBAL_WERROR=ON -DMEMBAL_TESTS=OFF >/dev/null
+cmake -S "$src" -B "$build-release" -DCMAKE_BUILD_TYPE=Release -DMEMBAL_WERROR=ON >/dev/null
 cmake --build "$build-release" -j"$(nproc)" >/dev/null
 cd "$build"
 ctest --output-on-failure -j"$(nproc)" "$@"
