@@ -627,9 +627,14 @@ static int mb_notification(const notification_t *n, user_data_t *ud) {
   if (have_sample && have_domid) {
     mb_dstore_t *d =
         mb_store_get(n->plugin_instance, (uint32_t)domid, true, true);
-    if (d != NULL && s.seq != 0 && (!d->building || s.seq > d->build.seq)) {
-      /* A whole record: complete by construction. */
-      if (d->building && !d->build_taken)
+    /* The record may be newer than the sample being assembled from vmmem's
+     * values, or the very same sample arriving whole before its last
+     * values did: either way it is complete by construction. */
+    bool newer = d != NULL && (!d->building || s.seq > d->build.seq);
+    bool completes =
+        d != NULL && d->building && s.seq == d->build.seq && !d->build_taken;
+    if (s.seq != 0 && (newer || completes)) {
+      if (newer && d->building && !d->build_taken)
         mb_store_promote(d, &d->build, d->build_time);
       d->build = s;
       d->build_time = t;
