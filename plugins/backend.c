@@ -2,6 +2,7 @@
  * options. */
 #include "backend_impl.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,4 +105,28 @@ int mb_backend_name(mb_backend_t *b, uint32_t domid, char *name, char *err,
     return -1;
   }
   return b->ops->name(b->priv, domid, name, err, errlen);
+}
+
+const char *mb_backend_name_problem(const char *name, size_t len) {
+  if (name == NULL || len == 0)
+    return "empty name";
+  if (len > MB_NAME_LEN - 1)
+    return "name longer than 63 characters";
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c <= 0x20 || c >= 0x7f)
+      return "name holds a blank, control or non-ASCII character";
+    if (c == '/' || c == '\\' || c == '"')
+      return "name holds '/', '\\' or '\"'";
+  }
+  return NULL;
+}
+
+void mb_backend_vlogf(void (*log)(void *ctx, int level, const char *msg),
+                      void *ctx, int level, const char *fmt, va_list ap) {
+  if (log == NULL)
+    return;
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  log(ctx, level, msg);
 }

@@ -4,6 +4,8 @@
 
 #include "backend.h"
 
+#include <stdarg.h>
+
 typedef struct {
   const char *kind;
   /* Returns the implementation's private state or NULL (+err). */
@@ -23,6 +25,17 @@ typedef struct {
   /* Optional (NULL: mb_backend_name() fails): see mb_backend_name(). */
   int (*name)(void *priv, uint32_t domid, char *name, char *err, size_t errlen);
 } mb_backend_ops_t;
+
+/* Domain names become collectd plugin instances and RRD file names: 1 to
+ * MB_NAME_LEN - 1 printable ASCII characters, none of '/', '\\', '"' or a
+ * blank. Returns NULL when valid, else why not. Every backend applies this
+ * one rule. */
+const char *mb_backend_name_problem(const char *name, size_t len);
+
+/* Formats one line for the plugin's log callback (NULL log: dropped). */
+void mb_backend_vlogf(void (*log)(void *ctx, int level, const char *msg),
+                      void *ctx, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 #ifdef MEMBAL_HAVE_SIM
 extern const mb_backend_ops_t mb_backend_sim_ops;

@@ -163,14 +163,10 @@ static void lv_silent(void *ud, virErrorPtr e) {
 }
 
 static void lv_log(lv_priv_t *p, int level, const char *fmt, ...) {
-  if (p->log == NULL)
-    return;
-  char msg[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  mb_backend_vlogf(p->log, p->log_ctx, level, fmt, ap);
   va_end(ap);
-  p->log(p->log_ctx, level, msg);
 }
 
 static const char *lv_errmsg(void) {
@@ -703,25 +699,6 @@ lv_fill_sample(lv_dom_state_t *st, const virDomainMemoryStatStruct *ms, int nms,
   return MB_SAMPLE_OK;
 }
 
-/* A domain name becomes a collectd plugin instance and an RRD directory:
- * the same rule as the Xen backends (xs_guest.c), which this file cannot
- * link in a build without xenstore. NULL when usable. */
-static const char *lv_name_problem(const char *name) {
-  size_t len = name ? strlen(name) : 0;
-  if (len == 0)
-    return "empty name";
-  if (len > MB_NAME_LEN - 1)
-    return "name longer than 63 characters";
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)name[i];
-    if (c <= 0x20 || c >= 0x7f)
-      return "name holds a blank, control or non-ASCII character";
-    if (c == '/' || c == '\\' || c == '"')
-      return "name holds '/', '\\' or '\"'";
-  }
-  return NULL;
-}
-
 /* Fills *d for one domain. Returns 1 when filled, 0 when the domain is gone,
  * not running or unusably named (dropped), -1 on a connection-level
  * failure. */
@@ -739,7 +716,7 @@ static int lv_one(lv_priv_t *p, virDomainPtr dom, mb_dominfo_t *d, char *err,
   p->requests++;
   if (virDomainGetUUID(dom, uuid) != 0)
     return 0;
-  const char *bad = lv_name_problem(name);
+  const char *bad = mb_backend_name_problem(name, name ? strlen(name) : 0);
   if (bad != NULL) {
     pthread_mutex_lock(&lv_table_lock);
     lv_dom_state_t *st = lv_state(uuid, lv_now_s());
@@ -1142,7 +1119,7 @@ static int lv_name(void *priv, uint32_t domid, char *name, char *err,
     return -1;
   }
   const char *n = virDomainGetName(dom); /* owned by dom */
-  const char *bad = lv_name_problem(n);
+  const char *bad = mb_backend_name_problem(n, n ? strlen(n) : 0);
   int ret = -1;
   if (bad != NULL)
     snprintf(err, errlen, "libvirt: domain %u: %s", domid, bad);

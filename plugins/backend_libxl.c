@@ -64,14 +64,10 @@ struct lx {
 static void lx_log(lx_t *b, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void lx_log(lx_t *b, int level, const char *fmt, ...) {
-  if (b->log == NULL)
-    return;
-  char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  mb_backend_vlogf(b->log, b->log_ctx, level, fmt, ap);
   va_end(ap);
-  b->log(b->log_ctx, level, msg);
 }
 
 static void lx_vmessage(xentoollog_logger *lg, xentoollog_level level,
@@ -215,7 +211,7 @@ static int lx_name(lx_t *b, uint32_t domid, size_t *cursor, char *name) {
   char *n = libxl_domid_to_name(b->ctx, domid); /* owned */
   if (n == NULL)
     return -1; /* being built or torn down: not named yet, not an error */
-  const char *bad = mb_xs_name_problem(n, strlen(n));
+  const char *bad = mb_backend_name_problem(n, strlen(n));
   if (bad != NULL) {
     lx_skip(b, domid, bad);
     free(n);
@@ -364,7 +360,7 @@ static int lx_name_one(void *priv, uint32_t domid, char *name, char *err,
     snprintf(err, errlen, "libxl: domain %u has no name (gone?)", domid);
     return -1;
   }
-  const char *bad = mb_xs_name_problem(n, strlen(n));
+  const char *bad = mb_backend_name_problem(n, strlen(n));
   if (bad != NULL) {
     snprintf(err, errlen, "libxl: domain %u: %s", domid, bad);
     free(n);

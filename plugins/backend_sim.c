@@ -39,14 +39,10 @@ typedef struct {
 static void sim_log(sim_t *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void sim_log(sim_t *s, int level, const char *fmt, ...) {
-  if (s->log == NULL)
-    return;
-  char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  mb_backend_vlogf(s->log, s->log_ctx, level, fmt, ap);
   va_end(ap);
-  s->log(s->log_ctx, level, msg);
 }
 
 static void sim_skip(sim_t *s, uint32_t domid, const char *why) {
@@ -154,7 +150,7 @@ static const char *sim_parse_dom(const char *text, size_t len, mb_dominfo_t *d,
   *have_target = false;
   while ((r = sim_next_kv(&pos, end, &k, &kl, &v, &vl)) == 1) {
     if (sim_key_is(k, kl, "name")) {
-      const char *p = mb_xs_name_problem(v, vl);
+      const char *p = mb_backend_name_problem(v, vl);
       if (p != NULL) {
         snprintf(why, whylen, "invalid name: %s", p);
         return why;

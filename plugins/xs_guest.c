@@ -36,21 +36,6 @@ bool mb_xs_parse_u64(const char *s, size_t len, uint64_t *out) {
   return true;
 }
 
-const char *mb_xs_name_problem(const char *name, size_t len) {
-  if (len == 0)
-    return "empty name";
-  if (len > MB_NAME_LEN - 1)
-    return "name longer than 63 characters";
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)name[i];
-    if (c <= 0x20 || c >= 0x7f)
-      return "name holds a blank, control or non-ASCII character";
-    if (c == '/' || c == '\\' || c == '"')
-      return "name holds '/', '\\' or '\"'";
-  }
-  return NULL;
-}
-
 int mb_xs_ensure(mb_xs_t *x, char *err, size_t errlen) {
   if (x->h != NULL)
     return 0;

@@ -68,9 +68,4 @@ int mb_xs_wait_guest(mb_xs_t *x, int timeout_ms, uint32_t *domid, char *err,
 /* Strict unsigned decimal: digits only, no sign, no blanks, no overflow. */
 bool mb_xs_parse_u64(const char *s, size_t len, uint64_t *out);
 
-/* Domain names become collectd plugin instances and RRD file names: 1 to
- * MB_NAME_LEN - 1 printable ASCII characters, none of '/', '\\', '"' or a
- * blank. Returns NULL when valid, else why not. */
-const char *mb_xs_name_problem(const char *name, size_t len);
-
 #endif
