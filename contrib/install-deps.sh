@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what membal needs on Debian 12 and is missing. Idempotent: does
 # nothing when every package is present. Pass --e2e to add what the real-Xen
-# end-to-end test needs (hypervisor, QEMU, kernel).
+# and QEMU/libvirt end-to-end tests need (hypervisor, QEMU, kernel,
+# libvirtd). --list prints the package names instead of installing.
 set -euo pipefail
 pkgs=(cmake make gcc libc6-dev pkg-config
       collectd-core collectd-dev collectd-utils
@@ -9,10 +10,22 @@ pkgs=(cmake make gcc libc6-dev pkg-config
       libcunit1-dev rrdtool librrd-dev
       libvirt-dev libvirt0 libvirt-clients
       valgrind python3 procps)
-if [ "${1:-}" = "--e2e" ]; then
+list=false e2e=false
+for a in "$@"; do
+  case $a in
+  --list) list=true ;;
+  --e2e) e2e=true ;;
+  *) echo "install-deps: unknown argument $a (--e2e, --list)" >&2; exit 2 ;;
+  esac
+done
+if $e2e; then
   pkgs+=(xen-hypervisor-4.17-amd64 qemu-system-x86 linux-image-amd64
          busybox-static cpio gzip xz-utils
          libvirt-daemon libvirt-daemon-driver-qemu) # KVM end to end (libvirtd)
+fi
+if $list; then
+  echo "${pkgs[@]}"
+  exit 0
 fi
 missing=()
 for p in "${pkgs[@]}"; do
