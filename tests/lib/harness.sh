@@ -340,6 +340,9 @@ mb__plugins_asan() {
 
 # mb_collectd_start <conf>: run the real collectd in the foreground (in the
 # background of this shell) and wait until its unixsock answers.
+# MB_COLLECTD_WRAPPER: a command prefixed to collectd (e.g. valgrind),
+# ignored when the plugins are ASan-built; MB_COLLECTD_START_TIMEOUT (s,
+# default 15): how long to wait for the socket.
 mb_collectd_start() {
   local conf=$1
   [ -x "$MB_COLLECTD_BIN" ] || mb_skip "$MB_COLLECTD_BIN missing (apt-get install collectd-core)"
@@ -351,17 +354,22 @@ mb_collectd_start() {
   rm -f "$MB_CD_SOCK"
   "$MB_COLLECTD_BIN" -t -C "$conf" >"$MB_CD_DIR/configtest.out" 2>&1 ||
     mb_fail "collectd -t rejected $conf: $(cat "$MB_CD_DIR/configtest.out")"
-  local -a env=()
+  local -a env=() wrapper=()
   if mb__plugins_asan; then
     env=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
       ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+  elif [ -n "${MB_COLLECTD_WRAPPER:-}" ]; then
+    # e.g. "valgrind --log-file=..." (word-split, no quoting); valgrind
+    # cannot run ASan-built plugins, hence only without them.
+    read -r -a wrapper <<<"$MB_COLLECTD_WRAPPER"
   fi
-  "${MB_DEATHSIG[@]}" env "${env[@]}" "$MB_COLLECTD_BIN" -f -C "$conf" \
+  "${MB_DEATHSIG[@]}" env "${env[@]}" "${wrapper[@]}" "$MB_COLLECTD_BIN" -f -C "$conf" \
     >>"$MB_CD_DIR/collectd.stderr" 2>&1 &
   MB_CD_PID=$!
   MB_SAN_LOGS+=("$MB_CD_DIR/collectd.stderr" "$MB_CD_LOG")
-  mb_wait_for 15 mb__collectd_up || mb_fail "collectd did not come up (pid $MB_CD_PID)"
+  mb_wait_for "${MB_COLLECTD_START_TIMEOUT:-15}" mb__collectd_up ||
+    mb_fail "collectd did not come up (pid $MB_CD_PID)"
   mb_collectd_alive || mb_fail "collectd exited at start (see its log)"
   mb_log "collectd pid $MB_CD_PID, socket $MB_CD_SOCK"
 }
