@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every test: installs missing packages (including Xen, QEMU and libvirtd for
 # the end-to-end tests), builds with ASan+UBSan and -Werror, runs the unit,
-# integration and end-to-end tests (ctest), then the valgrind check of the
+# integration and end-to-end tests (ctest), after the valgrind check of the
 # plugins in the Release build (ctest -L valgrind). Extra arguments go to
-# the first ctest (e.g. -L unit, -R membal, -LE e2e).
+# the main ctest (e.g. -L unit, -R membal, -LE e2e).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${MEMBAL_TEST_BUILD:-$src/build/test}
@@ -14,11 +14,11 @@ cmake --build "$build" -j"$(nproc)"
 # does not (maybe-uninitialized).
 cmake -S "$src" -B "$build-release" -DCMAKE_BUILD_TYPE=Release -DMEMBAL_WERROR=ON >/dev/null
 cmake --build "$build-release" -j"$(nproc)" >/dev/null
-cd "$build"
 rc=0
-ctest --output-on-failure -j"$(nproc)" "$@" || rc=$?
 # valgrind (memcheck) over the plugins in the real collectd: needs plugins
-# without ASan, so it runs in the Release build.
-cd "$build-release"
-ctest --output-on-failure -L valgrind || rc=$?
+# without ASan, so it runs in the Release build. It runs first so that the
+# run ends with the summary of the full test suite.
+(cd "$build-release" && ctest --output-on-failure -L valgrind) || rc=$?
+cd "$build"
+ctest --output-on-failure -j"$(nproc)" "$@" || rc=$?
 exit "$rc"
