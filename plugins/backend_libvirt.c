@@ -795,6 +795,25 @@ static int lv_cmp_domid(const void *a, const void *b) {
   return (x->domid > y->domid) - (x->domid < y->domid);
 }
 
+/* The active domains: *doms (caller frees, with virDomainFree on every
+ * element) and their count, or -1 (+err) with *doms NULL. */
+static int lv_list_active(lv_priv_t *p, virDomainPtr **doms, char *err,
+                          size_t errlen) {
+  *doms = NULL;
+  if (lv_connect(p, err, errlen) != 0)
+    return -1;
+  p->requests++;
+  int nd =
+      virConnectListAllDomains(p->conn, doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  if (nd < 0) {
+    snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s", lv_errmsg());
+    lv_check_conn(p);
+    *doms = NULL;
+    return -1;
+  }
+  return nd;
+}
+
 static int lv_list_once(void *priv, mb_dominfo_t **out, size_t *n, char *err,
                         size_t errlen) {
   lv_priv_t *p = priv;
@@ -803,14 +822,8 @@ static int lv_list_once(void *priv, mb_dominfo_t **out, size_t *n, char *err,
   mb_dominfo_t *res = NULL;  /* owned until handed to *out */
   int nd = 0;
 
-  if (lv_connect(p, err, errlen) != 0)
-    return -1;
-  p->requests++;
-  nd =
-      virConnectListAllDomains(p->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  nd = lv_list_active(p, &doms, err, errlen);
   if (nd < 0) {
-    snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s", lv_errmsg());
-    lv_check_conn(p);
     nd = 0;
     goto out;
   }
@@ -968,14 +981,8 @@ static int lv_poll(lv_priv_t *p, char *err, size_t errlen) {
   lv_seen_t *seen = NULL;    /* owned until it replaces p->seen */
   size_t nseen = 0;
   int nd = 0;
-  if (lv_connect(p, err, errlen) != 0)
-    return -1;
-  p->requests++;
-  nd =
-      virConnectListAllDomains(p->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+  nd = lv_list_active(p, &doms, err, errlen);
   if (nd < 0) {
-    snprintf(err, errlen, "libvirt: virConnectListAllDomains: %s", lv_errmsg());
-    lv_check_conn(p);
     nd = 0;
     goto out;
   }
