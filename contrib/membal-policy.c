@@ -25,9 +25,12 @@
  * majflt_ps= (rates), urgent=1, node_mask=<n>. A domain with no sample
  * field at all has never been heard from: it is stale.
  *
- * With -r N > 1 the balloons are assumed to reach their targets between
- * rounds, so the table shows where the policy settles. With -b N the
- * same round is computed N times and only the time per round is printed.
+ * Each round is the membal plugin's round (policy/round.h): the targets
+ * shown are those in force after its plan (grows held to what the shrinks
+ * free). With -r N > 1 the balloons are assumed to reach their targets
+ * between rounds, 30 s apart, so the table shows where the policy settles. With
+ * -b N the same round is computed N times and only the time per round is
+ * printed.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -39,8 +42,12 @@
 #include <time.h>
 
 #include "membal_policy.h"
+#include "round.h"
 
 #define MAX_DOMS 4096
+/* -r: the time between two rounds (the plugin's default Period with
+ * collectd's 10 s interval). */
+#define ROUND_PERIOD_S 30.0
 
 typedef struct {
   const char *file;
@@ -440,32 +447,65 @@ int main(int argc, char **argv) {
     fprintf(stderr, "membal-policy: %s\n", err);
     return 2;
   }
-  mb_state_t st;
-  mb_state_init(&st, &cfg);
+  /* The round module, as the plugin runs it: the host line's reserve is a
+   * fixed reserve, each domain line's min and weight its clamp. */
+  static mb_round_clamp_t clamps[MAX_DOMS];
+  static mb_domain_t pdoms[MAX_DOMS];
+  static mb_round_step_t steps[MAX_DOMS];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(clamps[i].name, sizeof(clamps[i].name), "%s", doms[i].name);
+    clamps[i].min_kib = doms[i].min_kib;
+    clamps[i].weight = doms[i].weight;
+  }
+  mb_round_config_t rcfg;
+  mb_round_config_default(&rcfg);
+  rcfg.policy = cfg;
+  rcfg.clamps = clamps;
+  rcfg.nclamps = n;
+  rcfg.reserve_auto = false;
+  rcfg.reserve_kib = host.reserve_kib;
+  mb_round_state_t st;
+  if (mb_round_state_init(&st, &rcfg, MAX_DOMS) != 0) {
+    fprintf(stderr, "membal-policy: cannot set up the round\n");
+    return 2;
+  }
+  mb_round_input_t in = {.host = host, .doms = doms, .n = n};
+  mb_round_plan_t plan = {
+      .doms = pdoms, .dec = out, .steps = steps, .cap = MAX_DOMS};
+  int rc = 0;
   if (bench > 0) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (unsigned r = 0; r < bench; r++)
-      if (mb_policy_compute(&cfg, &st, &host, doms, n, out) != 0)
-        return 1;
+    for (unsigned r = 0; r < bench && rc == 0; r++)
+      if (mb_round_compute(&rcfg, &st, &in, &plan) != 0)
+        rc = 1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 +
                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) /
                 bench;
-    printf("%s: %zu domains, %.1f us per round (%u rounds)\n",
-           mb_policy_name(cfg.kind), n, us, bench);
-    return 0;
+    if (rc == 0)
+      printf("%s: %zu domains, %.1f us per round (%u rounds)\n",
+             mb_policy_name(cfg.kind), n, us, bench);
+    mb_round_state_dispose(&st);
+    return rc;
   }
-  for (unsigned r = 1; r <= rounds; r++) {
-    if (mb_policy_compute(&cfg, &st, &host, doms, n, out) != 0) {
+  for (unsigned r = 1; r <= rounds && rc == 0; r++) {
+    /* Rounds are ROUND_PERIOD_S apart. */
+    in.now_s = (double)(r - 1) * ROUND_PERIOD_S;
+    if (mb_round_compute(&rcfg, &st, &in, &plan) != 0 ||
+        plan.audit == MB_ROUND_SUM_BUG) {
       fprintf(stderr, "membal-policy: policy refused the input\n");
-      return 1;
+      rc = 1;
+      break;
     }
-    print_table(&cfg, &st, &host, doms, out, n, r);
+    for (size_t k = 0; k < plan.nsteps; k++)
+      mb_round_step_done(&plan, k, true);
+    print_table(&cfg, &st.policy, &plan.host, pdoms, out, n, r);
     for (size_t i = 0; i < n; i++) {
       doms[i].target_kib = out[i].target_kib;
       doms[i].current_kib = out[i].target_kib;
     }
   }
-  return 0;
+  mb_round_state_dispose(&st);
+  return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "membal_policy.h"
+#include "round.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -40,17 +41,12 @@
 #define MB_MAX_DOMAINS 1024
 /* Store entries of domains gone from the backend are dropped after this. */
 #define MB_FORGET_AFTER_S 120.0
-#define MB_DEFAULT_RESERVE_SLACK_KIB (64 * 1024)
 /* How far back a sequence number may be and still be a reordered straggler
  * rather than a guest that started counting again. */
 #define MB_SEQ_REORDER 2
 
-typedef struct {
-  char name[MB_NAME_LEN];
-  uint64_t min_kib; /* 0 = policy's floor */
-  uint64_t max_kib; /* 0 = hypervisor maximum */
-  uint32_t weight;
-} mb_domconf_t;
+/* A <Domain> block: the round module's clamp. */
+typedef mb_round_clamp_t mb_domconf_t;
 
 /* Everything known about one domain from vmmem's values. */
 typedef struct {
@@ -108,9 +104,9 @@ static cdtime_t flush_at; /* 0 = no flush pending */
 /* ---- thread-only state ---- */
 static pthread_t round_thread;
 static bool round_thread_running;
-static mb_backend_t *backend; /* owned; used by the thread only */
-static mb_state_t pstate;
-static uint64_t rounds;
+static mb_backend_t *backend;   /* owned; used by the thread only */
+static mb_round_config_t rconf; /* conf + reserve + clamps, set by mb_init */
+static mb_round_state_t rstate;
 static c_complain_t backend_complaint = C_COMPLAIN_INIT_STATIC;
 static c_complain_t sum_complaint = C_COMPLAIN_INIT_STATIC;
 
@@ -672,13 +668,6 @@ static double mb_period_s(void) {
   return 3.0 * CDTIME_T_TO_DOUBLE(plugin_get_interval());
 }
 
-static const mb_domconf_t *mb_domconf(const char *name) {
-  for (size_t i = 0; i < conf_doms_num; i++)
-    if (strcmp(conf_doms[i].name, name) == 0)
-      return conf_doms + i;
-  return NULL;
-}
-
 /* Fills the sample part of *dom from the store. Caller holds store_lock. */
 static void mb_fill_sample(mb_domain_t *dom, cdtime_t now) {
   mb_dstore_t *d = mb_store_get(dom->name, dom->domid, false, false);
@@ -899,10 +888,12 @@ static bool mb_actuate(const mb_domain_t *dom, uint64_t target_kib) {
 static void mb_round(const char *why) {
   mb_dominfo_t *info = NULL; /* owned, from the backend */
   size_t info_num = 0;
-  mb_domain_t *doms = NULL;  /* owned */
-  mb_decision_t *dec = NULL; /* owned */
-  uint64_t *decided = NULL;  /* owned: the policy's targets, dec holds what
-                                is in force after actuation */
+  mb_domain_t *in_doms = NULL;   /* owned: the backend's list + samples */
+  mb_domain_t *doms = NULL;      /* owned: the plan's guests */
+  mb_decision_t *dec = NULL;     /* owned */
+  mb_round_step_t *steps = NULL; /* owned */
+  uint64_t *decided = NULL;      /* owned: the policy's targets, dec holds
+                                    what is in force after actuation */
   char err[256] = "";
 
   if (mb_backend_ensure() != 0)
@@ -920,49 +911,38 @@ static void mb_round(const char *why) {
   c_release(LOG_NOTICE, &backend_complaint,
             PLUGIN ": backend \"%s\" answers again", conf_backend);
 
-  doms = calloc(info_num > 0 ? info_num : 1, sizeof(*doms));
-  dec = calloc(info_num > 0 ? info_num : 1, sizeof(*dec));
-  decided = calloc(info_num > 0 ? info_num : 1, sizeof(*decided));
-  if (doms == NULL || dec == NULL || decided == NULL) {
+  size_t cap = info_num > 0 ? info_num : 1;
+  in_doms = calloc(cap, sizeof(*in_doms));
+  doms = calloc(cap, sizeof(*doms));
+  dec = calloc(cap, sizeof(*dec));
+  steps = calloc(cap, sizeof(*steps));
+  decided = calloc(cap, sizeof(*decided));
+  if (in_doms == NULL || doms == NULL || dec == NULL || steps == NULL ||
+      decided == NULL) {
     ERROR(PLUGIN ": out of memory");
     goto out;
   }
 
   cdtime_t now = cdtime();
-  uint64_t dom0_kib = 0, guests_current_kib = 0;
-  size_t n = 0;
   pthread_mutex_lock(&store_lock);
   for (size_t i = 0; i < info_num; i++) {
     const mb_dominfo_t *di = info + i;
-    if (di->domid == 0) {
-      dom0_kib = di->current_kib;
-      continue;
-    }
-    mb_domain_t *dom = doms + n++;
+    mb_domain_t *dom = in_doms + i;
     dom->domid = di->domid;
     sstrncpy(dom->name, di->name, sizeof(dom->name));
     dom->current_kib = di->current_kib;
-    dom->target_kib = di->target_kib != 0 ? di->target_kib : di->current_kib;
+    dom->target_kib = di->target_kib;
     dom->max_kib = di->max_kib;
-    dom->weight = 1;
     dom->node_mask = di->node_mask;
-    const mb_domconf_t *dc = mb_domconf(di->name);
-    if (dc != NULL) {
-      dom->min_kib = dc->min_kib;
-      if (dc->max_kib != 0 && (dom->max_kib == 0 || dc->max_kib < dom->max_kib))
-        dom->max_kib = dc->max_kib;
-      dom->weight = dc->weight;
-    }
-    if (dom->min_kib > dom->max_kib && dom->max_kib != 0)
-      dom->min_kib = dom->max_kib;
-    guests_current_kib += di->current_kib;
-    mb_fill_sample(dom, now);
+    if (di->domid != 0)
+      mb_fill_sample(dom, now);
   }
   /* Forget domains gone from the hypervisor for a while. */
   for (size_t i = 0; i < store_num;) {
     bool present = false;
-    for (size_t j = 0; j < n && !present; j++)
-      present = strcmp(doms[j].name, store[i].name) == 0;
+    for (size_t j = 0; j < info_num && !present; j++)
+      present =
+          in_doms[j].domid != 0 && strcmp(in_doms[j].name, store[i].name) == 0;
     if (!present && now > store[i].last_update &&
         CDTIME_T_TO_DOUBLE(now - store[i].last_update) > MB_FORGET_AFTER_S) {
       store[i] = store[--store_num];
@@ -972,114 +952,78 @@ static void mb_round(const char *why) {
   }
   pthread_mutex_unlock(&store_lock);
 
-  mb_host_t host = {.total_kib = hi.total_kib, .free_kib = hi.free_kib};
-  host.nr_nodes = hi.nr_nodes <= MB_MAX_NODES ? hi.nr_nodes : 0;
-  for (unsigned k = 0; k < host.nr_nodes; k++)
-    host.node_free_kib[k] = hi.node_free_kib[k];
-  if (conf_reserve_auto) {
-    /* What neither the guests nor the free pool hold: dom0 and the
-     * hypervisor's own memory, plus slack. */
-    uint64_t held = hi.total_kib > hi.free_kib + guests_current_kib
-                        ? hi.total_kib - hi.free_kib - guests_current_kib
-                        : 0;
-    if (held < dom0_kib)
-      held = dom0_kib;
-    host.reserve_kib = held + MB_DEFAULT_RESERVE_SLACK_KIB;
-  } else {
-    host.reserve_kib = conf_reserve_kib;
-  }
-  if (host.reserve_kib > host.total_kib)
-    host.reserve_kib = host.total_kib;
-  uint64_t pool_kib = host.total_kib - host.reserve_kib;
-
-  if (mb_policy_compute(&conf, &pstate, &host, doms, n, dec) != 0) {
+  mb_round_input_t in = {
+      .now_s = CDTIME_T_TO_DOUBLE(now), .doms = in_doms, .n = info_num};
+  in.host.total_kib = hi.total_kib;
+  in.host.free_kib = hi.free_kib;
+  in.host.nr_nodes = hi.nr_nodes <= MB_MAX_NODES ? hi.nr_nodes : 0;
+  for (unsigned k = 0; k < in.host.nr_nodes; k++)
+    in.host.node_free_kib[k] = hi.node_free_kib[k];
+  mb_round_plan_t plan = {.doms = doms, .dec = dec, .steps = steps, .cap = cap};
+  if (mb_round_compute(&rconf, &rstate, &in, &plan) != 0) {
     ERROR(PLUGIN ": policy refused the configuration; nothing done");
     goto out;
   }
-  rounds++;
+  size_t n = plan.n;
+  uint64_t pool_kib = plan.pool_kib;
 
-  /* The envelope promises this; check it anyway, before touching anything. */
-  uint64_t sum_kib = 0, floors_kib = 0;
-  bool all_at_floor = true;
-  for (size_t i = 0; i < n; i++) {
-    sum_kib += dec[i].target_kib;
-    floors_kib += dec[i].floor_kib;
-    if (dec[i].target_kib > dec[i].floor_kib)
-      all_at_floor = false;
-  }
-  if (sum_kib > pool_kib) {
-    if (all_at_floor)
-      c_complain(LOG_WARNING, &sum_complaint,
-                 PLUGIN ": the domains' minimums (%" PRIu64
-                        " KiB) exceed the pool (%" PRIu64 " KiB)",
-                 floors_kib, pool_kib);
-    else
-      ERROR(PLUGIN ": BUG: sum of targets %" PRIu64
-                   " KiB exceeds the pool %" PRIu64 " KiB (total %" PRIu64
-                   " KiB - reserve %" PRIu64 " KiB)",
-            sum_kib, pool_kib, host.total_kib, host.reserve_kib);
+  /* The envelope promises this; the round module checked it anyway. */
+  if (plan.audit == MB_ROUND_FLOORS_OVER_POOL) {
+    c_complain(LOG_WARNING, &sum_complaint,
+               PLUGIN ": the domains' minimums (%" PRIu64
+                      " KiB) exceed the pool (%" PRIu64 " KiB)",
+               plan.floors_kib, pool_kib);
+  } else if (plan.audit == MB_ROUND_SUM_BUG) {
+    ERROR(PLUGIN ": BUG: sum of targets %" PRIu64
+                 " KiB exceeds the pool %" PRIu64 " KiB (total %" PRIu64
+                 " KiB - reserve %" PRIu64 " KiB); nothing actuated",
+          plan.sum_kib, pool_kib, plan.host.total_kib, plan.host.reserve_kib);
   } else {
     c_release(LOG_NOTICE, &sum_complaint,
               PLUGIN ": the pool covers the domains' minimums again");
   }
 
-  /* Shrinks first so that the memory they free is there for the grows. A
-   * shrink that failed did not free anything: grows are held back so that
-   * the targets in force never exceed the pool. */
-  uint64_t in_force_kib = 0;
-  for (size_t i = 0; i < n; i++) {
-    decided[i] = dec[i].target_kib;
-    in_force_kib += doms[i].target_kib;
-  }
-  for (int pass = 0; pass < 2; pass++) {
-    for (size_t i = 0; i < n; i++) {
-      const mb_domain_t *dom = doms + i;
-      uint64_t from = dom->target_kib, to = dec[i].target_kib;
-      if (to == from)
-        continue;
-      bool shrink = to < from;
-      if ((pass == 0) != shrink)
-        continue;
-      const char *held = "";
-      if (!shrink && !conf_dry_run) {
-        uint64_t room = pool_kib > in_force_kib ? pool_kib - in_force_kib : 0;
-        if (to - from > room) {
-          to = from + room;
-          held = " [grow held back: targets in force must fit the pool]";
-        }
-      }
-      if (mb_snap_prev_decided(dom->name) != decided[i])
-        INFO(PLUGIN ": %s%s (domid %" PRIu32 ") target %.1f MiB -> %.1f MiB: "
-                    "%s (policy %s wanted %.1f MiB, cma %.1f MiB, current "
-                    "%.1f MiB%s; round on %s)%s",
-             conf_dry_run ? "[dry run] " : "", dom->name, dom->domid,
-             from / 1024.0, to / 1024.0, mb_reason_name(dec[i].reason),
-             mb_policy_name(conf.kind), dec[i].want_kib / 1024.0,
-             dec[i].cma_kib / 1024.0, dom->current_kib / 1024.0,
-             dom->has_sample ? "" : ", no fresh sample", why, held);
-      if (conf_dry_run)
-        continue;
-      if (to != from && mb_actuate(dom, to)) {
-        in_force_kib = in_force_kib - from + to;
-        dec[i].target_kib = to;
-      } else {
-        dec[i].target_kib = from;
-      }
-    }
-  }
-  sum_kib = 0;
+  /* Shrinks first, grows held to what the shrinks free (the plan's
+   * order); a failed step frees nothing and holds the later grows. */
   for (size_t i = 0; i < n; i++)
-    sum_kib += dec[i].target_kib;
+    decided[i] = dec[i].target_kib;
+  for (size_t k = 0; k < plan.nsteps; k++) {
+    const mb_round_step_t *s = &plan.steps[k];
+    const mb_domain_t *dom = doms + s->dom;
+    uint64_t from = s->from_kib, to = conf_dry_run ? s->want_kib : s->to_kib;
+    const char *held =
+        to < s->want_kib
+            ? " [grow held back: targets in force must fit the pool]"
+            : "";
+    if (mb_snap_prev_decided(dom->name) != decided[s->dom])
+      INFO(PLUGIN ": %s%s (domid %" PRIu32 ") target %.1f MiB -> %.1f MiB: "
+                  "%s (policy %s wanted %.1f MiB, cma %.1f MiB, current "
+                  "%.1f MiB%s; round on %s)%s",
+           conf_dry_run ? "[dry run] " : "", dom->name, dom->domid,
+           from / 1024.0, to / 1024.0, mb_reason_name(dec[s->dom].reason),
+           mb_policy_name(conf.kind), dec[s->dom].want_kib / 1024.0,
+           dec[s->dom].cma_kib / 1024.0, dom->current_kib / 1024.0,
+           dom->has_sample ? "" : ", no fresh sample", why, held);
+    if (conf_dry_run) {
+      dec[s->dom].target_kib = from;
+      continue;
+    }
+    mb_round_step_done(&plan, k, to == from || mb_actuate(dom, to));
+  }
+  uint64_t sum_kib = mb_round_sum_in_force(&plan);
 
-  mb_snap_publish(doms, dec, decided, n, pstate.tau, pool_kib, sum_kib, rounds);
+  mb_snap_publish(doms, dec, decided, n, rstate.policy.tau, pool_kib, sum_kib,
+                  rstate.rounds);
   DEBUG(PLUGIN ": round %" PRIu64 " (%s): %zu guests, sum of targets %" PRIu64
                " KiB, pool %" PRIu64 " KiB",
-        rounds, why, n, sum_kib, pool_kib);
+        rstate.rounds, why, n, sum_kib, pool_kib);
 
 out:
   free(decided);
+  free(steps);
   free(dec);
   free(doms);
+  free(in_doms);
   free(info);
 }
 
@@ -1135,7 +1079,16 @@ static int mb_init(void) {
     ERROR(PLUGIN ": configuration refused: %s", err);
     return -1;
   }
-  mb_state_init(&pstate, &conf);
+  mb_round_config_default(&rconf);
+  rconf.policy = conf;
+  rconf.clamps = conf_doms;
+  rconf.nclamps = conf_doms_num;
+  rconf.reserve_auto = conf_reserve_auto;
+  rconf.reserve_kib = conf_reserve_kib;
+  if (mb_round_state_init(&rstate, &rconf, MB_MAX_DOMAINS) != 0) {
+    ERROR(PLUGIN ": round state: configuration refused or out of memory");
+    return -1;
+  }
   /* A backend that is not up yet (xenstored starting) is retried every
    * round; the error is logged now so a wrong setup shows at start. */
   mb_backend_ensure();
@@ -1175,6 +1128,7 @@ static int mb_shutdown(void) {
   }
   mb_backend_close(backend);
   backend = NULL;
+  mb_round_state_dispose(&rstate);
   pthread_mutex_lock(&store_lock);
   sfree(store);
   store_num = 0;

@@ -1,8 +1,12 @@
 /*
- * membal's own policies as the simulator runs them: exactly the library
- * entry point the membal plugin calls (mb_policy_compute) with the
- * documented defaults (mb_config_default), nothing tuned.
+ * membal's own policies as the simulator runs them: exactly the round
+ * module the membal plugin calls (mb_round_compute: mb_policy_compute plus
+ * the plan, grows held to what the shrinks free, grants and holds) with
+ * the documented defaults (mb_round_config_default), nothing tuned. The
+ * runner's reserve (host reserve, toolstack claims, unmanaged VMs) is the
+ * round's fixed reserve.
  */
+#include "round.h"
 #include "sim.h"
 
 #include <inttypes.h>
@@ -11,9 +15,11 @@
 #include <string.h>
 
 typedef struct {
-  mb_config_t cfg;
-  mb_state_t st;
+  mb_round_config_t cfg;
+  mb_round_state_t st;
+  mb_domain_t doms[SIM_MAX_VMS];
   mb_decision_t out[SIM_MAX_VMS];
+  mb_round_step_t steps[SIM_MAX_VMS];
   bool trace;
 } membal_st_t;
 
@@ -21,12 +27,23 @@ static void *membal_create(mb_policy_kind_t kind) {
   membal_st_t *s = calloc(1, sizeof(*s)); /* owned by the runner */
   if (!s)
     return NULL;
-  mb_config_default(&s->cfg);
-  s->cfg.kind = kind;
-  mb_state_init(&s->st, &s->cfg);
+  mb_round_config_default(&s->cfg);
+  s->cfg.policy.kind = kind;
+  s->cfg.reserve_auto = false;
+  if (mb_round_state_init(&s->st, &s->cfg, SIM_MAX_VMS) != 0) {
+    free(s);
+    return NULL;
+  }
   const char *tr = getenv("MEMBAL_SIM_TRACE");
   s->trace = tr && *tr && strcmp(tr, "0");
   return s;
+}
+
+static void membal_destroy(void *st) {
+  membal_st_t *s = st;
+  if (s != NULL)
+    mb_round_state_dispose(&s->st);
+  free(s);
 }
 
 static void *cagma_create(const sim_scenario_t *scn) {
@@ -44,8 +61,16 @@ static int membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
   membal_st_t *s = st;
   if (n > SIM_MAX_VMS)
     return -1;
-  if (mb_policy_compute(&s->cfg, &s->st, host, doms, n, s->out) != 0)
+  mb_round_input_t in = {.now_s = ctx->t, .host = *host, .doms = doms, .n = n};
+  mb_round_plan_t plan = {
+      .doms = s->doms, .dec = s->out, .steps = s->steps, .cap = SIM_MAX_VMS};
+  s->cfg.reserve_kib = host->reserve_kib;
+  if (mb_round_compute(&s->cfg, &s->st, &in, &plan) != 0 ||
+      plan.audit == MB_ROUND_SUM_BUG || plan.n != n)
     return -1;
+  /* The model's balloons always accept a target. */
+  for (size_t k = 0; k < plan.nsteps; k++)
+    mb_round_step_done(&plan, k, true);
   for (size_t i = 0; i < n; i++)
     targets[i] = s->out[i].target_kib;
   /* MEMBAL_SIM_TRACE=1: every decision on stderr, to see why */
@@ -70,7 +95,7 @@ const sim_policy_t sim_policy_cagma = {
     .interval_s = 0,
     .urgent = true,
     .create = cagma_create,
-    .destroy = free,
+    .destroy = membal_destroy,
     .decide = membal_decide};
 const sim_policy_t sim_policy_tax = {
     .name = "tax",
@@ -78,7 +103,7 @@ const sim_policy_t sim_policy_tax = {
     .interval_s = 0,
     .urgent = true,
     .create = tax_create,
-    .destroy = free,
+    .destroy = membal_destroy,
     .decide = membal_decide};
 const sim_policy_t sim_policy_selfballoon = {
     .name = "selfballoon",
@@ -86,7 +111,7 @@ const sim_policy_t sim_policy_selfballoon = {
     .interval_s = 0,
     .urgent = true,
     .create = self_create,
-    .destroy = free,
+    .destroy = membal_destroy,
     .decide = membal_decide};
 
 const sim_policy_t *const sim_policies[] = {&sim_policy_cagma,

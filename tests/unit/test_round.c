@@ -1,0 +1,291 @@
+/*
+ * The round module (policy/round.h): clamps, reserve, plan order, grows
+ * held to what the shrinks free, failures, and the plan's guarantees on
+ * random hosts (fixed seed; MEMBAL_SEED=n overrides it).
+ */
+#include <math.h>
+
+#include "round.h"
+#include "unit.h"
+
+#define MAXN 64
+#define G(x) ((uint64_t)(x)*1048576)
+#define M(x) ((uint64_t)(x)*1024)
+
+/* A guest holding cur_kib, using used_kib (anon), with a fresh sample. */
+static void guest(mb_domain_t *d, uint32_t domid, uint64_t cur_kib,
+                  uint64_t used_kib) {
+  memset(d, 0, sizeof(*d));
+  d->domid = domid;
+  snprintf(d->name, sizeof(d->name), "vm%u", domid);
+  d->current_kib = cur_kib;
+  d->target_kib = cur_kib;
+  d->max_kib = G(8);
+  d->has_sample = true;
+  d->sample_age_s = 1;
+  mb_sample_t *s = &d->sample;
+  s->seq = 1;
+  uint64_t total = cur_kib - M(16);
+  s->v[MB_F_MEMTOTAL] = total;
+  s->v[MB_F_MEMFREE] = total - used_kib;
+  s->v[MB_F_MEMAVAILABLE] = total - used_kib;
+  s->v[MB_F_ANONPAGES] = used_kib;
+  s->have = (1u << MB_F_MEMTOTAL) | (1u << MB_F_MEMFREE) |
+            (1u << MB_F_MEMAVAILABLE) | (1u << MB_F_ANONPAGES);
+}
+
+typedef struct {
+  mb_round_config_t cfg;
+  mb_round_state_t st;
+  mb_domain_t doms[MAXN];
+  mb_decision_t dec[MAXN];
+  mb_round_step_t steps[MAXN];
+  mb_round_plan_t plan;
+} fixture_t;
+
+static void fx_init(fixture_t *f) {
+  memset(f, 0, sizeof(*f));
+  mb_round_config_default(&f->cfg);
+  f->plan.doms = f->doms;
+  f->plan.dec = f->dec;
+  f->plan.steps = f->steps;
+  f->plan.cap = MAXN;
+}
+
+static int fx_round(fixture_t *f, const mb_round_input_t *in) {
+  if (f->st.rounds == 0 && f->st.policy.rounds == 0)
+    CU_ASSERT_EQUAL_FATAL(mb_round_state_init(&f->st, &f->cfg, MAXN), 0);
+  return mb_round_compute(&f->cfg, &f->st, in, &f->plan);
+}
+
+static void test_clamps_and_reserve(void) {
+  fixture_t f;
+  fx_init(&f);
+  mb_round_clamp_t clamps[] = {{"vm1", M(900), M(1500), 3}};
+  f.cfg.clamps = clamps;
+  f.cfg.nclamps = 1;
+  mb_domain_t in_doms[3];
+  memset(&in_doms[0], 0, sizeof(in_doms[0]));
+  in_doms[0].domid = 0; /* dom0: left out, counted in the reserve */
+  snprintf(in_doms[0].name, sizeof(in_doms[0].name), "Domain-0");
+  in_doms[0].current_kib = G(1);
+  guest(&in_doms[1], 1, G(1), M(600));
+  guest(&in_doms[2], 2, G(1), M(600));
+  in_doms[1].min_kib = M(1); /* ignored: the clamps set it */
+  in_doms[2].target_kib = 0; /* unknown: taken as current */
+  mb_round_input_t in = {.now_s = 100, .doms = in_doms, .n = 3};
+  in.host.total_kib = G(8);
+  in.host.free_kib = G(4) + M(512);
+  in.pending_kib = M(256);
+  CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+  ASSERT_U64(f.plan.n, 2);
+  ASSERT_U64(f.doms[0].domid, 1);
+  ASSERT_U64(f.doms[0].min_kib, M(900));
+  ASSERT_U64(f.doms[0].max_kib, M(1500));
+  ASSERT_U64(f.doms[0].weight, 3);
+  ASSERT_U64(f.doms[1].min_kib, 0);
+  ASSERT_U64(f.doms[1].weight, 1);
+  ASSERT_U64(f.doms[1].target_kib, G(1));
+  /* held = 8 - 4.5 - 2 GiB guests = 1.5 GiB (> dom0's 1 GiB); + 64 MiB
+   * slack + 256 MiB pending */
+  ASSERT_U64(f.plan.host.reserve_kib, G(1) + M(512) + M(64) + M(256));
+  ASSERT_U64(f.plan.pool_kib, G(8) - f.plan.host.reserve_kib);
+  CU_ASSERT(f.dec[0].target_kib <= M(1500));
+  CU_ASSERT(f.dec[0].target_kib >= M(900));
+  CU_ASSERT(f.plan.sum_kib <= f.plan.pool_kib);
+  ASSERT_U64(f.plan.audit, MB_ROUND_SUM_OK);
+
+  /* fixed reserve */
+  f.cfg.reserve_auto = false;
+  f.cfg.reserve_kib = G(2);
+  CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+  ASSERT_U64(f.plan.host.reserve_kib, G(2) + M(256));
+  mb_round_state_dispose(&f.st);
+}
+
+/* One busy guest, two idle ones: the idle ones shrink first, the busy one
+ * grows by what they free; a failed shrink holds the grow back. */
+static void busy_host(fixture_t *f, mb_domain_t *in_doms,
+                      mb_round_input_t *in) {
+  fx_init(f);
+  f->cfg.reserve_auto = false;
+  f->cfg.reserve_kib = G(1);
+  guest(&in_doms[0], 1, G(2), G(1) + M(800)); /* busy */
+  guest(&in_doms[1], 2, G(2), M(200));
+  guest(&in_doms[2], 3, G(2), M(200));
+  /* the busy guest ramps: CMA above what it holds */
+  in_doms[0].sample.v[MB_F_ANONPAGES] = G(2) - M(100);
+  in_doms[0].sample.v[MB_F_MEMFREE] = M(50);
+  in_doms[0].sample.v[MB_F_MEMAVAILABLE] = M(50);
+  memset(in, 0, sizeof(*in));
+  in->now_s = 10;
+  in->doms = in_doms;
+  in->n = 3;
+  in->host.total_kib = G(7);
+  in->host.free_kib = G(0);
+}
+
+static void test_plan_order(void) {
+  fixture_t f;
+  mb_domain_t in_doms[3];
+  mb_round_input_t in;
+  busy_host(&f, in_doms, &in);
+  CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+  CU_ASSERT_FATAL(f.plan.nsteps == 3);
+  CU_ASSERT(f.steps[0].shrink && f.steps[1].shrink && !f.steps[2].shrink);
+  ASSERT_U64(f.steps[2].dom, 0);
+  /* everything the shrinks free is there for the grow */
+  ASSERT_U64(f.steps[2].to_kib, f.steps[2].want_kib);
+  for (size_t k = 0; k < f.plan.nsteps; k++)
+    mb_round_step_done(&f.plan, k, true);
+  CU_ASSERT(mb_round_sum_in_force(&f.plan) <= f.plan.pool_kib);
+  mb_round_state_dispose(&f.st);
+}
+
+static void test_failed_shrink_holds_grow(void) {
+  fixture_t f;
+  mb_domain_t in_doms[3];
+  mb_round_input_t in;
+  busy_host(&f, in_doms, &in);
+  CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+  CU_ASSERT_FATAL(f.plan.nsteps == 3);
+  uint64_t freed1 = f.steps[1].from_kib - f.steps[1].to_kib;
+  mb_round_step_done(&f.plan, 0, true);
+  mb_round_step_done(&f.plan, 1, false); /* the backend refused */
+  ASSERT_U64(f.dec[f.steps[1].dom].target_kib, f.steps[1].from_kib);
+  /* the grow lost what the failed shrink would have freed */
+  CU_ASSERT(f.steps[2].to_kib + freed1 <= f.steps[2].want_kib ||
+            f.steps[2].to_kib == f.steps[2].from_kib);
+  mb_round_step_done(&f.plan, 2, true);
+  CU_ASSERT(mb_round_sum_in_force(&f.plan) <= f.plan.pool_kib);
+  mb_round_state_dispose(&f.st);
+}
+
+static void test_refused(void) {
+  fixture_t f;
+  fx_init(&f);
+  mb_domain_t d[2];
+  guest(&d[0], 1, G(1), M(100));
+  guest(&d[1], 2, G(1), M(100));
+  mb_round_input_t in = {.doms = d, .n = 2};
+  in.host.total_kib = G(4);
+  f.plan.cap = 1; /* too small */
+  CU_ASSERT_EQUAL(fx_round(&f, &in), -1);
+  f.plan.cap = MAXN;
+  f.cfg.policy.deadband_kib = MB_KIB_MAX + 1;
+  CU_ASSERT_EQUAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), -1);
+  char err[128] = "";
+  CU_ASSERT_EQUAL(mb_round_config_validate(&f.cfg, err, sizeof(err)), -1);
+  CU_ASSERT(strstr(err, "DeadBand") != NULL);
+  mb_round_state_dispose(&f.st);
+}
+
+/* ---- random hosts ---------------------------------------------------- */
+
+static uint64_t rng;
+static uint64_t rnd(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
+static bool chance(unsigned pct) { return below(100) < pct; }
+
+static void test_random_plans(void) {
+  static fixture_t f;
+  static mb_domain_t in_doms[MAXN + 1], copy[MAXN + 1];
+  const char *env = getenv("MEMBAL_SEED");
+  rng = env ? strtoull(env, NULL, 0) : 20261130;
+  if (rng == 0)
+    rng = 1;
+  unsigned plans = 0, held = 0, failures = 0;
+  for (int host_i = 0; host_i < 2000; host_i++) {
+    fx_init(&f);
+    f.cfg.policy.kind = (mb_policy_kind_t)below(MB_POLICY_COUNT);
+    f.cfg.reserve_auto = chance(50);
+    f.cfg.reserve_kib = below(G(2));
+    if (chance(30))
+      f.cfg.policy.step_cap_kib = M(64) + below(M(512));
+    size_t n = 1 + below(MAXN);
+    uint64_t held_kib = 0;
+    for (size_t i = 0; i <= n; i++) {
+      uint64_t cur = M(256) + below(G(4));
+      guest(&in_doms[i], (uint32_t)i, cur, below(cur - M(32)));
+      in_doms[i].target_kib = chance(30) ? M(256) + below(G(4)) : cur;
+      in_doms[i].sample.urgent = chance(10);
+      in_doms[i].has_sample = chance(90);
+      held_kib += cur;
+    }
+    mb_round_input_t in = {.doms = in_doms, .n = n + 1};
+    in.host.total_kib = held_kib / 2 + below(held_kib + 1);
+    in.host.free_kib = below(in.host.total_kib / 4 + 1);
+    in.pending_kib = chance(20) ? below(G(2)) : 0;
+    CU_ASSERT_EQUAL_FATAL(mb_round_state_init(&f.st, &f.cfg, MAXN), 0);
+    for (int round = 0; round < 4; round++) {
+      in.now_s = round * 10.0;
+      memcpy(copy, in_doms, sizeof(in_doms[0]) * (n + 1));
+      CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+      CU_ASSERT_EQUAL(memcmp(copy, in_doms, sizeof(in_doms[0]) * (n + 1)), 0);
+      plans++;
+      ASSERT_U64(f.plan.n, n);
+      if (f.plan.audit != MB_ROUND_SUM_OK)
+        continue;
+      /* order: shrinks, then grows; each domain once */
+      bool seen_grow = false;
+      uint64_t once[MAXN] = {0};
+      for (size_t k = 0; k < f.plan.nsteps; k++) {
+        const mb_round_step_t *s = &f.steps[k];
+        CU_ASSERT(!(s->shrink && seen_grow));
+        seen_grow = seen_grow || !s->shrink;
+        CU_ASSERT(s->dom < n);
+        CU_ASSERT(once[s->dom]++ == 0);
+        ASSERT_U64(s->from_kib, f.doms[s->dom].target_kib);
+        if (s->shrink) {
+          ASSERT_U64(s->to_kib, s->want_kib);
+        } else {
+          CU_ASSERT(s->to_kib >= s->from_kib && s->to_kib <= s->want_kib);
+        }
+      }
+      /* actuate, some steps failing; a grow that was done never put the
+       * targets in force above the pool */
+      bool any_grow = false;
+      for (size_t k = 0; k < f.plan.nsteps; k++) {
+        bool ok = !chance(10);
+        failures += !ok;
+        const mb_round_step_t *s = &f.steps[k];
+        held += s->to_kib != s->want_kib;
+        if (!s->shrink && ok && s->to_kib > s->from_kib)
+          any_grow = true;
+        mb_round_step_done(&f.plan, k, ok);
+      }
+      uint64_t sum = mb_round_sum_in_force(&f.plan);
+      CU_ASSERT(sum <= f.plan.pool_kib || !any_grow);
+      /* the balloons move */
+      for (size_t i = 1; i <= n; i++) {
+        mb_domain_t *d = &in_doms[i];
+        d->target_kib = f.dec[i - 1].target_kib;
+        if (chance(80))
+          d->current_kib = d->target_kib;
+      }
+    }
+    mb_round_state_dispose(&f.st);
+  }
+  fprintf(stderr, "\n  plans %u, grows held %u, failed steps %u\n", plans, held,
+          failures);
+  CU_ASSERT(plans >= 8000);
+  CU_ASSERT(held > 100);
+  CU_ASSERT(failures > 1000);
+}
+
+int main(void) {
+  static CU_TestInfo tests[] = {
+      {"clamps and reserve", test_clamps_and_reserve},
+      {"plan: shrinks first, grows get what they free", test_plan_order},
+      {"plan: a failed shrink holds the grow", test_failed_shrink_holds_grow},
+      {"refused inputs", test_refused},
+      {"plans on random hosts", test_random_plans},
+      CU_TEST_INFO_NULL,
+  };
+  return unit_main_suite("round", tests);
+}
