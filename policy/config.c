@@ -99,6 +99,14 @@ int mb_config_validate(const mb_config_t *cfg, char *err, size_t errlen) {
     return mb_fail(err, errlen, "DeadBand must be <= %llu KiB (got %llu)",
                    (unsigned long long)MB_KIB_MAX,
                    (unsigned long long)cfg->deadband_kib);
+  /* A cap below the dead band would make every change either too small to
+   * be made or cut to a size that is too small: nothing would ever move. */
+  if (cfg->step_cap_kib != 0 && cfg->step_cap_kib < cfg->deadband_kib)
+    return mb_fail(err, errlen,
+                   "StepCap (%llu KiB) must be 0 (no cap) or at least DeadBand "
+                   "(%llu KiB)",
+                   (unsigned long long)cfg->step_cap_kib,
+                   (unsigned long long)cfg->deadband_kib);
   if (!isfinite(cfg->stale_after_s) || cfg->stale_after_s <= 0)
     return mb_fail(err, errlen, "StaleAfter must be > 0 seconds (got %g)",
                    cfg->stale_after_s);

@@ -304,7 +304,8 @@ typedef struct {
 
   /* Safety envelope, applied after every policy. */
   uint64_t step_cap_kib; /* max change per domain per round; 0 = none.
-                            default 0 */
+                            default 0; when set, at least deadband_kib
+                            (mb_config_validate refuses less) */
   uint64_t deadband_kib; /* changes smaller than this are not made;
                             default 8192 */
   double stale_after_s;  /* sample older than this is stale; default 30 */

@@ -56,6 +56,8 @@ SETTER(forecast_nan, c->cagma.forecast_s = NAN)
 SETTER(forecast_big, c->cagma.forecast_s = 600.5)
 SETTER(step_huge, c->step_cap_kib = UINT64_MAX)
 SETTER(dead_huge, c->deadband_kib = UINT64_MAX)
+/* D7: every change would be below the dead band, i.e. never made */
+SETTER(step_below_dead, c->step_cap_kib = c->deadband_kib - 1)
 SETTER(stale_zero, c->stale_after_s = 0)
 SETTER(stale_neg, c->stale_after_s = -5)
 SETTER(stale_nan, c->stale_after_s = NAN)
@@ -83,6 +85,7 @@ static void test_validate_rejects(void) {
       {"ForecastHorizon", forecast_big},
       {"StepCap", step_huge},
       {"DeadBand", dead_huge},
+      {"StepCap", step_below_dead},
       {"StaleAfter", stale_zero},
       {"StaleAfter", stale_neg},
       {"StaleAfter", stale_nan},

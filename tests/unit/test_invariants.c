@@ -40,6 +40,8 @@ static void random_config(mb_config_t *c) {
   c->selfballoon.down_hysteresis = 1 + (unsigned)below(20);
   c->deadband_kib = deadbands[below(4)];
   c->step_cap_kib = caps[below(5)];
+  if (c->step_cap_kib != 0 && c->step_cap_kib < c->deadband_kib)
+    c->step_cap_kib = c->deadband_kib; /* refused by validation */
   c->stale_after_s = 5 + frand() * 55;
   c->cagma.forecast_s = chance(20) ? 0 : frand() * 60;
 }
