@@ -100,10 +100,12 @@
 static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
                              uint64_t margin_kib) {
   double g = d->rates.anon_growth_kibps;
-  if (!d->rates.growth_valid || !(g > (double)margin_kib))
-    return 0; /* also for NaN */
+  if (!d->rates.growth_valid || !(g > (double)margin_kib) ||
+      !(cfg->cagma.forecast_s > 0))
+    return 0; /* also for NaN; and horizon 0 is off even for an infinite
+                 growth (inf x 0 is NaN) */
   double f = g * cfg->cagma.forecast_s;
-  return f >= (double)MB_KIB_MAX ? MB_KIB_MAX : (uint64_t)f;
+  return !(f < (double)MB_KIB_MAX) ? MB_KIB_MAX : (uint64_t)f;
 }
 
 /* The CMA; *headroom_kib = its margin + forecast part (what an

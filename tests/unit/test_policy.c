@@ -873,7 +873,8 @@ static void test_cagma_pressure_signal(void) {
  *    above what A holds: A is in deficit and gets the whole surplus,
  *    3145728 - 294912 = 2850816; B is asked for its CMA;
  *  - growth 50000 KiB/s (within the margin), or no growth figure, or
- *    negative growth, or ForecastHorizon 0: no forecast; the surplus
+ *    negative growth, or ForecastHorizon 0 (even with an infinite
+ *    growth: inf x 0 is NaN): no forecast; the surplus
  *    3145728 - 576716 - 294912 = 2274100 is split, 1137050 each: A
  *    1713766, B 1431962. */
 static void test_cagma_forecast(void) {
@@ -888,6 +889,8 @@ static void test_cagma_forecast(void) {
       {"shrinking", -102400, 10, true, false},
       {"NaN growth", NAN, 10, true, false},
       {"ForecastHorizon 0", 102400, 0, true, false},
+      /* D6: inf x 0 is NaN, once cast to uint64_t (undefined) */
+      {"infinite growth, ForecastHorizon 0", INFINITY, 0, true, false},
   };
   mb_host_t host = {.total_kib = G(3)};
   for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
