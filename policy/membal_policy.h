@@ -136,14 +136,20 @@ void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
  * be NUL-terminated: exactly len bytes are read; a final line without '\n'
  * is fine, an embedded NUL or an empty line is not.
  * Unknown keys are ignored, but their lines must still be well-formed.
- * Rejected: duplicated keys, malformed lines, overflow, negative or
- * non-decimal numbers (no sign, no hex, no exponent, no NaN), a known
- * meminfo field without its "kB" unit, a KiB figure above MB_KIB_MAX, and
+ * Rejected: duplicated keys (known or unknown), malformed lines, overflow,
+ * negative or non-decimal numbers (no sign, no hex, no exponent, no NaN), a
+ * known meminfo field without its "kB" unit, a KiB figure above MB_KIB_MAX, and
  * inconsistent values: a RAM figure (MemFree, MemAvailable, Cached, ...)
  * above MemTotal, MemTotal 0, SwapFree > SwapTotal, SReclaimable +
- * SUnreclaim > Slab. Committed_AS may exceed MemTotal (overcommit). */
+ * SUnreclaim > Slab + MB_SLAB_SLACK_KIB. Committed_AS may exceed MemTotal
+ * (overcommit). */
 int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                      size_t errlen);
+/* Slack of the Slab rule above: one 4 KiB page. Kernels before 5.9 read
+ * the slab counters once for Slab and again for each of its parts, so a
+ * slab cache that grows while /proc/meminfo is printed can show the parts
+ * a page above the total; a real guest must not be rejected for that. */
+#define MB_SLAB_SLACK_KIB 4
 /* Adds the vmstat fields to *out (which may already hold meminfo fields).
  * Lines are "key value" with one space. Unknown counters may be negative
  * (some kernels print signed per-cpu drift); the ones membal reads may not. */
@@ -162,8 +168,9 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
  *
  * Lines end with '\n'; at most MB_RECORD_MAX - 1 bytes.
  * Keys are [A-Za-z0-9_()], separated from a decimal value by one space.
- * Unknown keys are ignored (a later format's fields); the fields'
- * consistency rules are those of mb_meminfo_parse. A record without
+ * Unknown keys are ignored (a later format's fields) but may not repeat
+ * (nor repeat "membal"); the fields' consistency rules are those of
+ * mb_meminfo_parse. A record without
  * "membal 1" first, without seq (or seq 0) or uptime_ms, or longer than
  * MB_RECORD_MAX - 1 bytes is rejected.
  * mb_record_format returns the length written (excluding NUL) or -1 when

@@ -117,7 +117,8 @@ int mb_sample_check(const mb_sample_t *s, char *err, size_t errlen) {
                    (unsigned long long)s->v[MB_F_SWAPTOTAL]);
   if (mb_sample_has(s, MB_F_SRECLAIMABLE) &&
       mb_sample_has(s, MB_F_SUNRECLAIM) && mb_sample_has(s, MB_F_SLAB) &&
-      s->v[MB_F_SRECLAIMABLE] + s->v[MB_F_SUNRECLAIM] > s->v[MB_F_SLAB] + 4)
+      s->v[MB_F_SRECLAIMABLE] + s->v[MB_F_SUNRECLAIM] >
+          s->v[MB_F_SLAB] + MB_SLAB_SLACK_KIB)
     return mb_fail(
         err, errlen, "SReclaimable + SUnreclaim (%llu kB) exceed Slab %llu kB",
         (unsigned long long)(s->v[MB_F_SRECLAIMABLE] + s->v[MB_F_SUNRECLAIM]),
@@ -171,6 +172,35 @@ static int mark_seen(uint64_t *seen, int k, const char *what, unsigned lineno,
   return 0;
 }
 
+/* An unknown key (not tracked by `seen`) on an earlier line of text?
+ * Rescans the lines before `line`: O(lines^2) over text the caller
+ * already bounded (a record is < 2 KiB, /proc files a few hundred lines)
+ * and no table to allocate. */
+static bool seen_before(const char *text, const char *line, const char *key,
+                        size_t klen, char sep) {
+  for (const char *l = text; l < line;) {
+    const char *nl = memchr(l, '\n', (size_t)(line - l));
+    size_t n = nl ? (size_t)(nl - l) : (size_t)(line - l);
+    if (n > klen && l[klen] == sep && memcmp(l, key, klen) == 0)
+      return true;
+    if (nl == NULL)
+      break;
+    l = nl + 1;
+  }
+  return false;
+}
+
+/* Rejects an unknown key seen on an earlier line. */
+static int check_unknown_dup(const line_iter_t *it, const char *line,
+                             size_t klen, char sep, const char *what, char *err,
+                             size_t errlen) {
+  char q[48];
+  if (!seen_before(it->text, line, line, klen, sep))
+    return 0;
+  return mb_fail(err, errlen, "%s line %u: duplicate key %s", what, it->lineno,
+                 quote(line, klen, q, sizeof(q)));
+}
+
 /*
  * One meminfo line: "Key:" blanks digits [" kB"]. Known fields must carry
  * the kB unit (a figure without it is a count, e.g. HugePages_Total, and
@@ -215,8 +245,12 @@ int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
       return reject(out);
     }
     int f = mb_field_from_key(line, klen);
-    if (!is_meminfo_field(f))
-      continue; /* unknown keys are ignored, once well-formed */
+    if (!is_meminfo_field(f)) {
+      /* unknown keys are ignored, once well-formed and not repeated */
+      if (check_unknown_dup(&it, line, klen, ':', "meminfo", err, errlen))
+        return reject(out);
+      continue;
+    }
     if (!has_unit) {
       mb_fail(err, errlen, "meminfo line %u (%s): value has no kB unit",
               it.lineno, mb_field_key(f));
@@ -273,6 +307,8 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                 quote(val, vlen, q2, sizeof(q2)));
         return reject(out);
       }
+      if (check_unknown_dup(&it, line, klen, ' ', "vmstat", err, errlen))
+        return reject(out);
       continue;
     }
     if (parse_u64(val, vlen, &v) != 0) {
@@ -377,8 +413,12 @@ int mb_record_parse(const char *text, size_t len, mb_sample_t *out, char *err,
       k = K_URGENT;
     else
       k = mb_field_from_key(line, klen);
-    if (k < 0)
-      continue; /* a later format's field: ignored */
+    if (k < 0) {
+      /* a later format's field: ignored, unless repeated */
+      if (check_unknown_dup(&it, line, klen, ' ', "record", err, errlen))
+        return reject(out);
+      continue;
+    }
     if (mark_seen(&seen, k, "record", it.lineno,
                   quote(line, klen, q, sizeof(q)), err, errlen) != 0)
       return reject(out);

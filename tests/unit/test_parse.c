@@ -162,6 +162,8 @@ static void test_meminfo_bad(void) {
       {"MemTotal: 18446744073709551616 kB\n", 0, "MemTotal"}, /* 2^64 */
       {"MemTotal: 999999999999999999999999 kB\n", 0, "MemTotal"},
       {"MemTotal: 1000 kB\nMemTotal: 1000 kB\n", 0, "duplicate key MemTotal"},
+      /* unknown keys too: the header says duplicates are rejected */
+      {"Foo: 1 kB\nMemTotal: 1000 kB\nFoo: 2 kB\n", 0, "duplicate key Foo"},
       {"MemTotal: 1000 kB\nMemFree: 2000 kB\n", 0, "MemFree"},
       {"MemTotal: 1000 kB\nMemAvailable: 1001 kB\n", 0, "MemAvailable"},
       {"MemTotal: 1000 kB\nCached: 1001 kB\n", 0, "exceeds MemTotal"},
@@ -211,12 +213,31 @@ static void test_meminfo_good_edges(void) {
   CU_ASSERT_EQUAL(mb_meminfo_parse("x", 1, &s, NULL, 0), -1);
 }
 
+/* The Slab rule's documented slack (MB_SLAB_SLACK_KIB): parts up to one
+ * page above Slab pass, one KiB more is refused. */
+static void test_meminfo_slab_slack(void) {
+  char t[160];
+  mb_sample_t s;
+  snprintf(t, sizeof(t),
+           "MemTotal: 1000 kB\nSlab: 100 kB\nSReclaimable: 60 kB\n"
+           "SUnreclaim: %d kB\n",
+           40 + MB_SLAB_SLACK_KIB);
+  CU_ASSERT_EQUAL(mb_meminfo_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  snprintf(t, sizeof(t),
+           "MemTotal: 1000 kB\nSlab: 100 kB\nSReclaimable: 60 kB\n"
+           "SUnreclaim: %d kB\n",
+           41 + MB_SLAB_SLACK_KIB);
+  CU_ASSERT_EQUAL(mb_meminfo_parse(t, strlen(t), &s, err, sizeof(err)), -1);
+  CU_ASSERT(strstr(err, "exceed Slab") != NULL);
+}
+
 static void test_vmstat_bad(void) {
   static const bad_t t[] = {
       {"pswpin -1\n", 0, "pswpin"},
       {"pswpin\n", 0, "line 1"},
       {"pswpin 1 2\n", 0, "pswpin"},
       {"pswpin 1\npswpin 2\n", 0, "duplicate key pswpin"},
+      {"nr_foo 1\npswpin 2\nnr_foo -1\n", 0, "duplicate key nr_foo"},
       {"pgfault 18446744073709551616\n", 0, "pgfault"},
       {"pswpin  5\n", 0, "pswpin"},
       {"pswpout 5x\n", 0, "pswpout"},
@@ -242,14 +263,13 @@ static void test_vmstat_bad(void) {
 }
 
 /* A valid record of exactly `total` bytes (total >= 40): padding lines
- * of an unknown key, the last one's zeros adjusting the length. */
+ * of unknown keys (each its own: duplicates are refused), the last one's
+ * zeros adjusting the length. */
 static size_t make_record(char *buf, size_t total) {
   size_t n = (size_t)sprintf(buf, "membal 1\nseq 1\nuptime_ms 1\n");
-  while (total - n > 8) {
-    memcpy(buf + n, "p 0\n", 4);
-    n += 4;
-  }
-  buf[n++] = 'p';
+  for (unsigned k = 0; total - n > 12; k++)
+    n += (size_t)sprintf(buf + n, "p%03u 0\n", k);
+  buf[n++] = 'q';
   buf[n++] = ' ';
   while (n < total - 1)
     buf[n++] = '0';
@@ -271,6 +291,9 @@ static void test_record_bad(void) {
       {"membal 1\nseq 1\nseq 2\nuptime_ms 5\n", 0, "duplicate key seq"},
       {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 5\nMemTotal 5\n", 0,
        "duplicate key MemTotal"},
+      {"membal 1\nseq 1\nuptime_ms 5\nFuture 1\nFuture 2\n", 0,
+       "duplicate key Future"},
+      {"membal 1\nseq 1\nuptime_ms 5\nmembal 1\n", 0, "duplicate key membal"},
       {"membal 1\nseq 1\nuptime_ms 5\nurgent 2\n", 0, "urgent"},
       {"membal 1\nseq 1\nuptime_ms 5\nMemTotal 100\nMemFree 200\n", 0,
        "MemFree"},
@@ -521,6 +544,7 @@ int main(void) {
       {"record round trip of a real sample", test_record_roundtrip_real},
       {"meminfo malformed", test_meminfo_bad},
       {"meminfo edges accepted", test_meminfo_good_edges},
+      {"meminfo Slab rule slack", test_meminfo_slab_slack},
       {"vmstat malformed", test_vmstat_bad},
       {"record malformed", test_record_bad},
       {"record edges accepted", test_record_good_edges},
