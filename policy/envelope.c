@@ -17,10 +17,13 @@
  *     not reach its last target still counts what it holds. When the sum is
  *     too big, what the donors give back is already in it (shrinks first),
  *     and then, in this order, until it fits: (a) non-emergency growth is
- *     cut, (b) emergency growth is cut, (c) fresh domains are shrunk toward
- *     their floors, (d) stale domains are. Each cut is in proportion to
- *     what the domain could give in that phase. (d) only happens when the
- *     fresh floors plus what stale domains hold exceed the pool.
+ *     cut, (b) emergency growth is cut, fresh domains are shrunk (c) down
+ *     to the larger of what they use (mb_est_used_kib) and what the policy
+ *     asked (memory a step cap or the dead band kept), (d) down to what
+ *     they use, (e) toward their floors, and (f) stale domains are. Each
+ *     cut is in proportion to what the domain could give in that phase.
+ *     (f) only happens when the fresh floors plus what stale domains hold
+ *     exceed the pool.
  *  7. NUMA: with host->nr_nodes > 0, a domain bound to nodes (node_mask)
  *     grows at most by what those nodes have free (node_free_kib), shared
  *     first come first served (emergencies first, then by index). Memory a
@@ -35,17 +38,33 @@ static bool growing(const mb_decision_t *o, uint64_t t) {
   return t > mb_max_u64(o->from_kib, o->priv.lo);
 }
 
-/* What domain i can give in a conservation phase. */
-static uint64_t reducible(const mb_decision_t *o, uint64_t t, int phase) {
+#define MB_CUT_PHASES 6
+
+/* What domain i can give in a conservation phase. A fresh domain gives
+ * first what it does not use and the policy did not ask for (a donor the
+ * step cap or dead band held above its ask), then what it does not use,
+ * and only then what it uses: a busy guest is never cut into its working
+ * set while an idle one keeps memory it does not use (D5). */
+static uint64_t reducible(const mb_domain_t *d, const mb_decision_t *o,
+                          uint64_t t, int phase) {
   bool stale = (o->priv.flags & MB_PF_STALE) != 0;
   bool emerg = (o->priv.flags & MB_PF_EMERGENCY) != 0;
+  uint64_t keep;
   switch (phase) {
   case 0: /* non-emergency growth */
   case 1: /* emergency growth */
     if ((phase == 1) != emerg || !growing(o, t))
       return 0;
     return t - mb_max_u64(o->from_kib, o->priv.lo);
-  case 2: /* fresh domains, down to their floors */
+  case 2: /* fresh domains, down to what they use or were asked for */
+  case 3: /* fresh domains, down to what they use */
+    if (stale)
+      return 0;
+    keep = mb_max_u64(mb_est_used_kib(d), o->priv.lo);
+    if (phase == 2)
+      keep = mb_max_u64(keep, o->want_kib);
+    return mb_sub_sat(t, keep);
+  case 4: /* fresh domains, down to their floors */
     return stale ? 0 : t - o->priv.lo;
   default: /* stale domains, down to their floors */
     return stale ? t - o->priv.lo : 0;
@@ -54,18 +73,18 @@ static uint64_t reducible(const mb_decision_t *o, uint64_t t, int phase) {
 
 /* Cuts `excess` from the targets in proportion to what each can give.
  * Returns what is left of the excess. */
-static uint64_t cut_phase(mb_decision_t *out, size_t n, int phase,
-                          uint64_t excess) {
+static uint64_t cut_phase(const mb_domain_t *doms, mb_decision_t *out, size_t n,
+                          int phase, uint64_t excess) {
   uint64_t total = 0;
   for (size_t i = 0; i < n; i++)
-    total += reducible(&out[i], out[i].target_kib, phase);
+    total += reducible(&doms[i], &out[i], out[i].target_kib, phase);
   if (total == 0 || excess == 0)
     return excess;
   uint64_t cut = mb_min_u64(excess, total);
   uint64_t done = 0;
   for (size_t i = 0; i < n; i++) {
     mb_decision_t *o = &out[i];
-    uint64_t r = reducible(o, o->target_kib, phase);
+    uint64_t r = reducible(&doms[i], o, o->target_kib, phase);
     if (r == 0)
       continue;
     uint64_t c = (uint64_t)((unsigned __int128)r * cut / total);
@@ -76,7 +95,7 @@ static uint64_t cut_phase(mb_decision_t *out, size_t n, int phase,
   /* floor() left less than one KiB per domain: take it one by one. */
   for (size_t i = 0; i < n && done < cut; i++) {
     mb_decision_t *o = &out[i];
-    if (reducible(o, o->target_kib, phase) > 0) {
+    if (reducible(&doms[i], o, o->target_kib, phase) > 0) {
       o->target_kib--;
       o->priv.flags |= MB_PF_CUT;
       done++;
@@ -191,8 +210,8 @@ void mb_envelope(const mb_config_t *cfg, const mb_host_t *host,
     sum += out[i].target_kib;
   if (sum > pool) {
     uint64_t excess = sum - pool;
-    for (int phase = 0; phase < 4 && excess > 0; phase++)
-      excess = cut_phase(out, n, phase, excess);
+    for (int phase = 0; phase < MB_CUT_PHASES && excess > 0; phase++)
+      excess = cut_phase(doms, out, n, phase, excess);
   }
 
   for (size_t i = 0; i < n; i++) {

@@ -949,6 +949,46 @@ static void test_cagma_forecast_capped(void) {
   ASSERT_U64(out[1].cma_kib, 294912);
 }
 
+/* D5: StepCap set and a pool below what the domains hold. The busy guest
+ * (2 GiB, 1.8 GiB anon) wants to grow; the idle one (4 GiB, 1.3 GiB
+ * anon, 2.6 GiB available) may give only StepCap this round. The
+ * conservation cut must take the idle guest's unused memory first (the
+ * pool wins over the step cap), not cut both in proportion to what they
+ * hold above their floors, which took the busy guest below its working
+ * set while the idle one kept gigabytes it did not use. */
+static void test_conservation_cuts_unused_first(void) {
+  for (int kind = 0; kind < MB_POLICY_COUNT; kind++) {
+    mb_config_t cfg;
+    mb_config_default(&cfg);
+    cfg.kind = (mb_policy_kind_t)kind;
+    cfg.step_cap_kib = M(256);
+    mb_host_t host = {.total_kib = G(5)};
+    dspec_t busy = DOM(G(2), G(8), 0, M(150), G(1) + M(800), G(2));
+    dspec_t idle =
+        DOM(G(4), G(8), 0, G(2) + M(600), G(1) + M(300), G(1) + M(400));
+    mb_domain_t doms[2];
+    mb_decision_t out[2];
+    build_dom(&doms[0], &busy, 0);
+    build_dom(&doms[1], &idle, 1);
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+                          0);
+    if (out[0].target_kib < G(2) - M(150))
+      fprintf(stderr, "\n  %s: busy cut to %llu KiB, idle kept %llu KiB",
+              mb_policy_name(cfg.kind), (unsigned long long)out[0].target_kib,
+              (unsigned long long)out[1].target_kib);
+    /* the busy guest keeps what it uses (2 GiB - 150 MiB available), the
+     * idle one gives the excess; cagma and tax want the busy guest to
+     * grow: it keeps all it holds */
+    CU_ASSERT(out[0].target_kib >= G(2) - M(150));
+    if (cfg.kind != MB_POLICY_SELFBALLOON) {
+      ASSERT_U64(out[0].target_kib, G(2));
+      ASSERT_U64(out[1].target_kib, G(3));
+    }
+    ASSERT_U64(out[0].target_kib + out[1].target_kib, G(5));
+    CU_ASSERT_EQUAL(out[1].reason, MB_R_POOL_LIMIT);
+  }
+}
+
 /* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
 static void test_tax_auto(void) {
   mb_config_t cfg;
@@ -1046,6 +1086,8 @@ int main(void) {
       {"cagma pressure signal", test_cagma_pressure_signal},
       {"cagma demand forecast", test_cagma_forecast},
       {"cagma forecast capped at Max", test_cagma_forecast_capped},
+      {"D5: conservation cuts unused memory first",
+       test_conservation_cuts_unused_first},
       {"selfballoon", test_selfballoon},
       {"envelope", test_envelope},
       {"envelope NUMA", test_numa},
