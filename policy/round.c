@@ -9,7 +9,32 @@
 #include "policy_impl.h"
 #include "round.h"
 
+/* decision.priv.flags after mb_policy_compute, for the round's own use */
+#define MB_RF_STUCK 0x1u
+
 #define MB_ROUND_RESERVE_SLACK_KIB (64 * 1024)
+#define MB_ROUND_STUCK_AFTER_S 10.0
+#define MB_ROUND_GRANT_MAX_KIB (512 * 1024)
+#define MB_ROUND_GRANT_WINDOW_S 60.0
+#define MB_ROUND_HOLD_S 60.0
+/* Balloon progress below this is no progress (the dead band, if larger). */
+#define MB_ROUND_STUCK_SLACK_KIB 1024
+
+/* History of one domain. */
+struct mb_round_dom {
+  bool used, seen;
+  uint32_t domid;
+  char name[MB_NAME_LEN];
+  /* balloon progress: current_kib when it last moved toward its target */
+  uint64_t mark_kib;
+  double mark_s;
+  /* emergency grants in the window that started at grant_start_s */
+  double grant_start_s;
+  uint64_t granted_kib;
+  /* hold: not shrunk below held_kib before hold_until_s */
+  double hold_until_s;
+  uint64_t held_kib;
+};
 
 void mb_round_config_default(mb_round_config_t *cfg) {
   if (cfg == NULL)
@@ -18,6 +43,10 @@ void mb_round_config_default(mb_round_config_t *cfg) {
   mb_config_default(&cfg->policy);
   cfg->reserve_auto = true;
   cfg->reserve_slack_kib = MB_ROUND_RESERVE_SLACK_KIB;
+  cfg->stuck_after_s = MB_ROUND_STUCK_AFTER_S;
+  cfg->grant_max_kib = MB_ROUND_GRANT_MAX_KIB;
+  cfg->grant_window_s = MB_ROUND_GRANT_WINDOW_S;
+  cfg->hold_s = MB_ROUND_HOLD_S;
 }
 
 int mb_round_config_validate(const mb_round_config_t *cfg, char *err,
@@ -32,6 +61,19 @@ int mb_round_config_validate(const mb_round_config_t *cfg, char *err,
   if (cfg->reserve_kib > MB_KIB_MAX || cfg->reserve_slack_kib > MB_KIB_MAX)
     return mb_fail(err, errlen, "Reserve must be <= %llu KiB",
                    (unsigned long long)MB_KIB_MAX);
+  if (!(cfg->stuck_after_s >= 0 && cfg->stuck_after_s <= 86400))
+    return mb_fail(err, errlen, "StuckAfter must be in [0,86400] s (got %g)",
+                   cfg->stuck_after_s);
+  if (cfg->grant_max_kib > MB_KIB_MAX)
+    return mb_fail(err, errlen, "EmergencyGrant must be <= %llu KiB",
+                   (unsigned long long)MB_KIB_MAX);
+  if (!(cfg->grant_window_s > 0 && cfg->grant_window_s <= 86400))
+    return mb_fail(err, errlen,
+                   "EmergencyWindow must be in (0,86400] s (got %g)",
+                   cfg->grant_window_s);
+  if (!(cfg->hold_s >= 0 && cfg->hold_s <= 86400))
+    return mb_fail(err, errlen, "GrantHold must be in [0,86400] s (got %g)",
+                   cfg->hold_s);
   return 0;
 }
 
@@ -41,14 +83,67 @@ int mb_round_state_init(mb_round_state_t *st, const mb_round_config_t *cfg,
     return -1;
   memset(st, 0, sizeof(*st));
   mb_state_init(&st->policy, &cfg->policy);
-  (void)cap_domains;
+  if (cap_domains > 0) {
+    st->dom = calloc(cap_domains, sizeof(*st->dom));
+    if (st->dom == NULL)
+      return -1;
+    st->cap = cap_domains;
+  }
   return 0;
 }
 
 void mb_round_state_dispose(mb_round_state_t *st) {
   if (st == NULL)
     return;
+  free(st->dom);
   memset(st, 0, sizeof(*st));
+}
+
+/* The history of a guest (same domid and name: a re-created domain starts
+ * afresh), created on first sight; NULL when the table is full. */
+static struct mb_round_dom *history(mb_round_state_t *st,
+                                    const mb_domain_t *d) {
+  struct mb_round_dom *free_slot = NULL;
+  for (size_t i = 0; i < st->cap; i++) {
+    struct mb_round_dom *h = &st->dom[i];
+    if (!h->used) {
+      if (free_slot == NULL)
+        free_slot = h;
+      continue;
+    }
+    if (h->domid == d->domid && strncmp(h->name, d->name, MB_NAME_LEN) == 0)
+      return h;
+  }
+  if (free_slot == NULL)
+    return NULL;
+  memset(free_slot, 0, sizeof(*free_slot));
+  free_slot->used = true;
+  free_slot->domid = d->domid;
+  memcpy(free_slot->name, d->name, MB_NAME_LEN);
+  free_slot->name[MB_NAME_LEN - 1] = '\0';
+  free_slot->mark_kib = d->current_kib;
+  free_slot->mark_s = -1; /* first sight: see below */
+  return free_slot;
+}
+
+/* Stuck balloon: above its target in force and not closer by the slack
+ * for stuck_after_s. Updates the progress mark. */
+static bool balloon_stuck(const mb_round_config_t *cfg, double now,
+                          struct mb_round_dom *h, const mb_domain_t *d) {
+  uint64_t slack =
+      mb_max_u64(cfg->policy.deadband_kib, MB_ROUND_STUCK_SLACK_KIB);
+  uint64_t cur = d->current_kib, t = d->target_kib;
+  if (h == NULL)
+    return false;
+  if (h->mark_s < 0 || cur <= t + slack || cur + slack <= h->mark_kib ||
+      cur > h->mark_kib || now < h->mark_s) {
+    /* first sight, at its target, moving toward it, or pushed further
+     * away (a new, larger size): progress now */
+    h->mark_kib = cur;
+    h->mark_s = now;
+    return false;
+  }
+  return now - h->mark_s >= cfg->stuck_after_s;
 }
 
 static const mb_round_clamp_t *find_clamp(const mb_round_config_t *cfg,
@@ -96,11 +191,11 @@ static uint64_t reserve_of(const mb_round_config_t *cfg,
   return mb_min_u64(r, in->host.total_kib);
 }
 
-/* What domain i accounts for against the pool with target t in force. */
-static uint64_t accounted(const mb_round_plan_t *plan, size_t i, uint64_t t) {
-  (void)plan;
-  (void)i;
-  return t;
+/* What a domain accounts for against the pool with target t in force: the
+ * target (a balloon on its way will get there), or what it holds when its
+ * balloon is stuck above it. */
+static uint64_t accounted(bool stuck, uint64_t current_kib, uint64_t t) {
+  return stuck ? mb_max_u64(current_kib, t) : t;
 }
 
 /* Sets to_kib of the grows not yet done or failed so that, with every
@@ -112,17 +207,17 @@ static void hold_grows(mb_round_plan_t *plan) {
     uint64_t t = s->failed              ? s->from_kib
                  : s->shrink || s->done ? s->to_kib
                                         : s->from_kib;
-    used += accounted(plan, s->dom, t);
+    used += accounted(s->stuck, s->current_kib, t);
   }
   uint64_t room = mb_sub_sat(plan->pool_kib, used);
   for (size_t k = 0; k < plan->nsteps; k++) {
     mb_round_step_t *s = &plan->steps[k];
     if (s->shrink || s->done || s->failed)
       continue;
-    uint64_t before = accounted(plan, s->dom, s->from_kib);
+    uint64_t before = accounted(s->stuck, s->current_kib, s->from_kib);
     uint64_t to = mb_min_u64(s->want_kib, before + room);
     to = mb_max_u64(to, s->from_kib);
-    room -= mb_sub_sat(accounted(plan, s->dom, to), before);
+    room -= mb_sub_sat(accounted(s->stuck, s->current_kib, to), before);
     s->to_kib = to;
   }
 }
@@ -166,6 +261,24 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
     return -1;
   st->rounds++;
 
+  /* Balloon progress. The policy's scratch flags are free for the round's
+   * own once it has returned. */
+  for (size_t i = 0; i < st->cap; i++)
+    st->dom[i].seen = false;
+  for (size_t i = 0; i < n; i++) {
+    struct mb_round_dom *h = history(st, &plan->doms[i]);
+    plan->dec[i].priv.flags = 0;
+    if (h != NULL) {
+      h->seen = true;
+      if (balloon_stuck(cfg, in->now_s, h, &plan->doms[i]))
+        plan->dec[i].priv.flags |= MB_RF_STUCK;
+    }
+  }
+  /* Domains gone from the list lose their history. */
+  for (size_t i = 0; i < st->cap; i++)
+    if (!st->dom[i].seen)
+      st->dom[i].used = false;
+
   /* The envelope promises conservation; check it before anything moves. */
   uint64_t sum = 0, floors = 0;
   bool all_at_floor = true;
@@ -188,10 +301,12 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < n; i++) {
       uint64_t from = plan->doms[i].target_kib, to = plan->dec[i].target_kib;
+      uint64_t cur = mb_min_u64(plan->doms[i].current_kib, MB_KIB_MAX);
       bool shrink = to < from;
+      bool stuck = (plan->dec[i].priv.flags & MB_RF_STUCK) != 0;
       if (to == from) {
         if (pass == 0)
-          plan->fixed_kib += accounted(plan, i, from);
+          plan->fixed_kib += accounted(stuck, cur, from);
         continue;
       }
       if ((pass == 0) != shrink)
@@ -203,6 +318,8 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
       s->from_kib = from;
       s->want_kib = to;
       s->to_kib = to;
+      s->stuck = stuck;
+      s->current_kib = cur;
     }
   }
   hold_grows(plan);

@@ -50,6 +50,28 @@ typedef struct {
   bool reserve_auto;          /* default true */
   uint64_t reserve_kib;       /* fixed reserve; default 0 */
   uint64_t reserve_slack_kib; /* default 65536 (64 MiB) */
+  /* A balloon above its target by more than the dead band (at least
+   * 1 MiB) that has not come that much closer for stuck_after_s is stuck:
+   * it is accounted at what it holds, so no grow is handed memory it
+   * still holds (D4). Default 10 s: balloons move 30-60 MB/s, so ten
+   * seconds without 8 MiB of progress is no slow balloon. */
+  double stuck_after_s;
+  /* Emergency grants (cagma's emergency growth beyond the CMA) are
+   * bounded per guest: at most grant_max_kib within grant_window_s, so a
+   * guest faking a swap storm cannot take the host's memory in one
+   * urgent round. Default 512 MiB per 60 s: a real storm's ask (10 s of
+   * its swap rate) is a few hundred MiB, and the CMA part of its growth
+   * is not bounded. 0 = no bound. */
+  uint64_t grant_max_kib;
+  double grant_window_s;
+  /* A guest grown toward its guarantee (emergency, or a CMA above what
+   * it holds) keeps what it was given for hold_s after its last such
+   * growth: a storm that calms is not reversed while its donors regrow,
+   * and a guest toggling its demand keeps its memory rather than moving
+   * every other balloon at each toggle. Holds give way whenever another
+   * guest would be left below its CMA. Default 60 s (two default
+   * Periods). 0 = no hold. */
+  double hold_s;
 } mb_round_config_t;
 
 /* Defaults above; policy = mb_config_default(). */
@@ -83,6 +105,9 @@ typedef struct {
   uint64_t to_kib;   /* what to set: want_kib, or less for a grow held
                         back so that the targets in force fit the pool */
   bool done, failed; /* set by mb_round_step_done() */
+  /* accounting: a stuck balloon counts what it holds (current_kib) */
+  bool stuck;
+  uint64_t current_kib;
 } mb_round_step_t;
 
 typedef enum {
@@ -114,13 +139,18 @@ typedef struct {
 } mb_round_plan_t;
 
 /* State carried from round to round. */
+struct mb_round_dom;
 typedef struct {
   mb_state_t policy; /* AUTO tax rate, rounds computed */
   uint64_t rounds;   /* rounds planned */
+  /* per-domain history (balloon progress, grants, holds); owned */
+  struct mb_round_dom *dom;
+  size_t cap;
 } mb_round_state_t;
 
-/* Returns 0, or -1 when cfg does not validate. cap_domains: the most
- * guests a round will be given (the per-domain history is that large). */
+/* Returns 0, or -1 when cfg does not validate or memory is short.
+ * cap_domains: the most guests a round will be given (the per-domain
+ * history is that large; a guest beyond it has no history). */
 int mb_round_state_init(mb_round_state_t *st, const mb_round_config_t *cfg,
                         size_t cap_domains);
 void mb_round_state_dispose(mb_round_state_t *st);
@@ -134,7 +164,13 @@ void mb_round_state_dispose(mb_round_state_t *st);
  *     from_kib the target in force, to_kib == want_kib for shrinks and
  *     from_kib <= to_kib <= want_kib for grows;
  *   - if every step is actuated as planned, the targets in force sum to at
- *     most the pool (unless the floors exceed it);
+ *     most the pool (unless the floors exceed it), a stuck balloon
+ *     counted at what it holds;
+ *   - an emergency growth beyond max(what it holds, its CMA) totals at
+ *     most grant_max_kib per guest per grant_window_s;
+ *   - a held guest is not shrunk below what it was given, unless keeping
+ *     it would leave another fresh guest below its CMA (then every hold
+ *     is released);
  *   - nothing allocated, doms of the input and cfg not written. */
 int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
                      const mb_round_input_t *in, mb_round_plan_t *plan);
