@@ -77,15 +77,12 @@
  *
  * When the CMAs (and emergency asks) do not fit, each domain asks for its
  * CMA and the envelope cuts growth (emergencies last) before it shrinks
- * anyone below what they hold; except that while some guest is in
- * emergency, every other guest is asked for its lean amount: the CMA with
- * at most CmaMarginMin of margin + forecast. The proportional margin is
- * headroom for what may come; a guest swapping now needs it more, and the
- * 32 MiB that stays covers a burst (CmaMarginMin's rationale). In the
- * simulator this beat both giving up nothing (CAGMA testbed 271750 swap
- * pages, churn 207106, consol10 1860586) and giving up the whole margin
- * (240613, 157367, 1963515: donors then swap on their own jitter); lean:
- * 239094, 161147, 1835201.
+ * anyone below what they hold. Another guest's emergency never takes a
+ * guest below its CMA: the critical amount is guaranteed, and a guest can
+ * fake a swap storm. (An earlier "lean margins" rule asked every other
+ * guest for its CMA with at most CmaMarginMin of margin while some guest
+ * was in emergency; it saved swap in the simulator, but a faker then held
+ * honest guests below their CMA for as long as it kept it up.)
  */
 #include "policy_impl.h"
 
@@ -108,14 +105,11 @@ static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
   return !(f < (double)MB_KIB_MAX) ? MB_KIB_MAX : (uint64_t)f;
 }
 
-/* The CMA; *headroom_kib = its margin + forecast part (what an
- * overcommitted host takes back first, see mb_cagma_step). */
-static uint64_t cma_split(const mb_config_t *cfg, const mb_domain_t *d,
-                          uint64_t *headroom_kib) {
+/* The CMA: bare working set + margin + forecast. */
+static uint64_t cma_of(const mb_config_t *cfg, const mb_domain_t *d) {
   const mb_sample_t *s = &d->sample;
   uint64_t cur = mb_min_u64(d->current_kib, MB_KIB_MAX);
   uint64_t overhead = 0, need;
-  *headroom_kib = 0;
   if (!d->has_sample)
     return cur;
   bool have_anon = mb_sample_has(s, MB_F_ANONPAGES) ||
@@ -148,14 +142,12 @@ static uint64_t cma_split(const mb_config_t *cfg, const mb_domain_t *d,
   uint64_t bare = mb_min_u64(overhead + need, MB_KIB_MAX);
   /* A forecast past the domain's maximum is memory it can never be given:
    * counting it would keep the guest "in deficit" at its maximum and hold
-   * every other guest at a lean margin for nothing. */
+   * every other guest at its CMA for nothing. */
   uint64_t forecast = forecast_kib(cfg, d, margin);
   if (d->max_kib > 0)
     forecast = mb_min_u64(forecast, mb_sub_sat(d->max_kib, bare + margin));
-  uint64_t cma =
-      mb_min_u64(bare + mb_min_u64(margin + forecast, MB_KIB_MAX), MB_KIB_MAX);
-  *headroom_kib = cma - bare;
-  return cma;
+  return mb_min_u64(bare + mb_min_u64(margin + forecast, MB_KIB_MAX),
+                    MB_KIB_MAX);
 }
 
 static uint64_t emergency_need_kib(const mb_config_t *cfg,
@@ -185,12 +177,8 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
     mb_decision_t *o = &out[i];
     if (!(o->priv.flags & MB_PF_ACTIVE))
       continue;
-    uint64_t headroom;
-    uint64_t cma = cma_split(cfg, &doms[i], &headroom);
+    uint64_t cma = cma_of(cfg, &doms[i]);
     uint64_t base = cma;
-    /* lean: the CMA with at most CmaMarginMin of headroom */
-    uint64_t lean =
-        cma - headroom + mb_min_u64(headroom, cfg->cagma.margin_min_kib);
     o->cma_kib = cma;
     if (mb_est_pressure(cfg, &doms[i])) {
       o->priv.flags |= MB_PF_EMERGENCY;
@@ -199,9 +187,7 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
     }
     /* Nobody is guaranteed more than max, nor less than the floor. */
     base = mb_min_u64(mb_max_u64(base, o->priv.lo), o->priv.cap);
-    lean = mb_min_u64(mb_max_u64(lean, o->priv.lo), base);
     o->want_kib = base;
-    o->priv.base = (double)lean; /* for the overcommitted case */
     sum_base += base;
   }
   if (sum_base <= pool_kib) {
@@ -234,23 +220,12 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
       if (o->priv.flags & MB_PF_ACTIVE)
         o->priv.lo = o->floor_kib;
     }
-  } else {
-    /* Overcommitted: the CMAs (and emergency asks) do not fit and the
-     * envelope will cut growth. When some guest swaps (emergency), the
-     * others' headroom is what it lacks: every guest not in emergency is
-     * asked for its lean amount (working set + at most CmaMarginMin), so
-     * what it holds beyond goes to the guests that swap. Without an
-     * emergency, headroom stays: nobody is swapping for want of it. */
-    bool emergency = false;
-    for (size_t i = 0; i < n; i++)
-      if (out[i].priv.flags & MB_PF_ACTIVE)
-        emergency = emergency || out[i].emergency;
-    for (size_t i = 0; i < n && emergency; i++) {
-      mb_decision_t *o = &out[i];
-      if ((o->priv.flags & MB_PF_ACTIVE) && !o->emergency)
-        o->want_kib = (uint64_t)o->priv.base;
-    }
   }
+  /* Overcommitted: the CMAs (and emergency asks) do not fit; each guest
+   * asks for its CMA and the envelope cuts growth, emergencies last,
+   * before it shrinks anyone below what they hold. Nobody is asked for
+   * less than its CMA for another guest's emergency: the critical amount
+   * is guaranteed, and an emergency may be faked. */
   for (size_t i = 0; i < n; i++) {
     mb_decision_t *o = &out[i];
     if (!(o->priv.flags & MB_PF_ACTIVE))

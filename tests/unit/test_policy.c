@@ -343,10 +343,10 @@ static void test_cagma(void) {
              DOM(G(2), G(8), M(64), 0, 1992294, 0)},
        .want = {{G(2), MB_R_POOL_LIMIT}, {G(2), MB_R_POOL_LIMIT}}},
       /* same, pool short by one growth (94371): the swapping guest keeps
-       * its emergency growth (2191523); the quiet one, overcommitted next
-       * to an emergency, is asked for its lean amount, working set +
-       * CmaMarginMin = 1992294 + 32768 = 2025062 (before the lean rule it
-       * kept 2G, pool-limit). */
+       * its emergency growth (2191523); the quiet one keeps what it holds
+       * (its growth is cut first) and is never asked below its CMA for
+       * the other's emergency (the former lean rule asked it for
+       * 1992294 + 32768 = 2025062). */
       {.name = "cagma emergency served first",
        .kind = MB_POLICY_CAGMA,
        .total = G(4) + 94371,
@@ -360,11 +360,11 @@ static void test_cagma(void) {
               .flags = D_SWAP,
               .swapin = 100},
              DOM(G(2), G(8), M(64), 0, 1992294, 0)},
-       .want = {{2191523, MB_R_EMERGENCY}, {2025062, MB_R_SHRINK_IDLE}}},
+       .want = {{2191523, MB_R_EMERGENCY}, {G(2), MB_R_POOL_LIMIT}}},
       /* emergency growth served before other growth: A as above; B holds
-       * 1G with anon 1G (CMA 1153433, lean 1G + 32M = 1081344: it grows
-       * by 32768). Pool 2191523 + 1G + 16384 is 16384 short: B's growth
-       * is cut to 16384 (1064960), A's is whole. */
+       * 1G with anon 1G (CMA 1153433: it wants to grow by 104857). Pool
+       * 2191523 + 1G + 16384 leaves B 16384: B's growth is cut to 16384
+       * (1064960), A's is whole. */
       {.name = "cagma emergency growth cut last",
        .kind = MB_POLICY_CAGMA,
        .total = 2191523 + G(1) + 16384,
@@ -989,6 +989,37 @@ static void test_conservation_cuts_unused_first(void) {
   }
 }
 
+/* The critical amount is guaranteed: another guest's emergency, true or
+ * faked, never takes an honest guest below its CMA. Overcommitted host
+ * (pool 2.2 GiB): the faker (1 GiB, swapping at 5000 pages/s) asks for
+ * far more than is free; the honest guest holds 1.5 GiB, its CMA (anon
+ * 1 GiB + 10% margin, plus the kernel's reserve) below that. It may be
+ * asked down to its CMA, never below (the old "lean margins" rule asked
+ * it for its working set + 32 MiB). */
+static void test_cagma_cma_guaranteed(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = G(2) + M(200)};
+  dspec_t faker = DOM(G(1), G(8), 0, M(10), G(1) - M(100), G(1));
+  faker.flags = D_SWAP;
+  faker.swapin = 5000;
+  dspec_t honest = DOM(G(1) + M(512), G(8), 0, M(400), G(1), G(1));
+  mb_domain_t doms[2];
+  mb_decision_t out[2];
+  build_dom(&doms[0], &faker, 0);
+  build_dom(&doms[1], &honest, 1);
+  doms[0].sample.urgent = true;
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out), 0);
+  CU_ASSERT(out[0].emergency);
+  CU_ASSERT(out[1].cma_kib > G(1) && out[1].cma_kib < G(1) + M(512));
+  if (out[1].target_kib < out[1].cma_kib)
+    fprintf(stderr, "\n  honest guest asked %llu KiB, below its CMA %llu",
+            (unsigned long long)out[1].target_kib,
+            (unsigned long long)out[1].cma_kib);
+  CU_ASSERT(out[1].target_kib >= out[1].cma_kib);
+  ASSERT_U64(out[0].target_kib + out[1].target_kib, host.total_kib);
+}
+
 /* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
 static void test_tax_auto(void) {
   mb_config_t cfg;
@@ -1086,6 +1117,8 @@ int main(void) {
       {"cagma pressure signal", test_cagma_pressure_signal},
       {"cagma demand forecast", test_cagma_forecast},
       {"cagma forecast capped at Max", test_cagma_forecast_capped},
+      {"cagma: CMA guaranteed during another's emergency",
+       test_cagma_cma_guaranteed},
       {"D5: conservation cuts unused memory first",
        test_conservation_cuts_unused_first},
       {"selfballoon", test_selfballoon},
