@@ -150,6 +150,10 @@ static uint64_t cma_of(const mb_config_t *cfg, const mb_domain_t *d) {
                     MB_KIB_MAX);
 }
 
+uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d) {
+  return cma_of(cfg, d);
+}
+
 static uint64_t emergency_need_kib(const mb_config_t *cfg,
                                    const mb_domain_t *d) {
   double pps = 0;
@@ -166,8 +170,9 @@ static uint64_t emergency_need_kib(const mb_config_t *cfg,
  * or its emergency ask) is above what it holds by more than the dead
  * band: it waits for memory that donors must first give back. */
 static bool in_deficit(const mb_config_t *cfg, const mb_decision_t *o) {
-  return (o->priv.flags & MB_PF_EMERGENCY) ||
-         o->want_kib > o->from_kib + cfg->deadband_kib;
+  if (o->priv.flags & MB_PF_EMERGENCY)
+    return o->want_kib > o->from_kib; /* not at its maximum */
+  return o->want_kib > o->from_kib + cfg->deadband_kib;
 }
 
 void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,

@@ -53,6 +53,9 @@ void mb_tax_step(const mb_config_t *cfg, mb_state_t *st,
                  uint64_t pool_kib);
 void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
                    mb_decision_t *out, uint64_t pool_kib);
+/* cagma's critical memory amount of a domain (its sample, this config);
+ * the round module bounds emergency grants beyond it. */
+uint64_t mb_cagma_cma_kib(const mb_config_t *cfg, const mb_domain_t *d);
 void mb_selfballoon_step(const mb_config_t *cfg, const mb_domain_t *doms,
                          size_t n, mb_decision_t *out);
 

@@ -16,7 +16,7 @@
 #define MB_ROUND_STUCK_AFTER_S 10.0
 #define MB_ROUND_GRANT_MAX_KIB (512 * 1024)
 #define MB_ROUND_GRANT_WINDOW_S 60.0
-#define MB_ROUND_HOLD_S 60.0
+#define MB_ROUND_HOLD_S 45.0
 /* Balloon progress below this is no progress (the dead band, if larger). */
 #define MB_ROUND_STUCK_SLACK_KIB 1024
 
@@ -191,6 +191,155 @@ static uint64_t reserve_of(const mb_round_config_t *cfg,
   return mb_min_u64(r, in->host.total_kib);
 }
 
+/* The guests of the input (dom0 left out) into plan->doms, clamped.
+ * Returns their number; *dom0_kib and *guests_kib what dom0 and the
+ * guests hold. */
+static size_t fill_guests(const mb_round_config_t *cfg,
+                          const mb_round_input_t *in, mb_round_plan_t *plan,
+                          uint64_t *dom0_kib, uint64_t *guests_kib) {
+  size_t n = 0;
+  *dom0_kib = 0;
+  *guests_kib = 0;
+  for (size_t i = 0; i < in->n; i++) {
+    const mb_domain_t *d = &in->doms[i];
+    if (d->domid == 0) {
+      *dom0_kib = mb_min_u64(d->current_kib, MB_KIB_MAX);
+      continue;
+    }
+    clamp_domain(cfg, d, &plan->doms[n]);
+    *guests_kib += mb_min_u64(d->current_kib, MB_KIB_MAX);
+    n++;
+  }
+  return n;
+}
+
+static bool hold_active(const mb_round_config_t *cfg,
+                        const struct mb_round_dom *h, double now) {
+  return h != NULL && cfg->hold_s > 0 && now < h->hold_until_s &&
+         h->held_kib > 0;
+}
+
+/* Raises the floor of every held guest to what it was given (never above
+ * what it holds nor its maximum). Returns whether any guest is held. */
+static bool apply_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
+                        mb_round_plan_t *plan, double now) {
+  bool any = false;
+  for (size_t i = 0; i < plan->n; i++) {
+    mb_domain_t *d = &plan->doms[i];
+    struct mb_round_dom *h = history(st, d);
+    if (!hold_active(cfg, h, now))
+      continue;
+    uint64_t keep = mb_min_u64(h->held_kib, d->current_kib);
+    if (d->max_kib != 0)
+      keep = mb_min_u64(keep, d->max_kib);
+    if (keep > d->min_kib) {
+      d->min_kib = keep;
+      any = true;
+    }
+  }
+  return any;
+}
+
+/* A fresh guest that is not held, cut by the pool below its CMA: the
+ * holds are keeping memory it is guaranteed. */
+static bool holds_hurt(const mb_round_config_t *cfg, mb_round_state_t *st,
+                       const mb_round_plan_t *plan, double now) {
+  for (size_t i = 0; i < plan->n; i++) {
+    const mb_decision_t *o = &plan->dec[i];
+    if (o->stale || hold_active(cfg, history(st, &plan->doms[i]), now))
+      continue;
+    uint64_t ask =
+        o->emergency ? mb_max_u64(o->cma_kib, o->want_kib) : o->cma_kib;
+    if (o->reason == MB_R_POOL_LIMIT && o->target_kib < ask)
+      return true;
+  }
+  return false;
+}
+
+static void release_holds(mb_round_state_t *st, const mb_round_plan_t *plan) {
+  for (size_t i = 0; i < plan->n; i++) {
+    struct mb_round_dom *h = history(st, &plan->doms[i]);
+    if (h != NULL) {
+      h->hold_until_s = 0;
+      h->held_kib = 0;
+    }
+  }
+}
+
+/* Emergency grants: a guest under pressure (cagma's emergency signal)
+ * may grow this round by what is left of its grant in the window, so it
+ * asks (and makes donors give) no more than that. Returns nothing; sets
+ * the domain's maximum for this round. */
+static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
+                         mb_round_plan_t *plan, double now) {
+  if (cfg->grant_max_kib == 0)
+    return;
+  for (size_t i = 0; i < plan->n; i++) {
+    mb_domain_t *d = &plan->doms[i];
+    struct mb_round_dom *h = history(st, d);
+    if (h == NULL || !d->has_sample || !mb_est_pressure(&cfg->policy, d))
+      continue;
+    if (!(now >= h->grant_start_s &&
+          now - h->grant_start_s < cfg->grant_window_s)) {
+      h->grant_start_s = now;
+      h->granted_kib = 0;
+    }
+    /* growth up to the CMA is the guarantee, not a grant */
+    uint64_t base = mb_min_u64(d->current_kib, MB_KIB_MAX);
+    if (cfg->policy.kind == MB_POLICY_CAGMA)
+      base = mb_max_u64(base, mb_cagma_cma_kib(&cfg->policy, d));
+    uint64_t cap = base + mb_sub_sat(cfg->grant_max_kib, h->granted_kib);
+    if (d->max_kib == 0 || cap < d->max_kib)
+      d->max_kib = cap;
+  }
+}
+
+/* What the guests under pressure were granted this round. */
+static void count_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
+                         const mb_round_plan_t *plan) {
+  if (cfg->grant_max_kib == 0)
+    return;
+  for (size_t i = 0; i < plan->n; i++) {
+    const mb_domain_t *d = &plan->doms[i];
+    struct mb_round_dom *h = history(st, d);
+    const mb_decision_t *o = &plan->dec[i];
+    if (h != NULL && d->has_sample && mb_est_pressure(&cfg->policy, d))
+      h->granted_kib +=
+          mb_sub_sat(o->target_kib, mb_max_u64(o->from_kib, o->cma_kib));
+  }
+}
+
+/* A guest grown toward its guarantee (emergency, or a CMA above what it
+ * holds) is held at what it was given toward its ask. A held guest that
+ * asks again for what it is held at (its CMA or emergency ask within the
+ * dead band of it, or above) keeps its hold, raised to what it holds and
+ * asks for: a guest toggling its demand keeps the memory of its high
+ * phase instead of taking it from every other guest at each toggle. */
+static void update_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
+                         const mb_round_plan_t *plan, double now) {
+  if (cfg->hold_s <= 0)
+    return;
+  uint64_t band = cfg->policy.deadband_kib;
+  for (size_t i = 0; i < plan->n; i++) {
+    const mb_decision_t *o = &plan->dec[i];
+    struct mb_round_dom *h = history(st, &plan->doms[i]);
+    if (h == NULL || o->stale)
+      continue;
+    bool active = hold_active(cfg, h, now);
+    uint64_t ask =
+        o->emergency ? mb_max_u64(o->cma_kib, o->want_kib) : o->cma_kib;
+    bool grown = o->target_kib > o->from_kib + band &&
+                 (o->emergency || o->cma_kib > o->from_kib + band);
+    /* held: what it holds (or was just given) that it asks for; a surplus
+     * share is not held */
+    uint64_t given = mb_min_u64(ask, mb_max_u64(o->from_kib, o->target_kib));
+    if (grown || (active && ask + band >= h->held_kib)) {
+      h->held_kib = active ? mb_max_u64(h->held_kib, given) : given;
+      h->hold_until_s = now + cfg->hold_s;
+    }
+  }
+}
+
 /* What a domain accounts for against the pool with target t in force: the
  * target (a balloon on its way will get there), or what it holds when its
  * balloon is stuck above it. */
@@ -237,17 +386,7 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
     return -1;
 
   uint64_t dom0_kib = 0, guests_kib = 0;
-  n = 0;
-  for (size_t i = 0; i < in->n; i++) {
-    const mb_domain_t *d = &in->doms[i];
-    if (d->domid == 0) {
-      dom0_kib = mb_min_u64(d->current_kib, MB_KIB_MAX);
-      continue;
-    }
-    clamp_domain(cfg, d, &plan->doms[n]);
-    guests_kib += mb_min_u64(d->current_kib, MB_KIB_MAX);
-    n++;
-  }
+  n = fill_guests(cfg, in, plan, &dom0_kib, &guests_kib);
   plan->n = n;
   plan->nsteps = 0;
   plan->host = in->host;
@@ -256,28 +395,49 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
   plan->host.reserve_kib = reserve_of(cfg, in, dom0_kib, guests_kib);
   plan->pool_kib = plan->host.total_kib - plan->host.reserve_kib;
 
-  if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,
-                        plan->dec) != 0)
-    return -1;
-  st->rounds++;
-
-  /* Balloon progress. The policy's scratch flags are free for the round's
-   * own once it has returned. */
+  /* Every guest's history; domains gone from the list lose theirs. */
   for (size_t i = 0; i < st->cap; i++)
     st->dom[i].seen = false;
   for (size_t i = 0; i < n; i++) {
     struct mb_round_dom *h = history(st, &plan->doms[i]);
-    plan->dec[i].priv.flags = 0;
-    if (h != NULL) {
+    if (h != NULL)
       h->seen = true;
-      if (balloon_stuck(cfg, in->now_s, h, &plan->doms[i]))
-        plan->dec[i].priv.flags |= MB_RF_STUCK;
-    }
   }
-  /* Domains gone from the list lose their history. */
   for (size_t i = 0; i < st->cap; i++)
     if (!st->dom[i].seen)
       st->dom[i].used = false;
+
+  /* Held guests: floor at what they were given. If that leaves another
+   * guest below its CMA, every hold gives way and the round is computed
+   * again without them (from the same policy state). */
+  double now = in->now_s;
+  mb_state_t policy_before = st->policy;
+  limit_grants(cfg, st, plan, now);
+  bool held = apply_holds(cfg, st, plan, now);
+  if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,
+                        plan->dec) != 0)
+    return -1;
+  if (held && holds_hurt(cfg, st, plan, now)) {
+    release_holds(st, plan);
+    fill_guests(cfg, in, plan, &dom0_kib, &guests_kib);
+    limit_grants(cfg, st, plan, now);
+    st->policy = policy_before;
+    if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,
+                          plan->dec) != 0)
+      return -1;
+  }
+  st->rounds++;
+  count_grants(cfg, st, plan);
+  update_holds(cfg, st, plan, now);
+
+  /* Balloon progress. The policy's scratch flags are free for the round's
+   * own once it has returned. */
+  for (size_t i = 0; i < n; i++) {
+    struct mb_round_dom *h = history(st, &plan->doms[i]);
+    plan->dec[i].priv.flags = 0;
+    if (h != NULL && balloon_stuck(cfg, now, h, &plan->doms[i]))
+      plan->dec[i].priv.flags |= MB_RF_STUCK;
+  }
 
   /* The envelope promises conservation; check it before anything moves. */
   uint64_t sum = 0, floors = 0;

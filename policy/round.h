@@ -56,21 +56,27 @@ typedef struct {
    * still holds (D4). Default 10 s: balloons move 30-60 MB/s, so ten
    * seconds without 8 MiB of progress is no slow balloon. */
   double stuck_after_s;
-  /* Emergency grants (cagma's emergency growth beyond the CMA) are
-   * bounded per guest: at most grant_max_kib within grant_window_s, so a
-   * guest faking a swap storm cannot take the host's memory in one
-   * urgent round. Default 512 MiB per 60 s: a real storm's ask (10 s of
-   * its swap rate) is a few hundred MiB, and the CMA part of its growth
-   * is not bounded. 0 = no bound. */
+  /* Emergency grants are bounded per guest: a guest under pressure
+   * (cagma's emergency signal: swapping, faulting or urgent while short of
+   * memory) grows by at most grant_max_kib within grant_window_s, so a
+   * guest faking a swap storm can neither take the host's memory in one
+   * urgent round nor make every donor shrink at each of its storms.
+   * Default 512 MiB per 60 s: a real storm's ask (10 s of its swap rate)
+   * is a few hundred MiB; in the simulator's scenarios the bound costs
+   * nothing (membal-bench, issue 11). 0 = no bound. */
   uint64_t grant_max_kib;
   double grant_window_s;
   /* A guest grown toward its guarantee (emergency, or a CMA above what
-   * it holds) keeps what it was given for hold_s after its last such
-   * growth: a storm that calms is not reversed while its donors regrow,
-   * and a guest toggling its demand keeps its memory rather than moving
-   * every other balloon at each toggle. Holds give way whenever another
-   * guest would be left below its CMA. Default 60 s (two default
-   * Periods). 0 = no hold. */
+   * it holds) keeps what it was given toward its ask for hold_s after it
+   * last asked for it: a storm that calms is not reversed while its
+   * donors regrow, and a guest toggling its demand with a period up to
+   * hold_s keeps its memory instead of moving every other balloon at each
+   * toggle (tests/unit/test_round.c measures it). Holds give way whenever
+   * another guest would be left below its CMA or emergency ask. Default
+   * 45 s: longer than the 40 s toggling seen on the real pipeline; it
+   * costs some swap in the simulator (held memory is no other guest's
+   * cushion: membal-bench consol10 +6 %, churn +15 %, issue 11), 60 s
+   * cost twice that. 0 = no hold. */
   double hold_s;
 } mb_round_config_t;
 
@@ -166,8 +172,8 @@ void mb_round_state_dispose(mb_round_state_t *st);
  *   - if every step is actuated as planned, the targets in force sum to at
  *     most the pool (unless the floors exceed it), a stuck balloon
  *     counted at what it holds;
- *   - an emergency growth beyond max(what it holds, its CMA) totals at
- *     most grant_max_kib per guest per grant_window_s;
+ *   - a guest under pressure (emergency) grows by at most grant_max_kib
+ *     per grant_window_s in total (its maximum is lowered for the round);
  *   - a held guest is not shrunk below what it was given, unless keeping
  *     it would leave another fresh guest below its CMA (then every hold
  *     is released);

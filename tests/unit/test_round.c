@@ -12,6 +12,8 @@
 #define G(x) ((uint64_t)(x)*1048576)
 #define M(x) ((uint64_t)(x)*1024)
 
+static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
 /* A guest holding cur_kib, using used_kib (anon), with a fresh sample. */
 static void guest(mb_domain_t *d, uint32_t domid, uint64_t cur_kib,
                   uint64_t used_kib) {
@@ -199,6 +201,247 @@ static void test_stuck_balloon(void) {
   mb_round_state_dispose(&f.st);
 }
 
+static void set_demand(mb_domain_t *d, uint64_t anon_kib);
+
+/* A host for grants and holds: vm1 (1 GiB, 4 GiB max) and two honest
+ * 3 GiB guests using 2.5 GiB, on 8 GiB. */
+static void grant_host(fixture_t *f, mb_domain_t *d, mb_round_input_t *in) {
+  fx_init(f);
+  f->cfg.reserve_auto = false;
+  guest(&d[0], 1, G(1), M(600));
+  guest(&d[1], 2, G(3), G(2) + M(512));
+  guest(&d[2], 3, G(3), G(2) + M(512));
+  for (int i = 0; i < 3; i++)
+    d[i].max_kib = G(4);
+  memset(in, 0, sizeof(*in));
+  in->doms = d;
+  in->n = 3;
+  in->host.total_kib = G(8);
+  CU_ASSERT_EQUAL_FATAL(mb_round_state_init(&f->st, &f->cfg, MAXN), 0);
+}
+
+static void storm(mb_domain_t *d, bool on) {
+  set_demand(d, d->sample.v[MB_F_ANONPAGES]); /* a sample of its new size */
+  d->sample.urgent = on;
+  d->rates.valid = true;
+  d->rates.swapout_pps = on ? 50000 : 0; /* asks 10 s x 195 MiB/s */
+}
+
+/* Moves every balloon to its target. */
+static void settle(fixture_t *f, mb_domain_t *d, size_t n) {
+  for (size_t k = 0; k < f->plan.nsteps; k++)
+    mb_round_step_done(&f->plan, k, true);
+  for (size_t i = 0; i < n; i++)
+    d[i].target_kib = d[i].current_kib = f->dec[i].target_kib;
+}
+
+/* An emergency grant is bounded per guest per window: a guest faking a
+ * storm of 50000 pages/s (an ask of about 2 GiB) grows beyond its CMA by
+ * at most 512 MiB in 60 s, then by 512 MiB again in the next window. */
+static void test_grant_bounded(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  uint64_t start = d[0].current_kib;
+  for (int r = 0; r < 6; r++) { /* 0..50 s: one window */
+    in.now_s = r * 10.0;
+    storm(&d[0], true);
+    CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+    CU_ASSERT(f.dec[0].emergency);
+    if (f.dec[0].target_kib > start + M(512) + M(100))
+      fprintf(stderr, "\n  round %d: faker at %llu KiB (started %llu)", r,
+              (unsigned long long)f.dec[0].target_kib,
+              (unsigned long long)start);
+    settle(&f, d, 3);
+  }
+  uint64_t cma = f.dec[0].cma_kib;
+  /* its CMA (what it holds, + 10 %) is not a grant; beyond it, 512 MiB */
+  CU_ASSERT(d[0].current_kib <= max_u64(start, cma) + M(512));
+  CU_ASSERT(d[0].current_kib >= start + M(512));
+  uint64_t first = d[0].current_kib;
+  in.now_s = 60; /* a new window */
+  storm(&d[0], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  settle(&f, d, 3);
+  CU_ASSERT(d[0].current_kib > first + M(256));
+  CU_ASSERT(d[0].current_kib <= first + M(512) + M(128));
+  mb_round_state_dispose(&f.st);
+}
+
+/* A grant is held: the storm calms, the guest keeps what it was given for
+ * GrantHold (45 s) while the donors would regrow; then it gives it back. */
+static void test_grant_held(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  in.now_s = 0;
+  storm(&d[0], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  settle(&f, d, 3);
+  uint64_t granted = d[0].current_kib;
+  CU_ASSERT(granted > G(1) + M(256));
+  for (int r = 1; r <= 4; r++) { /* 10..40 s: calm, still held */
+    in.now_s = r * 10.0;
+    storm(&d[0], false);
+    CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+    if (f.dec[0].target_kib < granted)
+      fprintf(stderr, "\n  %.0f s after the grant: %llu KiB, was %llu",
+              in.now_s, (unsigned long long)f.dec[0].target_kib,
+              (unsigned long long)granted);
+    CU_ASSERT(f.dec[0].target_kib >= granted);
+    settle(&f, d, 3);
+  }
+  in.now_s = 50; /* hold over: the guest's idle memory goes back */
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  CU_ASSERT(f.dec[0].target_kib < granted);
+  mb_round_state_dispose(&f.st);
+}
+
+/* Holds give way to another guest's CMA: vm1 is held at its grant; then
+ * vm2's working set grows beyond what the host can give without vm1's
+ * held memory. vm1's hold is released, vm2 and vm3 lose nothing. */
+static void test_hold_gives_way(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  storm(&d[0], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  settle(&f, d, 3);
+  uint64_t granted = d[0].current_kib;
+  in.now_s = 10;
+  storm(&d[0], false);
+  /* vm2 (its balloon grown to 3.3 GiB) and vm3 now need nearly all they
+   * hold: their CMAs and vm1's hold exceed the host */
+  d[1].current_kib = d[1].target_kib = G(3) + M(300);
+  set_demand(&d[1], d[1].current_kib - M(40));
+  set_demand(&d[2], d[2].current_kib - M(40));
+  d[1].max_kib = d[2].max_kib = G(8);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  CU_ASSERT(f.dec[1].cma_kib > d[1].current_kib);
+  CU_ASSERT(f.dec[0].target_kib < granted);
+  for (int i = 1; i < 3; i++) {
+    if (f.dec[i].target_kib < f.dec[i].cma_kib &&
+        f.dec[i].target_kib < in.host.total_kib / 2)
+      fprintf(stderr, "\n  vm%d below its CMA: %llu < %llu", i + 1,
+              (unsigned long long)f.dec[i].target_kib,
+              (unsigned long long)f.dec[i].cma_kib);
+    CU_ASSERT(f.dec[i].target_kib >= d[i].current_kib);
+  }
+  mb_round_state_dispose(&f.st);
+}
+
+/* ---- a guest toggling its demand (anti-oscillation) ------------------ */
+
+static uint64_t jitter_rng = 1;
+static double jitter(void) { /* in [-1, 1) */
+  jitter_rng ^= jitter_rng << 13;
+  jitter_rng ^= jitter_rng >> 7;
+  jitter_rng ^= jitter_rng << 17;
+  return (double)(jitter_rng >> 11) / 4503599627370496.0 - 1.0;
+}
+
+/* Sets a guest's sample for what it holds now and its anonymous memory. */
+static void set_demand(mb_domain_t *d, uint64_t anon_kib) {
+  mb_sample_t *s = &d->sample;
+  uint64_t total = d->current_kib - M(16);
+  if (anon_kib > total - M(8))
+    anon_kib = total - M(8);
+  s->seq++;
+  s->v[MB_F_MEMTOTAL] = total;
+  s->v[MB_F_ANONPAGES] = anon_kib;
+  s->v[MB_F_MEMFREE] = total - anon_kib;
+  s->v[MB_F_MEMAVAILABLE] = total - anon_kib;
+}
+
+typedef enum { TOGGLE_NONE, TOGGLE_DEMAND, TOGGLE_STORM } toggle_t;
+
+/* Host of 8 GiB (no reserve), four 4 GiB-max guests. vm1 toggles (or
+ * not); vm2-vm4 are honest: 1 GiB of anonymous memory with 2 % jitter
+ * every round. Rounds 10 s apart, balloons reach their targets between
+ * rounds. Returns the total movement of the honest guests' targets (KiB)
+ * over 60 rounds, after 10 rounds to settle. */
+static uint64_t honest_movement(double hold_s, toggle_t mode) {
+  static fixture_t f;
+  fx_init(&f);
+  f.cfg.reserve_auto = false;
+  f.cfg.hold_s = hold_s;
+  mb_domain_t d[4];
+  for (uint32_t i = 0; i < 4; i++) {
+    guest(&d[i], i + 1, G(2), G(1));
+    d[i].max_kib = G(4);
+  }
+  mb_round_input_t in = {.doms = d, .n = 4};
+  in.host.total_kib = G(8);
+  CU_ASSERT_EQUAL_FATAL(mb_round_state_init(&f.st, &f.cfg, MAXN), 0);
+  jitter_rng = 20261130;
+  uint64_t moved = 0;
+  for (int r = 0; r < 70; r++) {
+    in.now_s = r * 10.0;
+    bool high = (r / 2) % 2 == 1; /* 20 s high, 20 s low */
+    set_demand(&d[0], mode == TOGGLE_DEMAND && high ? G(2) + M(512) : G(1));
+    d[0].sample.urgent = mode == TOGGLE_STORM && high;
+    d[0].rates.valid = mode == TOGGLE_STORM;
+    d[0].rates.swapout_pps = mode == TOGGLE_STORM && high ? 5000 : 0;
+    for (int i = 1; i < 4; i++)
+      set_demand(&d[i], (uint64_t)((double)G(1) * (1.0 + 0.02 * jitter())));
+    CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+    for (size_t k = 0; k < f.plan.nsteps; k++)
+      mb_round_step_done(&f.plan, k, true);
+    if (getenv("ROUND_TRACE") && mode == TOGGLE_STORM && hold_s > 0)
+      fprintf(stderr, "r%d %s: %llu %llu %llu %llu (%s %s, cma %llu)\n", r,
+              high ? "hi" : "lo",
+              (unsigned long long)f.dec[0].target_kib / 1024,
+              (unsigned long long)f.dec[1].target_kib / 1024,
+              (unsigned long long)f.dec[2].target_kib / 1024,
+              (unsigned long long)f.dec[3].target_kib / 1024,
+              mb_reason_name(f.dec[0].reason), mb_reason_name(f.dec[1].reason),
+              (unsigned long long)f.dec[0].cma_kib / 1024);
+    if (getenv("ROUND_TRACE") && mode == TOGGLE_STORM && hold_s > 0)
+      fprintf(stderr, "   t: want %llu floor %llu from %llu min %llu\n",
+              (unsigned long long)f.dec[0].want_kib / 1024,
+              (unsigned long long)f.dec[0].floor_kib / 1024,
+              (unsigned long long)f.dec[0].from_kib / 1024,
+              (unsigned long long)f.doms[0].min_kib / 1024);
+    for (int i = 0; i < 4; i++) {
+      uint64_t t = f.dec[i].target_kib;
+      if (r >= 10 && i > 0)
+        moved +=
+            t > d[i].target_kib ? t - d[i].target_kib : d[i].target_kib - t;
+      d[i].target_kib = t;
+      d[i].current_kib = t;
+    }
+  }
+  mb_round_state_dispose(&f.st);
+  return moved;
+}
+
+/* Anti-oscillation: a guest toggling its demand (or faking a swap storm
+ * every other 20 s) moves the honest balloons at most twice as much as
+ * they move at rest (their own jitter). The figures are printed. */
+static void test_toggling_guest(void) {
+  mb_round_config_t def;
+  mb_round_config_default(&def);
+  uint64_t rest = honest_movement(def.hold_s, TOGGLE_NONE);
+  uint64_t demand = honest_movement(def.hold_s, TOGGLE_DEMAND);
+  uint64_t storm = honest_movement(def.hold_s, TOGGLE_STORM);
+  uint64_t demand0 = honest_movement(0, TOGGLE_DEMAND);
+  uint64_t storm0 = honest_movement(0, TOGGLE_STORM);
+  fprintf(stderr,
+          "\n  honest balloons moved over 600 s (MiB): at rest %.0f; "
+          "toggling demand %.0f (%.2fx), faked storms %.0f (%.2fx); "
+          "without holds: %.0f (%.2fx), %.0f (%.2fx)\n",
+          rest / 1024.0, demand / 1024.0, (double)demand / (double)rest,
+          storm / 1024.0, (double)storm / (double)rest, demand0 / 1024.0,
+          (double)demand0 / (double)rest, storm0 / 1024.0,
+          (double)storm0 / (double)rest);
+  CU_ASSERT(rest > 0);
+  CU_ASSERT(demand <= 2 * rest);
+  CU_ASSERT(storm <= 2 * rest);
+}
+
 static void test_refused(void) {
   fixture_t f;
   fx_init(&f);
@@ -336,6 +579,10 @@ int main(void) {
       {"plan: a failed shrink holds the grow", test_failed_shrink_holds_grow},
       {"D4: a stuck balloon counts what it holds", test_stuck_balloon},
       {"refused inputs", test_refused},
+      {"a toggling guest: honest balloons move <= 2x", test_toggling_guest},
+      {"emergency grants bounded per window", test_grant_bounded},
+      {"a grant is held, then given back", test_grant_held},
+      {"holds give way to another guest's CMA", test_hold_gives_way},
       {"plans on random hosts", test_random_plans},
       CU_TEST_INFO_NULL,
   };
