@@ -390,21 +390,6 @@ static uint64_t honest_movement(double hold_s, toggle_t mode) {
     CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
     for (size_t k = 0; k < f.plan.nsteps; k++)
       mb_round_step_done(&f.plan, k, true);
-    if (getenv("ROUND_TRACE") && mode == TOGGLE_STORM && hold_s > 0)
-      fprintf(stderr, "r%d %s: %llu %llu %llu %llu (%s %s, cma %llu)\n", r,
-              high ? "hi" : "lo",
-              (unsigned long long)f.dec[0].target_kib / 1024,
-              (unsigned long long)f.dec[1].target_kib / 1024,
-              (unsigned long long)f.dec[2].target_kib / 1024,
-              (unsigned long long)f.dec[3].target_kib / 1024,
-              mb_reason_name(f.dec[0].reason), mb_reason_name(f.dec[1].reason),
-              (unsigned long long)f.dec[0].cma_kib / 1024);
-    if (getenv("ROUND_TRACE") && mode == TOGGLE_STORM && hold_s > 0)
-      fprintf(stderr, "   t: want %llu floor %llu from %llu min %llu\n",
-              (unsigned long long)f.dec[0].want_kib / 1024,
-              (unsigned long long)f.dec[0].floor_kib / 1024,
-              (unsigned long long)f.dec[0].from_kib / 1024,
-              (unsigned long long)f.doms[0].min_kib / 1024);
     for (int i = 0; i < 4; i++) {
       uint64_t t = f.dec[i].target_kib;
       if (r >= 10 && i > 0)
