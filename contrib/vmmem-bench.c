@@ -12,6 +12,10 @@
  *
  * -P <s> only populates, then has every guest publish a new record once a
  * second for s seconds (load for a collectd measured from outside).
+ * -U <rate> with -P: guest 1 (the storm) publishes instead <rate> urgent
+ * records a second (paced every 10 ms); prints the rate it achieved.
+ * -S <domid> with -P and -U: nothing is populated; only domain <domid>
+ * writes the urgent records, into a store a test set up.
  * -T leaves target_kib out of the dom nodes (a simulator that does not
  * mirror the target there): the backend then reads memory/target too.
  */
@@ -60,12 +64,14 @@ static int put(struct xs_handle *h, const char *path, const char *val) {
   return 0;
 }
 
-static int publish(struct xs_handle *h, unsigned domid, uint64_t seq) {
+static int publish_as(struct xs_handle *h, unsigned domid, uint64_t seq,
+                      bool urgent) {
   mb_sample_t s;
   char rec[MB_RECORD_MAX], path[96];
   memset(&s, 0, sizeof(s));
   s.seq = seq;
   s.uptime_ms = seq * 1000;
+  s.urgent = urgent;
   const struct {
     mb_field_t f;
     uint64_t v;
@@ -86,6 +92,46 @@ static int publish(struct xs_handle *h, unsigned domid, uint64_t seq) {
   }
   snprintf(path, sizeof(path), "/local/domain/%u/data/membal/stats", domid);
   return put(h, path, rec);
+}
+
+static int publish(struct xs_handle *h, unsigned domid, uint64_t seq) {
+  return publish_as(h, domid, seq, false);
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* -P with -U: guest 1 writes urgent_rate urgent records a second, in steps
+ * of 10 ms; the others publish once a second. */
+static int storm(struct xs_handle *h, unsigned n, unsigned seconds,
+                 unsigned urgent_rate, unsigned storm_domid) {
+  const double step_s = 0.01;
+  double t0 = now_s(), next_pub = t0;
+  uint64_t storm_seq = 2, seq = 2, written = 0;
+  for (double t = t0; t - t0 < seconds; t = now_s()) {
+    if (storm_domid == 0 && t >= next_pub) {
+      for (unsigned id = 2; id <= n; id++)
+        if (publish(h, id, seq) != 0)
+          return -1;
+      seq++;
+      next_pub += 1.0;
+    }
+    /* Catch up with the rate since t0 (a slow write delays, never drops). */
+    uint64_t want = (uint64_t)((t - t0) * urgent_rate) + 1;
+    for (; written < want; written++)
+      if (publish_as(h, storm_domid ? storm_domid : 1, storm_seq++, true) != 0)
+        return -1;
+    struct timespec d = {0, (long)(step_s * 1e9)};
+    nanosleep(&d, NULL);
+  }
+  double el = now_s() - t0;
+  printf("storm: guest %u wrote %llu urgent records in %.1f s = %.0f/s\n",
+         storm_domid ? storm_domid : 1, (unsigned long long)written, el,
+         (double)written / el);
+  return 0;
 }
 
 static int populate(struct xs_handle *h, unsigned n, int with_target) {
@@ -117,8 +163,8 @@ int main(int argc, char **argv) {
   int with_target = 1;
   const char *sock = NULL;
   int c;
-  unsigned publish_s = 0;
-  while ((c = getopt(argc, argv, "n:r:x:p:TP:")) != -1) {
+  unsigned publish_s = 0, urgent_rate = 0, storm_domid = 0;
+  while ((c = getopt(argc, argv, "n:r:x:p:TP:U:S:")) != -1) {
     switch (c) {
     case 'n':
       n = (unsigned)strtoul(optarg, NULL, 10);
@@ -138,10 +184,17 @@ int main(int argc, char **argv) {
     case 'P':
       publish_s = (unsigned)strtoul(optarg, NULL, 10);
       break;
+    case 'U':
+      urgent_rate = (unsigned)strtoul(optarg, NULL, 10);
+      break;
+    case 'S':
+      storm_domid = (unsigned)strtoul(optarg, NULL, 10);
+      break;
     default:
       fprintf(stderr,
               "usage: vmmem-bench -n domains [-r rounds] "
-              "[-x xenstored-socket] [-p xenstored-pid] [-T] [-P seconds]\n");
+              "[-x xenstored-socket] [-p xenstored-pid] [-T] [-P seconds "
+              "[-U urgent-records-per-second [-S domid]]]\n");
       return 2;
     }
   }
@@ -159,8 +212,16 @@ int main(int argc, char **argv) {
   }
   int rc = 1;
   mb_backend_t *b = NULL;
+  if (publish_s > 0 && urgent_rate > 0 && storm_domid > 0) {
+    rc = storm(h, n, publish_s, urgent_rate, storm_domid) == 0 ? 0 : 1;
+    goto out;
+  }
   if (populate(h, n, with_target) != 0)
     goto out;
+  if (publish_s > 0 && urgent_rate > 0) {
+    rc = storm(h, n, publish_s, urgent_rate, 0) == 0 ? 0 : 1;
+    goto out;
+  }
   if (publish_s > 0) {
     /* Guests only: every guest publishes a new record once a second, as
      * guestmem with Interval 1 would (load for a collectd under test). */

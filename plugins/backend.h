@@ -39,6 +39,12 @@ typedef struct {
   void *log_ctx;
   unsigned stats_period_s; /* libvirt: balloon stats period set on domains
                               where it is 0 (off); 0 = 5 s */
+  /* mb_backend_list() leaves the guest samples out (sample_status NONE):
+   * for a caller that receives them whole from elsewhere (membal gets them
+   * from vmmem) and would only discard them. Saves one store read per
+   * domain (libxl, sim); libvirt ignores it, its statistics call also gives
+   * the balloon's size. */
+  bool no_records;
 } mb_backend_opts_t;
 
 typedef enum {

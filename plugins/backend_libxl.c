@@ -45,6 +45,7 @@ struct lx {
   mb_xs_t xs;  /* guest records and memory/target, read callback */
   mb_xs_t wxs; /* watch connection, used by the waiting thread */
   bool wxs_ready;
+  bool no_records; /* list leaves guest records unread */
   void (*log)(void *ctx, int level, const char *msg);
   void *log_ctx;
   lx_name_t *names; /* owned; sorted by domid, the domains of the last
@@ -113,6 +114,7 @@ static void *lx_open(const mb_backend_opts_t *opts, char *err, size_t errlen) {
   }
   b->log = opts->log;
   b->log_ctx = opts->log_ctx;
+  b->no_records = opts->no_records;
   b->logger.vt.vmessage = lx_vmessage;
   b->logger.vt.progress = NULL;
   b->logger.vt.destroy = lx_destroy_logger;
@@ -278,7 +280,7 @@ static int lx_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
       free(m);
     }
 
-    if (d->domid != 0 &&
+    if (d->domid != 0 && !b->no_records &&
         mb_xs_guest_read(&b->xs, d->domid, d, NULL, 0, err, errlen) != 0)
       goto out;
     names[nd].domid = d->domid;

@@ -1,13 +1,15 @@
 /*
- * membal: collectd write + flush + notification plugin (dom0).
+ * membal: collectd write + flush plugin (dom0).
  *
- * The write callback only keeps the latest vmmem values of every domain and
- * assembles them into guest samples (plugins/SCHEMA.md, section 2). All
- * decisions run in membal's own thread: every Period, on
- * `collectdctl flush plugin=membal`, and at once when vmmem raises an urgent
- * notification (swap storm). A round reads the domain list from membal's own
- * backend handle, runs mb_policy_compute(), actuates shrinks before grows,
- * and dispatches its own values (SCHEMA.md, section 3).
+ * The write callback only keeps the latest whole guest sample of every
+ * domain, as vmmem hands it over (one message per sample, plugins/SCHEMA.md
+ * section 2b; values of other hosts are ignored). All decisions run in
+ * membal's own thread: every Period, on `collectdctl flush plugin=membal`,
+ * and soon after an urgent sample (swap storm; coalesced, at most one such
+ * round per UrgentInterval). A round reads the hypervisor's figures from
+ * membal's own backend handle (guest records are not read again), runs
+ * mb_policy_compute(), actuates shrinks before grows, and dispatches its
+ * own values stamped with the real time (SCHEMA.md, section 3).
  */
 #include "collectd.h"
 
@@ -41,39 +43,26 @@
 #define MB_MAX_DOMAINS 1024
 /* Store entries of domains gone from the backend are dropped after this. */
 #define MB_FORGET_AFTER_S 120.0
-/* How far back a sequence number may be and still be a reordered straggler
- * rather than a guest that started counting again. */
-#define MB_SEQ_REORDER 2
+/* Default UrgentInterval: at most one round a second on urgent samples. */
+#define MB_DEFAULT_URGENT_INTERVAL_S 1.0
 
 /* A <Domain> block: the round module's clamp. */
 typedef mb_round_clamp_t mb_domconf_t;
 
-/* Everything known about one domain from vmmem's values. */
+/* The latest whole samples of one domain, as vmmem handed them. */
 typedef struct {
   char name[MB_NAME_LEN];
   uint32_t domid;
-  cdtime_t last_update;
-
-  /* Sample being assembled from values with vmmem:seq == build.seq. */
-  bool building;
-  mb_sample_t build;
-  cdtime_t build_time;
-  /* Fields the last finished sample had: the current build is complete
-   * once it has all of them (vmmem dispatches a whole record at a time). */
-  uint64_t expect_have;
-  bool build_taken; /* build already promoted to cur */
+  cdtime_t last_update; /* time of the last message */
 
   bool have_cur;
   mb_sample_t cur;
-  cdtime_t cur_time;
-  bool have_prev;
+  cdtime_t cur_time; /* when vmmem read it (the message's time) */
+  double cur_age_s;  /* vmmem's age of the record at cur_time */
+  bool cur_complete; /* vmmem's word: the record is whole */
+  bool have_prev;    /* the record before cur, for rates */
   mb_sample_t prev;
   cdtime_t prev_time;
-
-  cdtime_t seq_advanced; /* when a newer seq was last seen */
-  bool have_age;
-  double vm_age_s; /* vmmem's vmmem_sample/age */
-  cdtime_t vm_age_time;
 
   c_complain_t set_complaint;
 } mb_dstore_t;
@@ -88,6 +77,7 @@ static char *conf_uri;           /* owned; libvirt URI, NULL = default */
 static bool conf_reserve_auto = true;
 static uint64_t conf_reserve_kib;
 static double conf_period_s; /* 0 = 3 x interval */
+static double conf_urgent_interval_s = MB_DEFAULT_URGENT_INTERVAL_S;
 static bool conf_dry_run;
 static mb_domconf_t *conf_doms; /* owned */
 static size_t conf_doms_num;
@@ -98,6 +88,7 @@ static pthread_cond_t store_cond = PTHREAD_COND_INITIALIZER;
 static mb_dstore_t *store; /* owned, store_num entries */
 static size_t store_num;
 static bool thread_stop;
+static bool write_closed; /* shutdown began: messages are ignored */
 static bool urgent_pending;
 static cdtime_t flush_at; /* 0 = no flush pending */
 
@@ -387,6 +378,16 @@ static int mb_conf_option(const oconfig_item_t *c) {
     conf_period_s = d;
     return 0;
   }
+  if (strcasecmp("UrgentInterval", c->key) == 0) {
+    if (mb_conf_number(c, &d) != 0)
+      return -1;
+    if (d < 0.1 || d > 3600) {
+      ERROR(PLUGIN ": UrgentInterval must be between 0.1 and 3600 seconds");
+      return -1;
+    }
+    conf_urgent_interval_s = d;
+    return 0;
+  }
   if (strcasecmp("DryRun", c->key) == 0)
     return cf_util_get_boolean(c, &conf_dry_run);
   if (strcasecmp("Domain", c->key) == 0)
@@ -455,196 +456,84 @@ static mb_dstore_t *mb_store_get(const char *name, uint32_t domid, bool create,
   return d;
 }
 
-static int mb_field_lookup(const char *key, mb_field_t *out) {
-  int f = mb_field_from_key(key, strlen(key));
-  if (f < 0 || f >= MB_F_COUNT)
-    return -1;
-  *out = (mb_field_t)f;
-  return 0;
-}
-
-/* A finished sample becomes the current one; the one before it is kept for
- * rates. Caller holds store_lock. */
-static void mb_store_promote(mb_dstore_t *d, const mb_sample_t *s, cdtime_t t) {
-  if (d->have_cur && d->cur.seq != s->seq) {
+/* Takes one whole sample read by vmmem at time t. A message read before
+ * the one in store is a straggler (vmmem's read callback and watch thread
+ * hand samples concurrently) and is dropped; otherwise a newer seq moves
+ * cur to prev, the same seq refreshes the age, and a lower seq means the
+ * guest's agent started counting again: its history is void. Returns true
+ * when the sample is one this domain had not had. Caller holds
+ * store_lock. */
+static bool mb_store_sample(mb_dstore_t *d, const mb_sample_t *s, cdtime_t t,
+                            double age_s, bool complete) {
+  d->last_update = t;
+  if (d->have_cur && t < d->cur_time)
+    return false;
+  bool is_new = !d->have_cur || s->seq != d->cur.seq;
+  if (d->have_cur && s->seq > d->cur.seq) {
     d->prev = d->cur;
     d->prev_time = d->cur_time;
     d->have_prev = true;
+  } else if (d->have_cur && s->seq < d->cur.seq) {
+    d->have_prev = false;
   }
   d->cur = *s;
   d->cur_time = t;
+  d->cur_age_s = age_s;
+  d->cur_complete = complete;
   d->have_cur = true;
+  return is_new;
 }
 
-/* Caller holds store_lock. */
-static void mb_store_forget(mb_dstore_t *d) {
-  d->building = false;
-  d->build_taken = false;
-  d->have_cur = false;
-  d->have_prev = false;
-  d->expect_have = 0;
-}
-
-/* A value for sample `seq` arrived. Caller holds store_lock. */
-static void mb_store_begin(mb_dstore_t *d, uint64_t seq, cdtime_t t) {
-  if (d->building && d->build.seq == seq)
-    return;
-  if (d->building && seq < d->build.seq) {
-    /* A straggler of the previous sample (write threads may reorder) is
-     * dropped by the caller; a sequence that went further back means the
-     * guest restarted its agent or rebooted: its history is void. */
-    if (seq + MB_SEQ_REORDER >= d->build.seq)
-      return;
-    mb_store_forget(d);
-  }
-  if (d->building) {
-    /* Every value of the previous seq has arrived by now: it is whole. */
-    if (!d->build_taken)
-      mb_store_promote(d, &d->build, d->build_time);
-    d->expect_have = d->build.have;
-  }
-  memset(&d->build, 0, sizeof(d->build));
-  d->build.seq = seq;
-  d->build_time = t;
-  d->building = true;
-  d->build_taken = false;
-  d->seq_advanced = t;
-}
-
-static double mb_value_as_double(const data_set_t *ds, const value_list_t *vl) {
-  switch (ds->ds[0].type) {
-  case DS_TYPE_GAUGE:
-    return vl->values[0].gauge;
-  case DS_TYPE_DERIVE:
-    return (double)vl->values[0].derive;
-  case DS_TYPE_COUNTER:
-    return (double)vl->values[0].counter;
-  case DS_TYPE_ABSOLUTE:
-    return (double)vl->values[0].absolute;
-  }
-  return NAN;
-}
-
+/* vmmem's whole-sample message (SCHEMA.md section 2b); every other value
+ * is ignored, and so is anything from another host (a central collector's
+ * network plugin forwards other hosts' values: their domains are not
+ * ours). */
 static int mb_write(const data_set_t *ds, const value_list_t *vl,
                     user_data_t *ud) {
-  if (strcmp(vl->plugin, "vmmem") != 0 || vl->plugin_instance[0] == 0)
+  static c_complain_t bad_complaint = C_COMPLAIN_INIT_STATIC;
+  if (vl->meta == NULL || strcmp(vl->plugin, "vmmem") != 0 ||
+      vl->plugin_instance[0] == 0 || strcmp(vl->host, hostname_g) != 0 ||
+      meta_data_exists(vl->meta, "vmmem:record") <= 0)
     return 0;
-  if (ds->ds_num != 1 || vl->values_len != 1)
-    return 0;
-  uint64_t domid = 0, seq = 0;
-  bool have_domid =
-      vl->meta != NULL &&
-      meta_data_get_unsigned_int(vl->meta, "vmmem:domid", &domid) == 0 &&
-      domid <= UINT32_MAX;
-  bool have_seq = vl->meta != NULL &&
-                  meta_data_get_unsigned_int(vl->meta, "vmmem:seq", &seq) == 0;
-  double v = mb_value_as_double(ds, vl);
-  if (!isfinite(v) || v < 0)
-    return 0;
-
-  bool is_sample_meta = strcmp(vl->type, "vmmem_sample") == 0;
-  mb_field_t field = MB_F_COUNT;
-  double scale = 1.0;
-  if (strcmp(vl->type, "memory") == 0 &&
-      strncmp(vl->type_instance, "guest_", 6) == 0) {
-    if (mb_field_lookup(vl->type_instance + 6, &field) != 0 ||
-        field >= MB_F_FIRST_VMSTAT)
-      return 0;
-    scale = 1.0 / 1024.0; /* bytes -> KiB */
-  } else if (strcmp(vl->type, "vmmem_events") == 0) {
-    if (mb_field_lookup(vl->type_instance, &field) != 0 ||
-        field < MB_F_FIRST_VMSTAT)
-      return 0;
-  } else if (!is_sample_meta) {
-    return 0;
-  }
-
-  pthread_mutex_lock(&store_lock);
-  mb_dstore_t *d =
-      mb_store_get(vl->plugin_instance, (uint32_t)domid, true, have_domid);
-  if (d == NULL)
-    goto out;
-  d->last_update = vl->time;
-  if (is_sample_meta) {
-    if (strcmp(vl->type_instance, "age") == 0) {
-      d->have_age = true;
-      d->vm_age_s = v;
-      d->vm_age_time = vl->time;
-    } else if (strcmp(vl->type_instance, "seq") == 0 && d->building &&
-               v + MB_SEQ_REORDER < (double)d->build.seq) {
-      mb_store_forget(d); /* guest restarted its sequence */
-    }
-    goto out;
-  }
-  if (!have_seq)
-    goto out; /* a guest-sample value that cannot be tied to its sample */
-  mb_store_begin(d, seq, vl->time);
-  if (d->build.seq != seq)
-    goto out; /* late value of an older sample */
-  double kib = v * scale;
-  if (kib > (double)UINT64_MAX / 2)
-    goto out;
-  d->build.v[field] = (uint64_t)kib;
-  d->build.have |= (uint64_t)1 << field;
-out:
-  pthread_mutex_unlock(&store_lock);
-  return 0;
-}
-
-static int mb_notification(const notification_t *n, user_data_t *ud) {
-  if (strcmp(n->plugin, "vmmem") != 0 || n->plugin_instance[0] == 0 ||
-      strcmp(n->type_instance, "urgent") != 0)
-    return 0;
-  const char *record = NULL;
+  char *record = NULL; /* owned */
   uint64_t domid = 0;
-  bool have_domid = false;
-  for (const notification_meta_t *m = n->meta; m != NULL; m = m->next) {
-    if (strcmp(m->name, "vmmem:record") == 0 && m->type == NM_TYPE_STRING)
-      record = m->nm_value.nm_string;
-    else if (strcmp(m->name, "vmmem:domid") == 0 &&
-             m->type == NM_TYPE_UNSIGNED_INT &&
-             m->nm_value.nm_unsigned_int <= UINT32_MAX) {
-      domid = m->nm_value.nm_unsigned_int;
-      have_domid = true;
-    }
+  double age = NAN;
+  bool complete = false, urgent = false;
+  if (meta_data_get_string(vl->meta, "vmmem:record", &record) != 0 ||
+      meta_data_get_unsigned_int(vl->meta, "vmmem:domid", &domid) != 0 ||
+      domid > UINT32_MAX ||
+      meta_data_get_double(vl->meta, "vmmem:age", &age) != 0 ||
+      meta_data_get_boolean(vl->meta, "vmmem:complete", &complete) != 0 ||
+      meta_data_get_boolean(vl->meta, "vmmem:urgent", &urgent) != 0) {
+    c_complain(LOG_ERR, &bad_complaint,
+               PLUGIN ": sample of %s: vmmem's message lacks meta data "
+                      "(vmmem and membal of different versions?)",
+               vl->plugin_instance);
+    sfree(record);
+    return 0;
   }
   mb_sample_t s;
-  bool have_sample = false;
-  if (record != NULL) {
-    char err[160] = "";
-    if (mb_record_parse(record, strlen(record), &s, err, sizeof(err)) == 0)
-      have_sample = true;
-    else
-      WARNING(PLUGIN ": urgent record of %s rejected: %s", n->plugin_instance,
-              err);
+  char err[160] = "";
+  int r = mb_record_parse(record, strlen(record), &s, err, sizeof(err));
+  sfree(record);
+  if (r != 0) {
+    c_complain(LOG_ERR, &bad_complaint,
+               PLUGIN ": sample of %s from vmmem refused: %s",
+               vl->plugin_instance, err);
+    return 0;
   }
-  cdtime_t t = n->time != 0 ? n->time : cdtime();
   pthread_mutex_lock(&store_lock);
-  if (have_sample && have_domid) {
-    mb_dstore_t *d =
-        mb_store_get(n->plugin_instance, (uint32_t)domid, true, true);
-    /* The record may be newer than the sample being assembled from vmmem's
-     * values, or the very same sample arriving whole before its last
-     * values did: either way it is complete by construction. */
-    bool newer = d != NULL && (!d->building || s.seq > d->build.seq);
-    bool completes =
-        d != NULL && d->building && s.seq == d->build.seq && !d->build_taken;
-    if (s.seq != 0 && (newer || completes)) {
-      if (newer && d->building && !d->build_taken)
-        mb_store_promote(d, &d->build, d->build_time);
-      d->build = s;
-      d->build_time = t;
-      d->building = true;
-      d->expect_have = s.have;
-      d->seq_advanced = t;
-      d->last_update = t;
-      mb_store_promote(d, &s, t);
-      d->build_taken = true;
-    }
+  if (write_closed)
+    goto out;
+  mb_dstore_t *d =
+      mb_store_get(vl->plugin_instance, (uint32_t)domid, true, true);
+  if (d == NULL)
+    goto out;
+  if (mb_store_sample(d, &s, vl->time, age, complete) && urgent) {
+    urgent_pending = true;
+    pthread_cond_signal(&store_cond);
   }
-  /* Even without a usable record the guest is in trouble: decide now. */
-  urgent_pending = true;
-  pthread_cond_signal(&store_cond);
+out:
   pthread_mutex_unlock(&store_lock);
   return 0;
 }
@@ -668,38 +557,28 @@ static double mb_period_s(void) {
   return 3.0 * CDTIME_T_TO_DOUBLE(plugin_get_interval());
 }
 
-/* Fills the sample part of *dom from the store. Caller holds store_lock. */
+/* Fills the sample part of *dom from the store. A domain whose latest
+ * sample vmmem did not declare whole has no sample this round (the policy
+ * freezes it: never shrunk). Its age is vmmem's, grown by the time since
+ * vmmem read it. Caller holds store_lock. */
 static void mb_fill_sample(mb_domain_t *dom, cdtime_t now) {
   mb_dstore_t *d = mb_store_get(dom->name, dom->domid, false, false);
-  if (d == NULL || d->domid != dom->domid)
-    return;
-  if (d->building && (d->build.have & d->expect_have) == d->expect_have &&
-      mb_sample_has(&d->build, MB_F_MEMTOTAL)) {
-    /* Also refreshes cur with fields of its seq that came after a round. */
-    mb_store_promote(d, &d->build, d->build_time);
-    d->build_taken = true;
-  }
-  /* A newer sample still arriving, or missing fields: skip this domain for
-   * this round rather than guess (no sample = frozen by the policy). */
-  if (!d->have_cur || (d->building && !d->build_taken))
+  if (d == NULL || d->domid != dom->domid || !d->have_cur || !d->cur_complete ||
+      !mb_sample_has(&d->cur, MB_F_MEMTOTAL))
     return;
   dom->has_sample = true;
   dom->sample = d->cur;
-  if (d->have_prev && d->prev.seq != 0)
-    mb_sample_rates(&d->prev, &d->cur,
-                    CDTIME_T_TO_DOUBLE(d->cur_time - d->prev_time),
-                    &dom->rates);
-  double age = d->seq_advanced != 0 && now > d->seq_advanced
-                   ? CDTIME_T_TO_DOUBLE(now - d->seq_advanced)
-                   : 0.0;
-  if (d->have_age) {
-    double vm_age =
-        d->vm_age_s +
-        (now > d->vm_age_time ? CDTIME_T_TO_DOUBLE(now - d->vm_age_time) : 0.0);
-    if (vm_age < age)
-      age = vm_age;
+  if (d->have_prev) {
+    /* The guest's own clock times its counters; arrival times only when
+     * the records do not tell (or the guest rebooted in between). */
+    double dt = d->cur.uptime_ms > d->prev.uptime_ms && d->prev.uptime_ms > 0
+                    ? (double)(d->cur.uptime_ms - d->prev.uptime_ms) / 1000.0
+                    : CDTIME_T_TO_DOUBLE(d->cur_time - d->prev_time);
+    mb_sample_rates(&d->prev, &d->cur, dt, &dom->rates);
   }
-  dom->sample_age_s = age;
+  dom->sample_age_s =
+      d->cur_age_s +
+      (now > d->cur_time ? CDTIME_T_TO_DOUBLE(now - d->cur_time) : 0.0);
 }
 
 static void mb_dispatch(const char *plugin_instance, const char *type,
@@ -735,14 +614,10 @@ static bool snap_valid;
 static double snap_tau;
 static uint64_t snap_pool_kib, snap_sum_kib, snap_rounds;
 static cdtime_t snap_last; /* time of the last dispatch */
+static bool snap_pending;  /* a round's decisions wait for the next second */
 
-/* rrdtool takes one update per file and (rounded) second. */
-static cdtime_t mb_next_slot(cdtime_t last) {
-  if (last == 0)
-    return 0;
-  return TIME_T_TO_CDTIME_T_STATIC(CDTIME_T_TO_TIME_T(last)) +
-         DOUBLE_TO_CDTIME_T_STATIC(0.51);
-}
+/* The second (as rrdtool rounds it) a time falls in. */
+static time_t mb_second(cdtime_t t) { return CDTIME_T_TO_TIME_T(t); }
 
 /* Caller holds snap_lock. */
 static void mb_snap_dispatch(cdtime_t now) {
@@ -774,7 +649,34 @@ static void mb_snap_dispatch(cdtime_t now) {
   snap_last = now;
 }
 
-/* A round's decisions: recorded and dispatched now. */
+/* Dispatches pending decisions stamped with the clock's time, never a time
+ * to come (a stamp ahead of the clock would make rrdtool refuse every
+ * update until the clock caught up with it). rrdtool takes one update per
+ * file and second: in a second that already had a dispatch, they stay
+ * pending until the next second begins (mb_snap_due). Caller holds
+ * snap_lock. */
+static void mb_snap_try_dispatch(void) {
+  cdtime_t now = cdtime();
+  if (!snap_pending || !snap_valid)
+    return;
+  if (snap_last != 0 && mb_second(now) == mb_second(snap_last))
+    return;
+  snap_pending = false;
+  mb_snap_dispatch(now);
+}
+
+/* When pending decisions can go out: 0 when none are pending. */
+static cdtime_t mb_snap_due(void) {
+  pthread_mutex_lock(&snap_lock);
+  cdtime_t due = 0;
+  if (snap_pending && snap_valid)
+    due = TIME_T_TO_CDTIME_T(mb_second(snap_last) + 1);
+  pthread_mutex_unlock(&snap_lock);
+  return due;
+}
+
+/* A round's decisions: recorded and dispatched now, or at the start of the
+ * next second. */
 static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
                             const uint64_t *decided, size_t n, double tau,
                             uint64_t pool_kib, uint64_t sum_kib,
@@ -800,13 +702,8 @@ static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
   snap_sum_kib = sum_kib;
   snap_rounds = nrounds;
   snap_valid = true;
-  /* The round's values go out at once; if the last dispatch took this
-   * second, they are stamped with the next free one (< 1 s ahead) rather
-   * than delayed, so a flush shows its round immediately. */
-  cdtime_t now = cdtime(), slot = mb_next_slot(snap_last);
-  if (now < slot)
-    now = slot;
-  mb_snap_dispatch(now);
+  snap_pending = true;
+  mb_snap_try_dispatch();
   pthread_mutex_unlock(&snap_lock);
 }
 
@@ -825,9 +722,11 @@ static uint64_t mb_snap_prev_decided(const char *name) {
 
 static int mb_read(void) {
   pthread_mutex_lock(&snap_lock);
+  /* The decisions in force, again, unless a round just dispatched them. */
   cdtime_t now = cdtime();
-  if (snap_valid && now >= mb_next_slot(snap_last))
-    mb_snap_dispatch(now);
+  if (snap_valid && now - snap_last >= plugin_get_interval() / 2)
+    snap_pending = true;
+  mb_snap_try_dispatch();
   pthread_mutex_unlock(&snap_lock);
   return 0;
 }
@@ -838,7 +737,8 @@ static int mb_backend_ensure(void) {
   char err[256] = "";
   mb_backend_opts_t opts = {.kind = conf_backend,
                             .xenstore_path = conf_xenstore_path,
-                            .uri = conf_uri};
+                            .uri = conf_uri,
+                            .no_records = true};
   backend = mb_backend_open(&opts, err, sizeof(err));
   if (backend == NULL) {
     c_complain(LOG_ERR, &backend_complaint,
@@ -1027,32 +927,53 @@ out:
   free(info);
 }
 
+/* Rounds: every Period, on a flush (after MB_FLUSH_DELAY_S), and on urgent
+ * samples: at once, or UrgentInterval after the previous round when that is
+ * later; every urgent sample that arrives meanwhile is served by that one
+ * round (the store holds the latest samples). */
 static void *mb_thread(void *arg) {
   cdtime_t next_round = cdtime() + DOUBLE_TO_CDTIME_T(mb_period_s());
+  cdtime_t last_round = 0, dispatch_due = 0;
+  cdtime_t urgent_gap = DOUBLE_TO_CDTIME_T(conf_urgent_interval_s);
   pthread_mutex_lock(&store_lock);
   while (!thread_stop) {
     cdtime_t now = cdtime();
     cdtime_t due = next_round;
     if (flush_at != 0 && flush_at < due)
       due = flush_at;
-    if (urgent_pending)
-      due = now;
+    cdtime_t urgent_due = last_round + urgent_gap;
+    if (urgent_pending && urgent_due < due)
+      due = urgent_due;
+    if (dispatch_due != 0 && dispatch_due < due)
+      due = dispatch_due;
     if (now < due) {
       struct timespec ts = CDTIME_T_TO_TIMESPEC(due);
       pthread_cond_timedwait(&store_cond, &store_lock, &ts);
       continue;
     }
+    if (dispatch_due != 0 && dispatch_due <= now) {
+      pthread_mutex_unlock(&store_lock);
+      pthread_mutex_lock(&snap_lock);
+      mb_snap_try_dispatch();
+      pthread_mutex_unlock(&snap_lock);
+      dispatch_due = mb_snap_due();
+      pthread_mutex_lock(&store_lock);
+      continue;
+    }
     const char *why = "period";
-    if (urgent_pending)
-      why = "urgent notification";
+    if (urgent_pending && urgent_due <= now)
+      why = "urgent sample";
     else if (flush_at != 0 && flush_at <= now)
       why = "flush";
+    /* Any round serves the urgent samples that came before it. */
     urgent_pending = false;
     if (flush_at != 0 && flush_at <= now)
       flush_at = 0;
     pthread_mutex_unlock(&store_lock);
     mb_round(why);
-    next_round = cdtime() + DOUBLE_TO_CDTIME_T(mb_period_s());
+    dispatch_due = mb_snap_due();
+    last_round = cdtime();
+    next_round = last_round + DOUBLE_TO_CDTIME_T(mb_period_s());
     pthread_mutex_lock(&store_lock);
   }
   pthread_mutex_unlock(&store_lock);
@@ -1097,7 +1018,6 @@ static int mb_init(void) {
    * could act. */
   if (plugin_register_write(PLUGIN, mb_write, NULL) != 0 ||
       plugin_register_flush(PLUGIN, mb_flush, NULL) != 0 ||
-      plugin_register_notification(PLUGIN, mb_notification, NULL) != 0 ||
       plugin_register_read(PLUGIN, mb_read) != 0) {
     ERROR(PLUGIN ": cannot register callbacks");
     return -1;
@@ -1108,15 +1028,19 @@ static int mb_init(void) {
     return -1;
   }
   round_thread_running = true;
-  INFO(PLUGIN ": policy %s, backend %s, period %.1f s, reserve %s%s",
+  INFO(PLUGIN ": policy %s, backend %s, period %.1f s, urgent interval "
+              "%.1f s, reserve %s%s",
        mb_policy_name(conf.kind), conf_backend, mb_period_s(),
-       conf_reserve_auto ? "auto" : "fixed",
+       conf_urgent_interval_s, conf_reserve_auto ? "auto" : "fixed",
        conf_dry_run ? ", DRY RUN (targets computed and recorded, never set)"
                     : "");
   return 0;
 }
 
 static int mb_shutdown(void) {
+  pthread_mutex_lock(&store_lock);
+  write_closed = true; /* vmmem's watch may still hand samples */
+  pthread_mutex_unlock(&store_lock);
   if (round_thread_running) {
     pthread_mutex_lock(&store_lock);
     thread_stop = true;

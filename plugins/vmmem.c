@@ -12,8 +12,8 @@
  *   URI "qemu:///system"     # libvirt backend; default $LIBVIRT_DEFAULT_URI,
  *                            # else qemu:///system
  *   StaleAfter 30            # seconds; default 3 intervals
- *   SwapRateThreshold 64     # pswpin+pswpout pages/s that raise a
- *                            # notification; default 64
+ *   SwapRateThreshold 64     # pswpin+pswpout pages/s that make a
+ *                            # record urgent; default 64
  * </Plugin>
  */
 /* usleep() */
@@ -33,6 +33,12 @@
 #define VM_PLUGIN "vmmem"
 #define VM_WATCH_TIMEOUT_MS 250 /* bounds the shutdown delay */
 #define VM_WATCH_TABLE_MAX 4096
+/* The watch reads one guest's record at most once per gap: a guest that
+ * rewrites its record 1000 times a second costs 10 reads and 10 messages a
+ * second, and the first change after a quiet gap is still read at once. */
+#define VM_WATCH_GAP_MS 100
+/* The write plugin that receives whole samples (SCHEMA.md section 2b). */
+#define VM_BALANCER "membal"
 
 static char *vm_backend_kind;   /* owned; config "Backend" */
 static char *vm_xenstore_path;  /* owned; config "XenstorePath" */
@@ -48,7 +54,11 @@ typedef struct {
   uint64_t seq;       /* seq of the last good record */
   uint64_t total_kib; /* seq-less records: MemTotal/MemFree tell change */
   uint64_t free_kib;
-  cdtime_t changed; /* when the record last advanced (or first seen) */
+  uint64_t msg_seq;   /* seq in the hand-off: the guest's, or for seq-less
+                         records the count of changes seen */
+  uint64_t prev_have; /* fields of the record before the current one */
+  bool complete;      /* current record has every field of the previous */
+  cdtime_t changed;   /* when the record last advanced (or first seen) */
   c_complain_t complaint;
 } vm_dom_t;
 
@@ -60,6 +70,10 @@ static c_complain_t vm_rd_complaint = C_COMPLAIN_INIT_STATIC;
 static pthread_t vm_watch_thread;
 static bool vm_watch_started;
 static atomic_bool vm_watch_stop;
+/* Set by the first read callback, which collectd runs only once every
+ * plugin's init has: membal registers its write callback in its init, and
+ * plugin_write() must not walk the write list while it grows. */
+static atomic_bool vm_handoff_ready;
 
 static void vm_backend_log(void *ctx, int level, const char *msg) {
   plugin_log(level, VM_PLUGIN ": %s", msg);
@@ -160,6 +174,60 @@ static void vm_dispatch_host(const mb_hostinfo_t *h, cdtime_t t) {
   }
 }
 
+/* The stock type of the hand-off's one value (its value is the seq); passed
+ * to plugin_write() so that no types.db lookup is made. */
+static data_source_t vm_handoff_dsrc = {"value", DS_TYPE_GAUGE, NAN, NAN};
+static data_set_t vm_handoff_ds = {"gauge", 1, &vm_handoff_dsrc};
+
+/* Hands one guest sample whole to the balancer (SCHEMA.md section 2b): the
+ * record formatted by mb_record_format (the same text for every backend),
+ * with seq msg_seq, as meta of one value written to membal's write callback
+ * only. complete: the sender's word that the record is whole (it has every
+ * field its predecessor had); age_s: seconds since the record last
+ * advanced as vmmem saw it (the one staleness measure); urgent: decide now.
+ * t: when the record was read. Called by the read callback and the watch
+ * thread alike (plugin_write is thread-safe once the write list is set). */
+static void vm_hand_sample(const char *name, uint32_t domid,
+                           const mb_sample_t *s, uint64_t msg_seq, double age_s,
+                           bool complete, bool urgent, cdtime_t t) {
+  if (!atomic_load(&vm_handoff_ready))
+    return;
+  char record[MB_RECORD_MAX];
+  mb_sample_t copy = *s;
+  copy.seq = msg_seq;
+  if (mb_record_format(&copy, record, sizeof(record)) < 0) {
+    ERROR(VM_PLUGIN ": domain %s (%u): sample does not fit a record", name,
+          domid);
+    return;
+  }
+  meta_data_t *meta = meta_data_create(); /* owned */
+  if (meta == NULL ||
+      meta_data_add_unsigned_int(meta, "vmmem:domid", domid) != 0 ||
+      meta_data_add_string(meta, "vmmem:record", record) != 0 ||
+      meta_data_add_double(meta, "vmmem:age", age_s) != 0 ||
+      meta_data_add_boolean(meta, "vmmem:complete", complete) != 0 ||
+      meta_data_add_boolean(meta, "vmmem:urgent", urgent) != 0) {
+    ERROR(VM_PLUGIN ": out of memory");
+    meta_data_destroy(meta);
+    return;
+  }
+  value_t v = {.gauge = (gauge_t)msg_seq};
+  value_list_t vl = VALUE_LIST_INIT;
+  vl.values = &v;
+  vl.values_len = 1;
+  vl.time = t;
+  vl.interval = plugin_get_interval();
+  vl.meta = meta;
+  sstrncpy(vl.host, hostname_g, sizeof(vl.host));
+  sstrncpy(vl.plugin, VM_PLUGIN, sizeof(vl.plugin));
+  sstrncpy(vl.plugin_instance, name, sizeof(vl.plugin_instance));
+  sstrncpy(vl.type, vm_handoff_ds.type, sizeof(vl.type));
+  sstrncpy(vl.type_instance, "sample", sizeof(vl.type_instance));
+  /* ENOENT: no balancer loaded, nothing to do. */
+  plugin_write(VM_BALANCER, &vm_handoff_ds, &vl);
+  meta_data_destroy(meta);
+}
+
 /* Values of one good, fresh sample: meminfo as bytes, vmstat as derive. */
 static void vm_dispatch_sample(const mb_dominfo_t *d, cdtime_t t,
                                meta_data_t *meta) {
@@ -215,8 +283,13 @@ static void vm_dispatch_domain(const mb_dominfo_t *d, vm_dom_t *st,
       advanced = !st->have_sample || st->seq != 0 ||
                  s->v[MB_F_MEMTOTAL] != st->total_kib ||
                  s->v[MB_F_MEMFREE] != st->free_kib;
-    if (advanced)
+    if (advanced) {
       st->changed = now;
+      st->msg_seq = s->seq != 0 ? s->seq : st->msg_seq + 1;
+      /* The first record seen has nothing to be compared with: whole. */
+      st->complete = !st->have_sample || (st->prev_have & ~s->have) == 0;
+      st->prev_have = s->have;
+    }
     st->have_sample = true;
     st->seq = s->seq;
     st->total_kib = s->v[MB_F_MEMTOTAL];
@@ -243,6 +316,10 @@ static void vm_dispatch_domain(const mb_dominfo_t *d, vm_dom_t *st,
   if (fresh)
     vm_dispatch_sample(d, now, meta);
   meta_data_destroy(meta);
+  /* Stale ones too: the balancer freezes a domain by the age. */
+  if (d->sample_status == MB_SAMPLE_OK)
+    vm_hand_sample(d->name, d->domid, &d->sample, st->msg_seq, age,
+                   st->complete, d->sample.urgent, now);
 }
 
 static int vm_cmp_domid(const void *a, const void *b) {
@@ -257,6 +334,7 @@ static int vm_read(void) {
   mb_dominfo_t *doms = NULL; /* owned */
   size_t n = 0;
 
+  atomic_store(&vm_handoff_ready, true);
   if (vm_rd == NULL) {
     mb_backend_opts_t o;
     vm_opts(&o);
@@ -333,21 +411,28 @@ static int vm_read(void) {
 
 typedef struct {
   uint32_t domid;
-  uint64_t notified_seq; /* last seq a notification was raised for */
-  mb_sample_t last;
+  bool have_last;
+  mb_sample_t last;   /* the last record read */
+  bool dirty;         /* changed since, its read held back until next_read */
+  cdtime_t next_read; /* earliest time of the next read (VM_WATCH_GAP_MS) */
 } vm_watch_dom_t;
 
 typedef struct {
   vm_watch_dom_t *doms; /* owned */
   size_t n, cap;
+  size_t ndirty; /* entries with dirty set */
 } vm_watch_table_t;
 
 static vm_watch_dom_t *vm_watch_lookup(vm_watch_table_t *t, uint32_t domid) {
   for (size_t i = 0; i < t->n; i++)
     if (t->doms[i].domid == domid)
       return &t->doms[i];
-  if (t->n >= VM_WATCH_TABLE_MAX)
-    t->n = 0; /* domids churned a lot: forget history rather than grow */
+  if (t->n >= VM_WATCH_TABLE_MAX) {
+    /* domids churned a lot: forget history rather than grow; the records
+     * held back are read by the read callback at the next interval. */
+    t->n = 0;
+    t->ndirty = 0;
+  }
   if (t->n == t->cap) {
     size_t cap = t->cap ? 2 * t->cap : 64;
     vm_watch_dom_t *d = realloc(t->doms, cap * sizeof(*d));
@@ -362,57 +447,62 @@ static vm_watch_dom_t *vm_watch_lookup(vm_watch_table_t *t, uint32_t domid) {
   return e;
 }
 
-static void vm_notify(const mb_dominfo_t *d, const char *raw,
-                      const mb_rates_t *r) {
-  notification_t n = {
-      .severity = NOTIF_WARNING,
-      .time = cdtime(),
-  };
-  sstrncpy(n.host, hostname_g, sizeof(n.host));
-  sstrncpy(n.plugin, VM_PLUGIN, sizeof(n.plugin));
-  sstrncpy(n.plugin_instance, d->name, sizeof(n.plugin_instance));
-  sstrncpy(n.type, "vmmem_sample", sizeof(n.type));
-  sstrncpy(n.type_instance, "urgent", sizeof(n.type_instance));
-  double in = r->valid ? r->swapin_pps : 0, out = r->valid ? r->swapout_pps : 0;
-  snprintf(n.message, sizeof(n.message),
-           "domain %s (%u): %s record seq %llu; swap in %.0f out %.0f "
-           "pages/s, major faults %.0f/s",
-           d->name, d->domid, d->sample.urgent ? "urgent" : "swapping",
-           (unsigned long long)d->sample.seq, in, out,
-           r->valid ? r->majflt_ps : 0);
-  plugin_notification_meta_add_unsigned_int(&n, "vmmem:domid", d->domid);
-  plugin_notification_meta_add_string(&n, "vmmem:record", raw);
-  plugin_dispatch_notification(&n);
-  plugin_notification_meta_free(n.meta);
-}
-
-/* A changed record: notify when urgent or swapping fast. */
-static void vm_watch_record(mb_backend_t *b, vm_watch_table_t *t,
-                            mb_dominfo_t *d, const char *raw) {
-  vm_watch_dom_t *e = vm_watch_lookup(t, d->domid);
-  if (e == NULL)
+/* Reads one domain's record; hands it to the balancer when it is new and
+ * urgent or the guest swaps fast (rates between the records this thread
+ * read, timed by their uptime_ms). */
+static void vm_watch_read(mb_backend_t *b, vm_watch_dom_t *e) {
+  char err[256];
+  cdtime_t t = cdtime();
+  e->next_read = t + MS_TO_CDTIME_T(VM_WATCH_GAP_MS);
+  mb_dominfo_t d;
+  if (mb_backend_guest(b, e->domid, &d, NULL, 0, err, sizeof(err)) != 0)
+    return; /* domain gone meanwhile: the read callback drops it */
+  if (d.sample_status != MB_SAMPLE_OK)
+    return; /* rejected records are logged by the read callback */
+  const mb_sample_t *s = &d.sample;
+  /* Records without seq (XenServer keys) have no counters nor urgent flag:
+   * the read callback hands them. */
+  if (s->seq == 0 || (e->have_last && s->seq == e->last.seq))
     return;
-  const mb_sample_t *s = &d->sample;
   mb_rates_t r = {.valid = false};
-  if (e->last.seq != 0 && s->seq == e->last.seq)
-    return; /* the same record seen again (another key changed) */
-  if (e->last.seq != 0 && s->uptime_ms > e->last.uptime_ms)
+  if (e->have_last && s->uptime_ms > e->last.uptime_ms)
     mb_sample_rates(&e->last, s,
                     (double)(s->uptime_ms - e->last.uptime_ms) / 1000.0, &r);
   double swap = r.valid ? r.swapin_pps + r.swapout_pps : 0;
-  if ((s->urgent || swap > vm_swap_threshold_pps) &&
-      (s->seq == 0 || s->seq != e->notified_seq)) {
-    char err[256];
-    /* The name costs a read: asked only for records worth a notification. */
-    if (mb_backend_name(b, d->domid, d->name, err, sizeof(err)) == 0) {
-      vm_notify(d, raw, &r);
-      e->notified_seq = s->seq;
-    } else {
-      WARNING(VM_PLUGIN ": watch: no notification for domain %u: %s", d->domid,
-              err);
-    }
+  bool complete = !e->have_last || (e->last.have & ~s->have) == 0;
+  if (s->urgent || swap > vm_swap_threshold_pps) {
+    /* The name costs a read: asked only for records worth handing. */
+    if (mb_backend_name(b, e->domid, d.name, err, sizeof(err)) == 0)
+      vm_hand_sample(d.name, e->domid, s, s->seq, 0.0, complete, true, t);
+    else
+      WARNING(VM_PLUGIN ": watch: domain %u: %s", e->domid, err);
   }
+  e->have_last = true;
   e->last = *s;
+}
+
+/* Reads the held-back records that are due; returns ms until the next one
+ * is (VM_WATCH_TIMEOUT_MS when none is held back). */
+static int vm_watch_due(mb_backend_t *b, vm_watch_table_t *t) {
+  int wait_ms = VM_WATCH_TIMEOUT_MS;
+  if (t->ndirty == 0)
+    return wait_ms;
+  cdtime_t now = cdtime();
+  for (size_t i = 0; i < t->n; i++) {
+    vm_watch_dom_t *e = &t->doms[i];
+    if (!e->dirty)
+      continue;
+    if (e->next_read <= now) {
+      e->dirty = false;
+      t->ndirty--;
+      vm_watch_read(b, e);
+      continue;
+    }
+    int ms = (int)CDTIME_T_TO_MS(e->next_read - now) + 1;
+    if (ms < wait_ms)
+      wait_ms = ms;
+  }
+  return wait_ms;
 }
 
 static void *vm_watch_main(void *arg) {
@@ -420,7 +510,6 @@ static void *vm_watch_main(void *arg) {
   vm_watch_table_t table = {0};
   c_complain_t complaint = C_COMPLAIN_INIT_STATIC;
   char err[256];
-  static char raw[MB_RECORD_MAX]; /* only this thread */
   unsigned backoff_ms = VM_WATCH_TIMEOUT_MS;
 
   while (!atomic_load(&vm_watch_stop)) {
@@ -441,9 +530,9 @@ static void *vm_watch_main(void *arg) {
       }
       backoff_ms = VM_WATCH_TIMEOUT_MS;
     }
+    int wait_ms = vm_watch_due(wb, &table);
     uint32_t domid = 0;
-    int r = mb_backend_wait_event(wb, VM_WATCH_TIMEOUT_MS, &domid, err,
-                                  sizeof(err));
+    int r = mb_backend_wait_event(wb, wait_ms, &domid, err, sizeof(err));
     if (r < 0) {
       c_complain(LOG_WARNING, &complaint, VM_PLUGIN ": watch: %s", err);
       usleep(VM_WATCH_TIMEOUT_MS * 1000);
@@ -452,13 +541,15 @@ static void *vm_watch_main(void *arg) {
     c_release(LOG_NOTICE, &complaint, VM_PLUGIN ": watch: watching again");
     if (r == 0)
       continue;
-    mb_dominfo_t d;
-    if (mb_backend_guest(wb, domid, &d, raw, sizeof(raw), err, sizeof(err)) !=
-        0)
-      continue; /* domain gone meanwhile: the read callback drops it */
-    if (d.sample_status != MB_SAMPLE_OK)
-      continue; /* rejected records are logged by the read callback */
-    vm_watch_record(wb, &table, &d, raw);
+    vm_watch_dom_t *e = vm_watch_lookup(&table, domid);
+    if (e == NULL)
+      continue;
+    if (cdtime() >= e->next_read) {
+      vm_watch_read(wb, e);
+    } else if (!e->dirty) {
+      e->dirty = true; /* read once the gap is over: the latest record */
+      table.ndirty++;
+    }
   }
   mb_backend_close(wb);
   free(table.doms);

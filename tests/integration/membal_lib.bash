@@ -153,15 +153,8 @@ mbt_collectd_start_preload() {
 }
 
 # mbt_round: number of the round whose decisions are in force (0 = none).
-mbt_round() {
-  local v
-  v=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  awk -v v="$v" 'BEGIN { printf "%d\n", v }'
-}
-mbt__round_after() { [ "$(mbt_round)" -gt "$1" ]; }
+mbt_round() { vmt_round; }
+mbt__round_after() { vmt__round_after "$@"; }
 
 # mbt_flush_round: `collectdctl flush plugin=membal` and wait (3 s at most)
 # until a new round's decisions are in force.

@@ -54,6 +54,7 @@ refused "down hysteresis 0" 'DownHysteresis must be in \[1' '  DownHysteresis 0'
 refused "negative stale" 'StaleAfter' '  StaleAfter -3'
 refused "negative forecast" 'ForecastHorizon must be in \[0,600\]' '  ForecastHorizon -1'
 refused "reserve unit" 'Reserve: unknown unit "XB"' '  Reserve "12XB"'
+refused "urgent interval 0" 'UrgentInterval must be between 0.1 and 3600' '  UrgentInterval 0'
 refused "unknown backend" 'Backend "qemu" unknown' '  Backend "qemu"'
 refused "min above max" 'Domain "vm1".*Min .* is above Max' \
   '  <Domain "vm1">

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DryRun true: membal computes and records its targets (RRD, collectd
-# values, log) but never sets one in the backend; an urgent notification
+# values, log) but never sets one in the backend; an urgent sample
 # from vmmem (swapping guest) runs a round at once, without any flush.
 . "$(dirname "$0")/membal_lib.bash"
 
@@ -48,16 +48,14 @@ last=$(rrdtool lastupdate "$rrd" | awk -F': ' 'NF==2 { print $2 }')
 mb_assert "RRD holds the decided target ($last bytes)" \
   awk -v r="$last" -v d="$d1" 'BEGIN { x = r - d; exit !(x < 1e4 && x > -1e4 && r > 1073741824) }'
 
-# Emergency path: vm2 starts swapping; vmmem's urgent notification makes
-# membal decide at once (no flush, Period 1 h).
+# Emergency path: vm2 starts swapping; vmmem hands its urgent sample to
+# membal, which decides at once (no flush, Period 1 h).
 echo $((1500 * MiB)) >"$MB_DIR/vm2.used"
-mb_wait_for 6 mb_log_has "Notification: .*plugin = vmmem, plugin_instance = vm2, .*type_instance = urgent" ||
-  mb_log "(no notification line in the log: the logfile plugin may not log notifications)"
-mb_wait_for 6 mbt_membal_log "\[dry run\] vm2 .*round on urgent notification" ||
-  mb_fail "no round on vm2's urgent notification"
-to=$(mbt_membal_log "\[dry run\] vm2 .*round on urgent notification" | tail -1 |
+mb_wait_for 6 mbt_membal_log "\[dry run\] vm2 .*round on urgent sample" ||
+  mb_fail "no round on vm2's urgent sample"
+to=$(mbt_membal_log "\[dry run\] vm2 .*round on urgent sample" | tail -1 |
   sed -n 's/.* target [0-9.]* MiB -> \([0-9.]*\) MiB: .*/\1/p')
-mb_assert "vm2's decision on the notification grows it (to $to MiB)" \
+mb_assert "vm2's decision on the urgent sample grows it (to $to MiB)" \
   awk -v t="$to" 'BEGIN { exit !(t > 1024) }'
 for id in 1 2 3; do
   mb_assert_eq $((1024 * MiB)) "$(mbt_target "$id")" "vm$id target still untouched"

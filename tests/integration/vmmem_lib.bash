@@ -58,6 +58,27 @@ $after
 EOF
 }
 
+# vmt_membal_block [extra lines]: a membal block for vmt_sim_conf's <after>:
+# sim backend, DryRun (no target is ever set), Period 1 h, so that every
+# round comes from a sample vmmem handed over as urgent (or a flush): the
+# observable of vmmem's watch thread, which hands urgent samples to membal
+# only (plugins/SCHEMA.md section 2b), never as a notification.
+vmt_membal_block() {
+  printf 'LoadPlugin membal\n<Plugin membal>\n  Backend "sim"\n  XenstorePath "%s"\n  DryRun true\n  Period 3600\n%s\n</Plugin>\n' \
+    "$XENSTORED_PATH" "${1:-}"
+}
+
+# vmt_round: number of membal's latest round (0 = none yet).
+vmt_round() {
+  local v
+  v=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null) || {
+    echo 0
+    return
+  }
+  awk -v v="$v" 'BEGIN { printf "%d\n", v }'
+}
+vmt__round_after() { [ "$(vmt_round)" -gt "$1" ]; }
+
 # vmt_conf <file>: vmt_sim_conf with the vmmem block's extra lines from stdin.
 vmt_conf() { vmt_sim_conf "$1" "$(cat)"; }
 
