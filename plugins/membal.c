@@ -30,6 +30,17 @@
 #include <strings.h>
 
 #define PLUGIN "membal"
+/* Types of vmmem's values membal reads (plugins/SCHEMA.md section 2) and of
+ * its own (section 3): stock collectd types only (types.db), so rrdtool,
+ * network and a central collector need no types of ours. */
+#define MB_T_MEMORY "memory" /* bytes; vmmem "guest_<Key>", ours */
+#define MB_T_VMSTAT "derive" /* vmmem: vmstat counter <key> */
+#define MB_T_SEQ "count"     /* vmmem: "sample_seq" */
+#define MB_T_AGE "duration"  /* vmmem: "sample_age", seconds */
+#define MB_T_REASON "gauge"  /* ours: "reason", an mb_reason_t code */
+#define MB_T_TAU "gauge"     /* ours: "tau" */
+#define MB_T_ROUNDS "derive" /* ours: "rounds" */
+#define MB_T_ROUND "count"   /* ours: "round" */
 
 /* A flush is served after this delay, so that the flush collectd sends to
  * every plugin at shutdown (timeout 0, identifier NULL, indistinguishable from
@@ -76,7 +87,7 @@ typedef struct {
 
   cdtime_t seq_advanced; /* when a newer seq was last seen */
   bool have_age;
-  double vm_age_s; /* vmmem's vmmem_sample/age */
+  double vm_age_s; /* vmmem's duration/sample_age */
   cdtime_t vm_age_time;
 
   c_complain_t set_complaint;
@@ -546,16 +557,20 @@ static int mb_write(const data_set_t *ds, const value_list_t *vl,
   if (!isfinite(v) || v < 0)
     return 0;
 
-  bool is_sample_meta = strcmp(vl->type, "vmmem_sample") == 0;
+  bool is_age = strcmp(vl->type, MB_T_AGE) == 0 &&
+                strcmp(vl->type_instance, "sample_age") == 0;
+  bool is_seq = strcmp(vl->type, MB_T_SEQ) == 0 &&
+                strcmp(vl->type_instance, "sample_seq") == 0;
+  bool is_sample_meta = is_age || is_seq;
   mb_field_t field = MB_F_COUNT;
   double scale = 1.0;
-  if (strcmp(vl->type, "memory") == 0 &&
+  if (strcmp(vl->type, MB_T_MEMORY) == 0 &&
       strncmp(vl->type_instance, "guest_", 6) == 0) {
     if (mb_field_lookup(vl->type_instance + 6, &field) != 0 ||
         field >= MB_F_FIRST_VMSTAT)
       return 0;
     scale = 1.0 / 1024.0; /* bytes -> KiB */
-  } else if (strcmp(vl->type, "vmmem_events") == 0) {
+  } else if (strcmp(vl->type, MB_T_VMSTAT) == 0) {
     if (mb_field_lookup(vl->type_instance, &field) != 0 ||
         field < MB_F_FIRST_VMSTAT)
       return 0;
@@ -570,11 +585,11 @@ static int mb_write(const data_set_t *ds, const value_list_t *vl,
     goto out;
   d->last_update = vl->time;
   if (is_sample_meta) {
-    if (strcmp(vl->type_instance, "age") == 0) {
+    if (is_age) {
       d->have_age = true;
       d->vm_age_s = v;
       d->vm_age_time = vl->time;
-    } else if (strcmp(vl->type_instance, "seq") == 0 && d->building &&
+    } else if (is_seq && d->building &&
                v + MB_SEQ_REORDER < (double)d->build.seq) {
       mb_store_forget(d); /* guest restarted its sequence */
     }
@@ -759,28 +774,27 @@ static cdtime_t mb_next_slot(cdtime_t last) {
 static void mb_snap_dispatch(cdtime_t now) {
   cdtime_t interval = plugin_get_interval();
   for (size_t i = 0; i < snap_num; i++) {
-    mb_dispatch(snap[i].name, "memory", "target",
+    mb_dispatch(snap[i].name, MB_T_MEMORY, "target",
                 (value_t){.gauge = (gauge_t)snap[i].target_kib * 1024.0}, now,
                 interval);
-    mb_dispatch(snap[i].name, "memory", "cma",
+    mb_dispatch(snap[i].name, MB_T_MEMORY, "cma",
                 (value_t){.gauge = (gauge_t)snap[i].cma_kib * 1024.0}, now,
                 interval);
-    mb_dispatch(snap[i].name, "membal_reason", "",
+    mb_dispatch(snap[i].name, MB_T_REASON, "reason",
                 (value_t){.gauge = (gauge_t)snap[i].reason}, now, interval);
   }
-  mb_dispatch("", "membal_tau", "", (value_t){.gauge = snap_tau}, now,
-              interval);
-  mb_dispatch("", "memory", "pool",
+  mb_dispatch("", MB_T_TAU, "tau", (value_t){.gauge = snap_tau}, now, interval);
+  mb_dispatch("", MB_T_MEMORY, "pool",
               (value_t){.gauge = (gauge_t)snap_pool_kib * 1024.0}, now,
               interval);
-  mb_dispatch("", "memory", "sum_targets",
+  mb_dispatch("", MB_T_MEMORY, "sum_targets",
               (value_t){.gauge = (gauge_t)snap_sum_kib * 1024.0}, now,
               interval);
-  mb_dispatch("", "membal_rounds", "",
+  mb_dispatch("", MB_T_ROUNDS, "rounds",
               (value_t){.derive = (derive_t)snap_rounds}, now, interval);
   /* The same count as a gauge: unixsock's GETVAL shows derives as rates,
    * and an observer wants to see which round is in force. */
-  mb_dispatch("", "membal_round", "", (value_t){.gauge = (gauge_t)snap_rounds},
+  mb_dispatch("", MB_T_ROUND, "round", (value_t){.gauge = (gauge_t)snap_rounds},
               now, interval);
   snap_last = now;
 }

@@ -155,7 +155,7 @@ mbt_collectd_start_preload() {
 # mbt_round: number of the round whose decisions are in force (0 = none).
 mbt_round() {
   local v
-  v=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null) || {
+  v=$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null) || {
     echo 0
     return
   }

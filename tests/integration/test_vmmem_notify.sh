@@ -42,7 +42,7 @@ LoadPlugin exec
 </Plugin>
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
-vmt_expect 10 1 web vmmem_sample-seq
+vmt_expect 10 1 web count-sample_seq
 sleep 1 # let the watch thread register its watch
 
 nnotif() { find "$nd" -name 'n.*' ! -name '*.tmp' | wc -l; }
@@ -77,7 +77,7 @@ grep -qx 'urgent 1' "$f" || mb_fail "vmmem:record does not hold the urgent recor
 mb_log "ok: notification fields: $(grep -E '^(Plugin|Type|TypeInstance):' "$f" | tr '\n' ' ')"
 mb_wait_for 3 mb_log_has 'Notification: severity = WARNING.*plugin = vmmem.*type_instance = urgent' ||
   mb_fail "logfile has no notification line"
-vmt_expect 1 1 web vmmem_sample-seq # the read callback has not run meanwhile
+vmt_expect 1 1 web count-sample_seq # the read callback has not run meanwhile
 
 # 2. no urgent flag, but swap-out at 2000 pages/s (threshold 100)
 t0=$(date +%s%N)
