@@ -144,20 +144,5 @@ out=$MB_DIR/graphs
   --out "$out" --width 700 --height 250 >"$MB_DIR/graph.out" ||
   mb_fail "membal-graph failed: $(cat "$MB_DIR/graph.out")"
 cat "$MB_DIR/graph.out" >&2
-for png in domain-vm1 domain-vm2 domain-vm3 host; do
-  f=$out/$png.png
-  mb_assert "$png.png exists" test -s "$f"
-  # PNG signature, then the IHDR chunk: width and height (big endian).
-  sig=$(od -An -tx1 -N8 "$f" | tr -d ' \n')
-  mb_assert_eq 89504e470d0a1a0a "$sig" "$png.png PNG signature"
-  w=$(od -An -tu1 -j16 -N4 "$f" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
-  h=$(od -An -tu1 -j20 -N4 "$f" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
-  size=$(stat -c %s "$f")
-  mb_log "$png.png: ${w}x${h}, $size bytes"
-  # canvas 700x250 plus axes, title and a legend line per series
-  [ "$w" -ge 700 ] && [ "$w" -le 1200 ] && [ "$h" -ge 250 ] && [ "$h" -le 800 ] ||
-    mb_fail "$png.png has implausible dimensions ${w}x${h}"
-  [ "$size" -ge 8000 ] || mb_fail "$png.png is only $size bytes: an empty graph?"
-  grep -q "^$f ${w}x${h}\$" "$MB_DIR/graph.out" || mb_fail "membal-graph did not report $f ${w}x${h}"
-done
+mbt_check_pngs "$MB_DIR/graph.out" "$out" domain-vm1 domain-vm2 domain-vm3 host
 mb_log "balance test passed"
