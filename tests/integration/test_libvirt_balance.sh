@@ -22,7 +22,9 @@ command -v virsh >/dev/null || mb_skip "virsh (libvirt-clients) missing"
 [ -f "$MB_PLUGINDIR/vmmem.so" ] && [ -f "$MB_PLUGINDIR/membal.so" ] ||
   mb_skip "vmmem/membal plugins not built"
 # The plugins carry the libvirt backend only when libvirt was found.
-if ! ldd "$MB_PLUGINDIR/vmmem.so" | grep -q libvirt; then
+# (grep without -q reads all of ldd's output: with pipefail, -q could
+# close the pipe early and the SIGPIPE of ldd would read as "no libvirt")
+if ! ldd "$MB_PLUGINDIR/vmmem.so" | grep libvirt >/dev/null; then
   mb_skip "plugins built without the libvirt backend"
 fi
 
