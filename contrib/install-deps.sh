@@ -10,7 +10,7 @@ pkgs=(cmake make gcc libc6-dev pkg-config
       libcunit1-dev rrdtool librrd-dev
       libvirt-dev libvirt0 libvirt-clients
       valgrind python3 procps
-      lintian file) # tests/pkg: lint the .debs; cpack's shlibdeps
+      lintian file perl) # tests/pkg: lint the .debs; cpack's shlibdeps; pod2man
 list=false e2e=false
 for a in "$@"; do
   case $a in
