@@ -90,7 +90,6 @@ Hostname "$hostname"
 FQDNLookup false
 BaseDir "$out/collectd"
 PIDFile "$out/collectd/collectd.pid"
-TypesDB "/usr/share/collectd/types.db" "$src/collectd.conf.d/membal-types.db"
 Interval 1
 LoadPlugin logfile
 <Plugin logfile>
@@ -147,7 +146,7 @@ done
 
 # Number of the round whose decisions are in force.
 last_round() {
-  collectdctl -s "$sock" getval "$hostname/membal/membal_round" 2>/dev/null |
+  collectdctl -s "$sock" getval "$hostname/membal/count-round" 2>/dev/null |
     awk -F= '$1 == "value" { printf "%d\n", $2 }'
 }
 say "collectdctl flush plugin=membal"

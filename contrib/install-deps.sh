@@ -5,11 +5,12 @@
 # libvirtd). --list prints the package names instead of installing.
 set -euo pipefail
 pkgs=(cmake make gcc libc6-dev pkg-config
-      collectd-core collectd-dev collectd-utils
+      collectd collectd-core collectd-dev collectd-utils
       xenstore-utils xen-utils-4.17 libxen-dev
       libcunit1-dev rrdtool librrd-dev
       libvirt-dev libvirt0 libvirt-clients
-      valgrind python3 procps)
+      valgrind python3 procps
+      lintian file perl) # tests/pkg: lint the .debs; cpack's shlibdeps; pod2man
 list=false e2e=false
 for a in "$@"; do
   case $a in

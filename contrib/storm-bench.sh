@@ -12,7 +12,7 @@
 # publishing once a second; then guest 1 also writes `rate` urgent records a
 # second (vmmem-bench -U) and it is measured again over the same time. CPU
 # is utime + stime from /proc/<pid>/stat, in % of one core; membal's rounds
-# are counted from its membal_round value.
+# are counted from its count-round value.
 #
 # Builds without sanitizers in build/bench (MEMBAL_BENCH_BUILD overrides).
 set -euo pipefail
@@ -53,7 +53,7 @@ mb_collectd_start "$MB_DIR/collectd.conf"
 cpu() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 round() {
   local v
-  v=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null) || v=0
+  v=$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null) || v=0
   awk -v v="$v" 'BEGIN { printf "%d\n", v }'
 }
 hz=$(getconf CLK_TCK)

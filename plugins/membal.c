@@ -33,6 +33,14 @@
 #include <strings.h>
 
 #define PLUGIN "membal"
+/* Types of vmmem's values membal reads (plugins/SCHEMA.md section 2) and of
+ * its own (section 3): stock collectd types only (types.db), so rrdtool,
+ * network and a central collector need no types of ours. */
+#define MB_T_MEMORY "memory" /* bytes; vmmem "guest_<Key>", ours */
+#define MB_T_REASON "gauge"  /* ours: "reason", an mb_reason_t code */
+#define MB_T_TAU "gauge"     /* ours: "tau" */
+#define MB_T_ROUNDS "derive" /* ours: "rounds" */
+#define MB_T_ROUND "count"   /* ours: "round" */
 
 /* A flush is served after this delay, so that the flush collectd sends to
  * every plugin at shutdown (timeout 0, identifier NULL, indistinguishable from
@@ -623,28 +631,27 @@ static time_t mb_second(cdtime_t t) { return CDTIME_T_TO_TIME_T(t); }
 static void mb_snap_dispatch(cdtime_t now) {
   cdtime_t interval = plugin_get_interval();
   for (size_t i = 0; i < snap_num; i++) {
-    mb_dispatch(snap[i].name, "memory", "target",
+    mb_dispatch(snap[i].name, MB_T_MEMORY, "target",
                 (value_t){.gauge = (gauge_t)snap[i].target_kib * 1024.0}, now,
                 interval);
-    mb_dispatch(snap[i].name, "memory", "cma",
+    mb_dispatch(snap[i].name, MB_T_MEMORY, "cma",
                 (value_t){.gauge = (gauge_t)snap[i].cma_kib * 1024.0}, now,
                 interval);
-    mb_dispatch(snap[i].name, "membal_reason", "",
+    mb_dispatch(snap[i].name, MB_T_REASON, "reason",
                 (value_t){.gauge = (gauge_t)snap[i].reason}, now, interval);
   }
-  mb_dispatch("", "membal_tau", "", (value_t){.gauge = snap_tau}, now,
-              interval);
-  mb_dispatch("", "memory", "pool",
+  mb_dispatch("", MB_T_TAU, "tau", (value_t){.gauge = snap_tau}, now, interval);
+  mb_dispatch("", MB_T_MEMORY, "pool",
               (value_t){.gauge = (gauge_t)snap_pool_kib * 1024.0}, now,
               interval);
-  mb_dispatch("", "memory", "sum_targets",
+  mb_dispatch("", MB_T_MEMORY, "sum_targets",
               (value_t){.gauge = (gauge_t)snap_sum_kib * 1024.0}, now,
               interval);
-  mb_dispatch("", "membal_rounds", "",
+  mb_dispatch("", MB_T_ROUNDS, "rounds",
               (value_t){.derive = (derive_t)snap_rounds}, now, interval);
   /* The same count as a gauge: unixsock's GETVAL shows derives as rates,
    * and an observer wants to see which round is in force. */
-  mb_dispatch("", "membal_round", "", (value_t){.gauge = (gauge_t)snap_rounds},
+  mb_dispatch("", MB_T_ROUND, "round", (value_t){.gauge = (gauge_t)snap_rounds},
               now, interval);
   snap_last = now;
 }

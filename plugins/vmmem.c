@@ -31,6 +31,15 @@
 #include <stdatomic.h>
 
 #define VM_PLUGIN "vmmem"
+/* Types of the values vmmem dispatches (plugins/SCHEMA.md section 2): stock
+ * collectd types only (/usr/share/collectd/types.db), so rrdtool, network
+ * and a central collector need no types of ours. */
+#define VM_T_MEMORY "memory"    /* bytes */
+#define VM_T_VMSTAT "derive"    /* guest vmstat counters */
+#define VM_T_DOMAINS "count"    /* instance "domains" */
+#define VM_T_SEQ "count"        /* instance "sample_seq" */
+#define VM_T_AGE "duration"     /* instance "sample_age", seconds */
+#define VM_T_STALE "bool"       /* instance "sample_stale" */
 #define VM_WATCH_TIMEOUT_MS 250 /* bounds the shutdown delay */
 #define VM_WATCH_TABLE_MAX 4096
 /* The watch reads one guest's record at most once per gap: a guest that
@@ -163,14 +172,14 @@ static void vm_gauge(const char *pinst, const char *type, const char *tinst,
 static double vm_kib_bytes(uint64_t kib) { return (double)kib * 1024.0; }
 
 static void vm_dispatch_host(const mb_hostinfo_t *h, cdtime_t t) {
-  vm_gauge("", "memory", "host_total", vm_kib_bytes(h->total_kib), t, NULL);
-  vm_gauge("", "memory", "host_free", vm_kib_bytes(h->free_kib), t, NULL);
+  vm_gauge("", VM_T_MEMORY, "host_total", vm_kib_bytes(h->total_kib), t, NULL);
+  vm_gauge("", VM_T_MEMORY, "host_free", vm_kib_bytes(h->free_kib), t, NULL);
   for (unsigned i = 0; i < h->nr_nodes && i < MB_MAX_NODES; i++) {
     char ti[32];
     snprintf(ti, sizeof(ti), "node%u_total", i);
-    vm_gauge("", "memory", ti, vm_kib_bytes(h->node_total_kib[i]), t, NULL);
+    vm_gauge("", VM_T_MEMORY, ti, vm_kib_bytes(h->node_total_kib[i]), t, NULL);
     snprintf(ti, sizeof(ti), "node%u_free", i);
-    vm_gauge("", "memory", ti, vm_kib_bytes(h->node_free_kib[i]), t, NULL);
+    vm_gauge("", VM_T_MEMORY, ti, vm_kib_bytes(h->node_free_kib[i]), t, NULL);
   }
 }
 
@@ -239,10 +248,10 @@ static void vm_dispatch_sample(const mb_dominfo_t *d, cdtime_t t,
     if (f < MB_F_FIRST_VMSTAT) {
       char ti[DATA_MAX_NAME_LEN];
       snprintf(ti, sizeof(ti), "guest_%s", key);
-      vm_gauge(d->name, "memory", ti, vm_kib_bytes(v), t, meta);
+      vm_gauge(d->name, VM_T_MEMORY, ti, vm_kib_bytes(v), t, meta);
     } else {
       derive_t dv = v > (uint64_t)INT64_MAX ? INT64_MAX : (derive_t)v;
-      vm_submit(d->name, "vmmem_events", key, (value_t){.derive = dv}, t, meta);
+      vm_submit(d->name, VM_T_VMSTAT, key, (value_t){.derive = dv}, t, meta);
     }
   }
 }
@@ -269,10 +278,11 @@ static void vm_dispatch_domain(const mb_dominfo_t *d, vm_dom_t *st,
   if (meta != NULL)
     meta_data_add_unsigned_int(meta, "vmmem:domid", d->domid);
 
-  vm_gauge(d->name, "memory", "current", vm_kib_bytes(d->current_kib), now,
+  vm_gauge(d->name, VM_T_MEMORY, "current", vm_kib_bytes(d->current_kib), now,
            meta);
-  vm_gauge(d->name, "memory", "target", vm_kib_bytes(d->target_kib), now, meta);
-  vm_gauge(d->name, "memory", "max", vm_kib_bytes(d->max_kib), now, meta);
+  vm_gauge(d->name, VM_T_MEMORY, "target", vm_kib_bytes(d->target_kib), now,
+           meta);
+  vm_gauge(d->name, VM_T_MEMORY, "max", vm_kib_bytes(d->max_kib), now, meta);
 
   if (d->sample_status == MB_SAMPLE_OK) {
     const mb_sample_t *s = &d->sample;
@@ -308,11 +318,11 @@ static void vm_dispatch_domain(const mb_dominfo_t *d, vm_dom_t *st,
   if (d->sample_status == MB_SAMPLE_OK) {
     if (meta != NULL)
       meta_data_add_unsigned_int(meta, "vmmem:seq", d->sample.seq);
-    vm_gauge(d->name, "vmmem_sample", "seq", (double)d->sample.seq, now, meta);
+    vm_gauge(d->name, VM_T_SEQ, "sample_seq", (double)d->sample.seq, now, meta);
   }
   if (d->sample_status != MB_SAMPLE_NONE)
-    vm_gauge(d->name, "vmmem_sample", "age", age, now, meta);
-  vm_gauge(d->name, "vmmem_sample", "stale", fresh ? 0.0 : 1.0, now, meta);
+    vm_gauge(d->name, VM_T_AGE, "sample_age", age, now, meta);
+  vm_gauge(d->name, VM_T_STALE, "sample_stale", fresh ? 0.0 : 1.0, now, meta);
   if (fresh)
     vm_dispatch_sample(d, now, meta);
   meta_data_destroy(meta);
@@ -376,7 +386,8 @@ static int vm_read(void) {
     const mb_dominfo_t *d = &doms[i];
     if (d->domid == 0) {
       /* dom0 is host overhead, never balanced. */
-      vm_gauge("", "memory", "dom0", vm_kib_bytes(d->current_kib), now, NULL);
+      vm_gauge("", VM_T_MEMORY, "dom0", vm_kib_bytes(d->current_kib), now,
+               NULL);
       continue;
     }
     if (nn > 0 && next[nn - 1].domid == d->domid)
@@ -396,7 +407,7 @@ static int vm_read(void) {
     vm_dispatch_domain(d, st, now, stale_after);
     guests++;
   }
-  vm_gauge("", "vmmem_domains", "", (double)guests, now, NULL);
+  vm_gauge("", VM_T_DOMAINS, "domains", (double)guests, now, NULL);
 
   free(vm_doms);
   vm_doms = next;

@@ -28,7 +28,6 @@ cp "$bz" "$out/vmlinuz"
 # it lacked.
 plugin() { find "$build" -name "$1.so" -type f 2> /dev/null | head -n1; }
 memload=$(find "$build" -name membal-memload -type f -perm -u+x 2> /dev/null | head -n1)
-types_db=(/usr/share/collectd/types.db "$src/collectd.conf.d/membal-types.db")
 
 add_collectd() {
   local root=$1; shift
@@ -39,7 +38,6 @@ add_collectd() {
     img_elf "$root" "/usr/lib/collectd/$p.so"
   done
   img_file "$root" /usr/share/collectd/types.db
-  img_file "$root" "$src/collectd.conf.d/membal-types.db" /usr/share/membal/membal-types.db
 }
 
 # ---------------------------------------------------------------- guest

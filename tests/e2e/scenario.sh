@@ -197,7 +197,7 @@ else
 fi
 
 csv_rounds() { # prints "epoch rounds" of the latest membal round, or nothing
-  f=$(ls /var/lib/collectd/csv/dom0/membal/membal_rounds-* 2> /dev/null | tail -n1)
+  f=$(ls /var/lib/collectd/csv/dom0/membal/derive-rounds-* 2> /dev/null | tail -n1)
   [ -n "$f" ] && tail -n1 "$f" | awk -F, '$1 ~ /^[0-9]/ {print int($1), $2}'
 }
 

@@ -164,3 +164,27 @@ mbt_flush_round() {
   mb_collectdctl flush plugin=membal
   mb_wait_for 3 mbt__round_after "$before" || mb_fail "flush: no round within 3 s (round still $before)"
 }
+
+# mbt_check_pngs <graph.out> <out dir> <name...>: membal-graph drew
+# <out>/<name>.png for each name: PNG signature, plausible dimensions for
+# --width 700 --height 250, not empty, and reported in graph.out.
+mbt_check_pngs() {
+  local report=$1 out=$2 png f sig w h size
+  shift 2
+  for png in "$@"; do
+    f=$out/$png.png
+    mb_assert "$png.png exists" test -s "$f"
+    # PNG signature, then the IHDR chunk: width and height (big endian).
+    sig=$(od -An -tx1 -N8 "$f" | tr -d ' \n')
+    mb_assert_eq 89504e470d0a1a0a "$sig" "$png.png PNG signature"
+    w=$(od -An -tu1 -j16 -N4 "$f" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
+    h=$(od -An -tu1 -j20 -N4 "$f" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
+    size=$(stat -c %s "$f")
+    mb_log "$png.png: ${w}x${h}, $size bytes"
+    # canvas 700x250 plus axes, title and a legend line per series
+    [ "$w" -ge 700 ] && [ "$w" -le 1200 ] && [ "$h" -ge 250 ] && [ "$h" -le 800 ] ||
+      mb_fail "$png.png has implausible dimensions ${w}x${h}"
+    [ "$size" -ge 8000 ] || mb_fail "$png.png is only $size bytes: an empty graph?"
+    grep -q "^$f ${w}x${h}\$" "$report" || mb_fail "membal-graph did not report $f ${w}x${h}"
+  done
+}

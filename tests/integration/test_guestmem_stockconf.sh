@@ -54,6 +54,7 @@ EOF
     -e "s|^  #DomainPath .*|  DomainPath \"$GM_DOM\"|" \
     -e "s|^  #XenstorePath .*|  XenstorePath \"$XENSTORED_PATH\"|" \
     -e "s,^  #\([A-Za-z]*\(Threshold\|Interval\) .*\),  \1," \
+    -e "s|\"/usr/share/membal/load/|\"$MEMBAL_SOURCE_DIR/collectd.conf.d/load/|" \
     "$MEMBAL_SOURCE_DIR/collectd.conf.d/guest.conf"
 } >"$MB_DIR/conf.d/guest.conf"
 n=$(grep -cE '^  (MeminfoPath|VmstatPath|DomainPath|XenstorePath|SwapThreshold|MajorFaultThreshold|UrgentPollInterval|UrgentMinInterval) ' \

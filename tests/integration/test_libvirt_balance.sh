@@ -22,7 +22,9 @@ command -v virsh >/dev/null || mb_skip "virsh (libvirt-clients) missing"
 [ -f "$MB_PLUGINDIR/vmmem.so" ] && [ -f "$MB_PLUGINDIR/membal.so" ] ||
   mb_skip "vmmem/membal plugins not built"
 # The plugins carry the libvirt backend only when libvirt was found.
-if ! ldd "$MB_PLUGINDIR/vmmem.so" | grep -q libvirt; then
+# (grep without -q reads all of ldd's output: with pipefail, -q could
+# close the pipe early and the SIGPIPE of ldd would read as "no libvirt")
+if ! ldd "$MB_PLUGINDIR/vmmem.so" | grep libvirt >/dev/null; then
   mb_skip "plugins built without the libvirt backend"
 fi
 
@@ -109,8 +111,8 @@ mb_assert "web MemTotal = available" gauge_is "vmmem-web/memory-guest_MemTotal" 
 mb_assert "web MemFree = unused" gauge_is "vmmem-web/memory-guest_MemFree" $((web_unused * 1024))
 mb_assert "web MemAvailable = usable" gauge_is "vmmem-web/memory-guest_MemAvailable" $((web_usable * 1024))
 mb_assert "web Cached = disk_caches" gauge_is "vmmem-web/memory-guest_Cached" $((web_cache * 1024))
-mb_assert "web seq 1" gauge_is "vmmem-web/vmmem_sample-seq" 1
-mb_assert "four domains" gauge_is "vmmem/vmmem_domains" 4
+mb_assert "web seq 1" gauge_is "vmmem-web/count-sample_seq" 1
+mb_assert "four domains" gauge_is "vmmem/count-domains" 4
 mb_wait_for 5 gauge "vmmem-legacy/memory-current" >/dev/null || mb_fail "legacy not dispatched"
 if gauge "vmmem-legacy/memory-guest_MemTotal" >/dev/null 2>&1; then
   mb_fail "legacy has no balloon, yet a guest sample was dispatched"
@@ -123,7 +125,7 @@ if mb_log_has "domain db: balloon stats period"; then mb_fail "db's period 10 wa
 if mb_log_has "domain legacy: balloon stats period"; then mb_fail "legacy has no balloon, yet its period was set"; fi
 
 sleep 1 # a few reads: nothing changes without a round
-mb_assert "no round before the flush: web seq still 1" gauge_is "vmmem-web/vmmem_sample-seq" 1
+mb_assert "no round before the flush: web seq still 1" gauge_is "vmmem-web/count-sample_seq" 1
 mb_assert "web current unchanged" gauge_is "vmmem-web/memory-current" $((web_cur * 1024))
 
 # ---- a round on a contended host: the guests hold more than the pool, so
@@ -150,7 +152,7 @@ for d in web db batch; do
   mb_assert "$d within its max ($t <= ${max0[$d]} KiB)" test "$t" -le "${max0[$d]}"
 done
 mb_assert "balloon-less legacy not shrunk ($t_legacy >= ${cur0[legacy]})" test "$t_legacy" -ge "${cur0[legacy]}"
-mb_assert "legacy's reason is stale-frozen (5)" gauge_is "membal-legacy/membal_reason" 5
+mb_assert "legacy's reason is stale-frozen (5)" gauge_is "membal-legacy/gauge-reason" 5
 for d in $shrunk; do
   mb_assert "the change of $d is logged with its reason" \
     mb_log_has "membal: $d \(domid [0-9]+\) target [0-9.]+ MiB -> [0-9.]+ MiB: shrink-idle"
@@ -166,16 +168,16 @@ if mb_log_has "setting the target of .* failed"; then mb_fail "an actuation fail
 # is only if membal's libvirt reports the shrunk size as current. Had the
 # actuation not reached libvirt, current would still be the old size and
 # the target would go back up to it (stale-frozen).
-mb_wait_for 15 gauge_is "vmmem-web/vmmem_sample-stale" 1 || mb_fail "web's sample never went stale"
+mb_wait_for 15 gauge_is "vmmem-web/bool-sample_stale" 1 || mb_fail "web's sample never went stale"
 changes_before=$(grep -c "membal: .* target .* MiB -> " "$MB_CD_LOG")
-# membal_round (gauge), not membal_rounds: GETVAL shows a derive as a rate
-before=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null || echo 0)
+# count-round (gauge), not derive-rounds: GETVAL shows a derive as a rate
+before=$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null || echo 0)
 mb_collectdctl flush plugin=membal
-round2() { awk -v a="$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null || echo 0)" -v b="$before" 'BEGIN { exit !(a > b) }'; }
+round2() { awk -v a="$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null || echo 0)" -v b="$before" 'BEGIN { exit !(a > b) }'; }
 mb_wait_for 5 round2 || mb_fail "no second round"
 sleep 0.5
 for d in $shrunk; do
-  mb_assert "$d frozen in the stale round" gauge_is "membal-$d/membal_reason" 5
+  mb_assert "$d frozen in the stale round" gauge_is "membal-$d/gauge-reason" 5
   t=$(eval echo "\$t_$d")
   mb_assert "$d's target stays at what libvirt now holds" gauge_is "membal-$d/memory-target" $((t * 1024))
 done
@@ -209,17 +211,17 @@ mb_collectd_stop
 
 # ---- the shipped drop-in collectd.conf.d/kvm.conf, pointed at the host
 # file: loads, reads the domains, balances on a flush. Only paths change
-# (types.db from the source tree, RRD under the test directory, our build's
+# (RRD under the test directory, our build's
 # plugins with rrdtool loaded before them from collectd's directory; its
 # unixsock block gives way to the harness's own).
 dropin=$MEMBAL_SOURCE_DIR/collectd.conf.d/kvm.conf
 mb_collectd_conf "$MB_DIR/collectd-dropin.conf" < <(
   sed -e "s|qemu:///system\"|$uri\"|" \
-    -e "s|/usr/share/membal/collectd.conf.d/membal-types.db|$MEMBAL_SOURCE_DIR/collectd.conf.d/membal-types.db|" \
     -e "s|/var/lib/collectd/rrd|$MB_DIR/rrd-dropin|" \
     -e "/^LoadPlugin unixsock/d" -e "/^<Plugin unixsock>/,/^<\/Plugin>/d" \
     -e "/^LoadPlugin rrdtool\$/d" \
-    -e "s|^LoadPlugin vmmem|LoadPlugin rrdtool\nPluginDir \"$MB_PLUGINDIR\"\nLoadPlugin vmmem|" "$dropin"
+    -e "s|^Include \"/usr/share/membal/load/vmmem.conf\"|LoadPlugin rrdtool\nPluginDir \"$MB_PLUGINDIR\"\n&|" \
+    -e "s|\"/usr/share/membal/load/|\"$MEMBAL_SOURCE_DIR/collectd.conf.d/load/|" "$dropin"
 )
 grep -q "URI \"$uri\"" "$MB_DIR/collectd-dropin.conf" || mb_fail "drop-in has no URI line to point at the test host"
 mb_collectd_start "$MB_DIR/collectd-dropin.conf"

@@ -240,10 +240,10 @@ mb_assert "period switched on, logged" mb_log_has "vmmem: libvirt: domain $name:
 mb_assert "current 512 MiB" gauge_is "vmmem-$name/memory-current" $((512 * MiB * 1024))
 mb_assert "guest_MemTotal = the guest's own MemTotal ($(guest_total) KiB)" \
   gauge_is "vmmem-$name/memory-guest_MemTotal" $(($(guest_total) * 1024))
-seq0=$(gauge "vmmem-$name/vmmem_sample-seq")
-seq_moved() { awk -v a="$(gauge "vmmem-$name/vmmem_sample-seq")" -v b="$seq0" 'BEGIN { exit !(a > b) }'; }
+seq0=$(gauge "vmmem-$name/count-sample_seq")
+seq_moved() { awk -v a="$(gauge "vmmem-$name/count-sample_seq")" -v b="$seq0" 'BEGIN { exit !(a > b) }'; }
 mb_wait_for 15 seq_moved || mb_fail "the guest's sample never advanced (seq $seq0): stats period not in force"
-mb_log "sample seq advanced from $seq0 to $(gauge "vmmem-$name/vmmem_sample-seq") with the guest's publications"
+mb_log "sample seq advanced from $seq0 to $(gauge "vmmem-$name/count-sample_seq") with the guest's publications"
 
 t0=$(mb_now_ms)
 mb_collectdctl flush plugin=membal
@@ -289,14 +289,14 @@ mb_wait_for 15 mb_log_has "vmmem: backend libvirt reachable" ||
   mb_fail "vmmem did not reconnect: $(grep vmmem "$MB_CD_LOG" | tail -3)"
 mb_assert "the loss logged once" test "$(grep -c "vmmem: libvirt: connection to .* lost" "$MB_CD_LOG")" -eq 1
 mb_assert "the outage logged once" test "$(grep -c "vmmem: libvirt: cannot connect" "$MB_CD_LOG")" -le 1
-seq1=$(gauge "vmmem-$name/vmmem_sample-seq")
-seq_moved1() { awk -v a="$(gauge "vmmem-$name/vmmem_sample-seq")" -v b="$seq1" 'BEGIN { exit !(a != b) }'; }
+seq1=$(gauge "vmmem-$name/count-sample_seq")
+seq_moved1() { awk -v a="$(gauge "vmmem-$name/count-sample_seq")" -v b="$seq1" 'BEGIN { exit !(a != b) }'; }
 mb_wait_for 20 seq_moved1 || mb_fail "no fresh sample after the reconnect"
-# membal_round, the gauge: GETVAL shows the derive membal_rounds as a rate,
+# count-round, the gauge: GETVAL shows the derive derive-rounds as a rate,
 # which falls back to 0 a second after any round and so cannot be compared
 # across rounds (an urgent round just before would hide the flush round).
-rounds=$(gauge "membal/membal_round")
-more_rounds() { awk -v a="$(gauge "membal/membal_round")" -v b="$rounds" 'BEGIN { exit !(a > b) }'; }
+rounds=$(gauge "membal/count-round")
+more_rounds() { awk -v a="$(gauge "membal/count-round")" -v b="$rounds" 'BEGIN { exit !(a > b) }'; }
 mb_collectdctl flush plugin=membal
 mb_wait_for 5 more_rounds || mb_fail "membal made no round after the restart"
 if mb_log_has "membal: backend \"libvirt\" failed"; then

@@ -53,7 +53,7 @@ gauge_is() {
 target_is_not() { [ "$(mbt_target "$1")" != "$2" ]; }
 
 # vm3's one record ages past StaleAfter.
-mb_wait_for 10 gauge_is "$MB_HOSTNAME/vmmem-vm3/vmmem_sample-stale" 1 ||
+mb_wait_for 10 gauge_is "$MB_HOSTNAME/vmmem-vm3/bool-sample_stale" 1 ||
   mb_fail "vm3 never became stale in vmmem"
 sleep 1.5 # a couple more samples of vm1/vm2, so rates exist
 
@@ -87,7 +87,7 @@ mb_assert "stale vm3 not shrunk ($t3v KiB)" test "$t3v" -ge $((1024 * MiB))
 mb_assert "the change of vm1 is logged with its reason" \
   mbt_membal_log "vm1 \(domid 1\) target 1024.0 MiB -> [0-9.]+ MiB: [a-z-]+"
 mb_assert "vm3's reason is stale-frozen (5)" \
-  gauge_is "$MB_HOSTNAME/membal-vm3/membal_reason" 5
+  gauge_is "$MB_HOSTNAME/membal-vm3/gauge-reason" 5
 
 # ---- more rounds: demand moves, the sum stays within the pool ----
 check_round() { # <n>
@@ -132,7 +132,7 @@ if mb_log_has "membal: BUG"; then mb_fail "membal logged a sum violation"; fi
 rrd=$MB_DIR/rrd/$MB_HOSTNAME
 mb_assert "target RRD of vm1" test -s "$rrd/membal-vm1/memory-target.rrd"
 mb_assert "pool RRD" test -s "$rrd/membal/memory-pool.rrd"
-mb_assert "reason RRD of vm3" test -s "$rrd/membal-vm3/membal_reason.rrd"
+mb_assert "reason RRD of vm3" test -s "$rrd/membal-vm3/gauge-reason.rrd"
 last=$(rrdtool lastupdate "$rrd/membal-vm1/memory-target.rrd" | awk -F': ' 'NF==2 { print $2 }')
 mb_assert "RRD holds vm1's last target ($last bytes vs $(mbt_target 1) KiB)" \
   awk -v r="$last" -v k="$(mbt_target 1)" 'BEGIN { exit !(r == k * 1024) }'
@@ -144,20 +144,5 @@ out=$MB_DIR/graphs
   --out "$out" --width 700 --height 250 >"$MB_DIR/graph.out" ||
   mb_fail "membal-graph failed: $(cat "$MB_DIR/graph.out")"
 cat "$MB_DIR/graph.out" >&2
-for png in domain-vm1 domain-vm2 domain-vm3 host; do
-  f=$out/$png.png
-  mb_assert "$png.png exists" test -s "$f"
-  # PNG signature, then the IHDR chunk: width and height (big endian).
-  sig=$(od -An -tx1 -N8 "$f" | tr -d ' \n')
-  mb_assert_eq 89504e470d0a1a0a "$sig" "$png.png PNG signature"
-  w=$(od -An -tu1 -j16 -N4 "$f" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
-  h=$(od -An -tu1 -j20 -N4 "$f" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
-  size=$(stat -c %s "$f")
-  mb_log "$png.png: ${w}x${h}, $size bytes"
-  # canvas 700x250 plus axes, title and a legend line per series
-  [ "$w" -ge 700 ] && [ "$w" -le 1200 ] && [ "$h" -ge 250 ] && [ "$h" -le 800 ] ||
-    mb_fail "$png.png has implausible dimensions ${w}x${h}"
-  [ "$size" -ge 8000 ] || mb_fail "$png.png is only $size bytes: an empty graph?"
-  grep -q "^$f ${w}x${h}\$" "$MB_DIR/graph.out" || mb_fail "membal-graph did not report $f ${w}x${h}"
-done
+mbt_check_pngs "$MB_DIR/graph.out" "$out" domain-vm1 domain-vm2 domain-vm3 host
 mb_log "balance test passed"

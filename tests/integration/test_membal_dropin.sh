@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The shipped drop-in collectd.conf.d/dom0.conf works as documented: with
-# only its paths pointed at the test (TypesDB, plugin dir, DataDir, socket)
+# only its paths pointed at the test (plugin dir, DataDir, socket)
 # collectd accepts it as is (Backend "libxl"); switched to Backend "sim" it
 # runs vmmem + membal + rrdtool + unixsock, and `collectdctl flush
 # plugin=membal` through the drop-in's own unixsock block rebalances.
@@ -16,6 +16,16 @@ for opt in Policy Backend XenstorePath URI DryRun Period Reserve TaxRate \
   grep -Eq "^ *#? *<?${opt}[ >]" "$dropin" || mb_fail "option $opt not documented in dom0.conf"
 done
 mb_log "ok: every membal option documented in dom0.conf"
+
+# Every shipped drop-in loads our plugins only through the package's
+# load/*.conf files (a copy left after `apt-get remove` must not stop
+# collectd: tests/pkg) and names no types.db of ours (stock types only).
+for f in "$MEMBAL_SOURCE_DIR"/collectd.conf.d/*.conf; do
+  if grep -En '^[[:space:]]*(TypesDB|LoadPlugin[[:space:]]+"?(vmmem|membal|guestmem))' "$f"; then
+    mb_fail "$(basename "$f") loads a plugin of ours or a TypesDB directly"
+  fi
+done
+mb_log "ok: no drop-in loads our plugins or a types.db directly"
 
 # point_at_test <out> <sed expressions...>: the drop-in with test paths.
 point_at_test() {
@@ -36,14 +46,16 @@ LoadPlugin logfile
   File "$MB_DIR/collectd/collectd.log"
 </Plugin>
 EOF
-    sed -e "s#/usr/share/membal/collectd.conf.d/membal-types.db#$MEMBAL_SOURCE_DIR/collectd.conf.d/membal-types.db#" \
-      -e "s#^LoadPlugin vmmem#PluginDir \"$MB_PLUGINDIR\"\\nLoadPlugin vmmem#" \
+    sed -e "s#^Include \"/usr/share/membal/load/vmmem.conf\"#PluginDir \"$MB_PLUGINDIR\"\\n&#" \
+      -e "s#\"/usr/share/membal/load/#\"$MEMBAL_SOURCE_DIR/collectd.conf.d/load/#" \
       -e "s#^LoadPlugin rrdtool#PluginDir \"$MB_STOCK_PLUGINDIR\"\\nLoadPlugin rrdtool#" \
       -e "s#/var/lib/collectd/rrd#$MB_DIR/rrd#" \
       -e "s#/var/run/collectd-unixsock#$MB_DIR/collectd/collectd.sock#" \
       -e "s#SocketGroup \"root\"#SocketGroup \"$(id -gn)\"#" \
       "$@" "$dropin"
   } >"$out"
+  grep -q "^Include \"$MEMBAL_SOURCE_DIR/collectd.conf.d/load/membal.conf\"" "$out" ||
+    mb_fail "drop-in copy does not include load/membal.conf"
 }
 
 # 1. As shipped (libxl, no Xen here): collectd starts, membal accepts its

@@ -4,7 +4,7 @@
 # plugin dispatches them as its own unixsock PUTVAL/PUTNOTIF do, with the
 # sender's host name), and values that merely claim to be vmmem's. Before,
 # a foreign "urgent" notification started a round and a foreign
-# vmmem_sample/seq value made membal drop a local domain's sample (frozen).
+# count/sample_seq value made membal drop a local domain's sample (frozen).
 . "$(dirname "$0")/membal_lib.bash"
 
 command -v python3 >/dev/null || mb_skip "python3 missing (PUTNOTIF over the unixsock)"
@@ -22,10 +22,10 @@ mbt_conf "$MB_DIR/collectd.conf" <<EOF
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
 mbt_wait_samples 1 2
-seq_ge() { awk -v v="$(vmt_get vm1 vmmem_sample-seq)" -v m="$1" 'BEGIN { exit !(v >= m) }'; }
+seq_ge() { awk -v v="$(vmt_get vm1 count-sample_seq)" -v m="$1" 'BEGIN { exit !(v >= m) }'; }
 mb_wait_for 10 seq_ge 6 || mb_fail "vm1's agent does not advance"
 mbt_flush_round
-reason() { mb_getval "$MB_HOSTNAME/membal-vm1/membal_reason"; }
+reason() { mb_getval "$MB_HOSTNAME/membal-vm1/gauge-reason"; }
 mb_assert "vm1 decided on its sample (reason $(reason), not stale-frozen 5)" \
   awk -v r="$(reason)" 'BEGIN { exit !(r != 5) }'
 
@@ -48,13 +48,13 @@ for host in otherhost "$MB_HOSTNAME"; do
   mb_assert "PUTNOTIF urgent from $host accepted by collectd" putnotif "$host"
   # a sequence number far below vm1's, and sample values, without vmmem's
   # meta data (what the network plugin or PUTVAL deliver)
-  mb_collectdctl putval "$host/vmmem-vm1/vmmem_sample-seq" N:1
+  mb_collectdctl putval "$host/vmmem-vm1/count-sample_seq" N:1
   mb_collectdctl putval "$host/vmmem-vm1/memory-guest_MemTotal" N:1048576
   mb_collectdctl putval "$host/vmmem-vm1/memory-guest_MemAvailable" N:0
 done
 # Period 1 h and no flush: a round now could only come from those. Wait
 # for vmmem's next read of vm1 (progress), then half a second more.
-s0=$(vmt_get vm1 vmmem_sample-seq)
+s0=$(vmt_get vm1 count-sample_seq)
 mb_wait_for 5 seq_ge $((${s0%.*} + 2)) || mb_fail "vm1's agent stopped"
 mb_assert_eq "$r0" "$(mbt_round)" "rounds after foreign notifications and values"
 

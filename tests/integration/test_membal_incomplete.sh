@@ -23,7 +23,7 @@ mbt_flush_round
 sleep 0.3
 t2=$(mbt_target 2)
 mb_log "vm2 target with full samples: $((t2 / MiB)) MiB"
-reason=$(mb_getval "$MB_HOSTNAME/membal-vm2/membal_reason")
+reason=$(mb_getval "$MB_HOSTNAME/membal-vm2/gauge-reason")
 mb_assert "vm2 is not frozen while its samples are whole (reason $reason)" \
   awk -v r="$reason" 'BEGIN { exit !(r != 5) }'
 
@@ -32,12 +32,12 @@ mb_assert "vm2 is not frozen while its samples are whole (reason $reason)" \
 touch "$MB_DIR/stop2"
 sleep 1
 xenstore-write -R /local/domain/2/data/membal/stats "$(printf 'membal 1\nseq 100000\nuptime_ms 100000000\nMemTotal %s\nMemFree %s\n' "$t2" $((t2 - 10 * MiB)))"
-mb_wait_for 5 bash -c "collectdctl -s '$MB_CD_SOCK' getval '$MB_HOSTNAME/vmmem-vm2/vmmem_sample-seq' | grep -q '^value=1.000000e+05'" ||
+mb_wait_for 5 bash -c "collectdctl -s '$MB_CD_SOCK' getval '$MB_HOSTNAME/vmmem-vm2/count-sample_seq' | grep -q '^value=1.000000e+05'" ||
   mb_fail "vmmem did not pick up the partial record"
 sleep 1.2
 mbt_flush_round
 sleep 0.3
-reason=$(mb_getval "$MB_HOSTNAME/membal-vm2/membal_reason")
+reason=$(mb_getval "$MB_HOSTNAME/membal-vm2/gauge-reason")
 mb_assert "vm2 frozen on the incomplete sample (reason $reason = stale-frozen 5)" \
   awk -v r="$reason" 'BEGIN { exit !(r == 5) }'
 t2b=$(mbt_target 2)

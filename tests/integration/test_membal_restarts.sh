@@ -53,7 +53,7 @@ LoadPlugin csv
 lifetime_done() {
   local r
   [ "$(mbt_round)" -ge 3 ] || return 1
-  r=$(mb_getval "$MB_HOSTNAME/membal-vm1/membal_reason") || return 1
+  r=$(mb_getval "$MB_HOSTNAME/membal-vm1/gauge-reason") || return 1
   awk -v r="$r" 'BEGIN { exit !(r != 5) }'
 }
 for ((i = 1; i <= restarts; i++)); do
@@ -72,7 +72,7 @@ join_csv() { # join_csv <file-prefix>: time,value lines of all days
 }
 awk -F, 'FNR == 1 { f++ } f == 1 { t[$1] = $2 } f == 2 { c[$1] = $2 }
   f == 3 && ($1 in t) && ($1 in c) { print $1, t[$1], c[$1], $2 }' \
-  <(join_csv memory-target) <(join_csv memory-cma) <(join_csv membal_reason) >"$rows"
+  <(join_csv memory-target) <(join_csv memory-cma) <(join_csv gauge-reason) >"$rows"
 total=$(wc -l <"$rows")
 frozen=$(awk '$4 == 5' "$rows" | wc -l)
 decided=$((total - frozen))

@@ -50,21 +50,21 @@ vmt_conf "$MB_DIR/collectd.conf" <<EOF
   SwapRateThreshold 32
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
-vmt_expect 5 0 "" vmmem_domains
+vmt_expect 5 0 "" count-domains
 mb_collectd_stop
 
 # the shipped drop-in, as a user installs it, switched to the sim backend
-# and to the source tree's types.db
+# and to the source tree's load/vmmem.conf
 vmt_dom 3 web 1048576 2097152
 vmt_record 3 1 1000000 250000
 {
   echo "PluginDir \"$MB_PLUGINDIR\""
   sed -e "s|^  Backend \"libxl\"|  Backend \"sim\"\n  XenstorePath \"$XENSTORED_PATH\"|" \
-    -e "s|/usr/share/membal/collectd.conf.d/|$MEMBAL_SOURCE_DIR/collectd.conf.d/|" \
+    -e "s|\"/usr/share/membal/load/|\"$MEMBAL_SOURCE_DIR/collectd.conf.d/load/|" \
     "$MEMBAL_SOURCE_DIR/collectd.conf.d/vmmem.conf"
 } | mb_collectd_conf "$MB_DIR/dropin.conf"
 grep -q 'Backend "sim"' "$MB_DIR/dropin.conf" || mb_fail "drop-in not switched to sim"
 mb_collectd_start "$MB_DIR/dropin.conf"
-vmt_expect 5 1 "" vmmem_domains
+vmt_expect 5 1 "" count-domains
 vmt_expect 5 $((1000000 * 1024)) web memory-guest_MemTotal
 mb_log "PASS"

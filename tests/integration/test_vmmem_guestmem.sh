@@ -60,10 +60,10 @@ mb_collectd_start "$MB_DIR/collectd.conf"
 vmt_expect 10 $((total * 1024)) vm5 memory-guest_MemTotal
 vmt_expect 5 $((700000 * 1024)) vm5 memory-guest_MemFree
 vmt_expect 5 $((700000 * 1024)) vm5 memory-guest_Committed_AS
-vmt_expect 5 0 vm5 vmmem_sample-stale
-s1=$(vmt_get vm5 vmmem_sample-seq)
+vmt_expect 5 0 vm5 bool-sample_stale
+s1=$(vmt_get vm5 count-sample_seq)
 sleep 2.5
-s2=$(vmt_get vm5 vmmem_sample-seq)
+s2=$(vmt_get vm5 count-sample_seq)
 awk -v a="$s1" -v b="$s2" 'BEGIN { exit !(b > a) }' || mb_fail "seq did not advance in dom0 ($s1 -> $s2)"
 mb_log "ok: dom0 sees the guest's seq advance ($s1 -> $s2)"
 

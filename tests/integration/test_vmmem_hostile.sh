@@ -47,7 +47,7 @@ EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
 
 vmt_expect 10 $((1000000 * 1024)) good memory-guest_MemTotal
-vmt_expect 5 0 good vmmem_sample-stale
+vmt_expect 5 0 good bool-sample_stale
 
 # one log line per hostile record, naming domain and reason
 expect_log() { # <domain name> <domid> <reason regex>
@@ -76,8 +76,8 @@ done
 # rejected records: flagged stale, none of their values dispatched
 sleep 2
 for d in garbage oversized negative overflow dupkey freegttotal noseq xsbad xshalf; do
-  vmt_expect 3 1 "$d" vmmem_sample-stale
-  if mb_collectdctl listval | grep -E "vmmem-$d/(memory-guest_|vmmem_events)"; then
+  vmt_expect 3 1 "$d" bool-sample_stale
+  if mb_collectdctl listval | grep -E "vmmem-$d/(memory-guest_|derive-)"; then
     mb_fail "values of $d's rejected record were dispatched"
   fi
 done
@@ -85,7 +85,7 @@ mb_log "ok: no value of a rejected record dispatched"
 if mb_collectdctl listval | grep -E "vmmem-(\.\./|xxxx|ok23)"; then
   mb_fail "a skipped domain was reported"
 fi
-vmt_expect 3 10 "" vmmem_domains
+vmt_expect 3 10 "" count-domains
 
 # once per domain, not once per interval
 n=$(grep -cE "vmmem: domain garbage \(11\): guest record rejected" "$MB_CD_LOG")
@@ -96,7 +96,7 @@ mb_assert_eq 1 "$n" "log lines for the skipped domain 21 after several rounds"
 # a rejected guest that starts publishing good records is accepted again
 vmt_record 11 9 900000 100000
 vmt_expect 5 $((900000 * 1024)) garbage memory-guest_MemTotal
-vmt_expect 3 0 garbage vmmem_sample-stale
+vmt_expect 3 0 garbage bool-sample_stale
 mb_wait_for 5 mb_log_has "vmmem: domain garbage \(11\): guest record accepted again" ||
   mb_fail "no log line when the record became good"
 mb_assert "collectd still running" mb_collectd_alive

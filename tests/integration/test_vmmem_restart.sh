@@ -16,7 +16,7 @@ mb_xenstored_start
 populate 1
 vmt_sim_conf "$MB_DIR/collectd.conf" "  StaleAfter 30" "$(vmt_membal_block)"
 mb_collectd_start "$MB_DIR/collectd.conf"
-vmt_expect 5 1 web vmmem_sample-seq
+vmt_expect 5 1 web count-sample_seq
 
 old_pid=$MB_XS_PID
 mb_xenstored_restart
@@ -31,8 +31,8 @@ n=$(grep -cE "vmmem: sim: /tool/membal-sim/host missing" "$MB_CD_LOG" || true)
 [ "$n" -le 2 ] || mb_fail "the outage was logged $n times (want it once, c_complain)"
 
 populate 2
-vmt_expect 8 2 web vmmem_sample-seq
-vmt_expect 3 0 web vmmem_sample-stale
+vmt_expect 8 2 web count-sample_seq
+vmt_expect 3 0 web bool-sample_stale
 vmt_expect 3 $((2000000 * 1024)) web memory-guest_MemTotal
 mb_wait_for 5 mb_log_has "vmmem: backend sim reachable" || mb_fail "recovery not logged"
 mb_log "ok: read callback reconnected"
@@ -51,8 +51,8 @@ mb_xenstored_restart
 populate 4
 vmt_dom 2 db 1048576 2097152
 vmt_record 2 1 1000000 100000
-vmt_expect 8 2 "" vmmem_domains
+vmt_expect 8 2 "" count-domains
 xenstore-rm /tool/membal-sim/dom/2
-vmt_expect 5 1 "" vmmem_domains
+vmt_expect 5 1 "" count-domains
 mb_assert "collectd still running" mb_collectd_alive
 mb_log "PASS"

@@ -42,7 +42,7 @@ LoadPlugin exec
 </Plugin>
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
-vmt_expect 10 1 web vmmem_sample-seq
+vmt_expect 10 1 web count-sample_seq
 sleep 1 # let the watch thread register its watch
 mb_assert_eq 0 "$(vmt_round)" "rounds before any urgent record"
 

@@ -26,18 +26,18 @@ vmt_expect 10 $((8388608 * KiB)) "" memory-host_total
 vmt_expect 5 $((1048576 * KiB)) "" memory-host_free
 vmt_expect 5 $((4194304 * KiB)) "" memory-node0_total
 vmt_expect 5 $((1048576 * KiB)) "" memory-dom0
-vmt_expect 5 2 "" vmmem_domains
+vmt_expect 5 2 "" count-domains
 vmt_expect 5 $((2097152 * KiB)) web memory-current
 vmt_expect 5 $((2097152 * KiB)) web memory-target
 vmt_expect 5 $((4194304 * KiB)) web memory-max
 vmt_expect 5 $((2000000 * KiB)) web memory-guest_MemTotal
 vmt_expect 5 $((300000 * KiB)) web memory-guest_MemFree
 vmt_expect 5 $((1700000 * KiB)) web memory-guest_Committed_AS
-vmt_expect 5 5 web vmmem_sample-seq
-vmt_expect 5 0 web vmmem_sample-stale
+vmt_expect 5 5 web count-sample_seq
+vmt_expect 5 0 web bool-sample_stale
 vmt_expect 5 $((1000000 * KiB)) xsonly memory-guest_MemTotal
 vmt_expect 5 $((250000 * KiB)) xsonly memory-guest_MemFree
-vmt_expect 5 0 xsonly vmmem_sample-stale
+vmt_expect 5 0 xsonly bool-sample_stale
 # dom0 is overhead: no per-domain values for it
 if mb_collectdctl listval | grep -q "vmmem-Domain-0/"; then
   mb_fail "dom0 was reported as a guest"
@@ -46,10 +46,10 @@ fi
 # vmstat counters are derive values: getval gives the rate, the RRD file
 # holds the counter itself.
 vmt_record 1 6 2000000 300000 0 111 22
-vmt_expect 5 6 web vmmem_sample-seq
+vmt_expect 5 6 web count-sample_seq
 rrd=$MB_DIR/rrd/$MB_HOSTNAME/vmmem-web
-mb_wait_for 5 test -f "$rrd/vmmem_events-pswpin.rrd" || mb_fail "no RRD file for pswpin"
-last=$(rrdtool lastupdate "$rrd/vmmem_events-pswpin.rrd" | awk -F': ' 'NF == 2 { print $2 }')
+mb_wait_for 5 test -f "$rrd/derive-pswpin.rrd" || mb_fail "no RRD file for pswpin"
+last=$(rrdtool lastupdate "$rrd/derive-pswpin.rrd" | awk -F': ' 'NF == 2 { print $2 }')
 mb_assert_eq 111 "$last" "RRD last pswpin counter"
 last=$(rrdtool lastupdate "$rrd/memory-guest_MemTotal.rrd" | awk -F': ' 'NF == 2 { print $2 + 0 }')
 mb_assert_eq $((2000000 * KiB)) "$last" "RRD last guest_MemTotal (bytes)"
@@ -66,13 +66,13 @@ rrdtool info "$MB_DIR/rrd/$MB_HOSTNAME/vmmem/memory-host_total.rrd" | grep -q 'd
 # membal tests check them. Here: a domain appears mid-run ...
 vmt_dom 7 late 524288 1048576
 vmt_record 7 1 500000 100000
-vmt_expect 5 3 "" vmmem_domains
+vmt_expect 5 3 "" count-domains
 vmt_expect 5 $((500000 * KiB)) late memory-guest_MemTotal
 
 # ... and one disappears: dropped from the count and its values expire.
 xenstore-rm /tool/membal-sim/dom/2
 xenstore-rm /local/domain/2
-vmt_expect 5 2 "" vmmem_domains
+vmt_expect 5 2 "" count-domains
 if ! mb_wait_for 10 bash -c "! collectdctl -s '$MB_CD_SOCK' listval | grep -q 'vmmem-xsonly/'"; then
   mb_fail "values of the removed domain still listed"
 fi

@@ -71,7 +71,7 @@ vmt_membal_block() {
 # vmt_round: number of membal's latest round (0 = none yet).
 vmt_round() {
   local v
-  v=$(mb_getval "$MB_HOSTNAME/membal/membal_round" 2>/dev/null) || {
+  v=$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null) || {
     echo 0
     return
   }
@@ -84,8 +84,9 @@ vmt_conf() { vmt_sim_conf "$1" "$(cat)"; }
 
 # vmt_get <plugin_instance> <type-type_instance>: value of a vmmem value.
 vmt_get() {
-  local pi=${1:+-$1}
-  mb_getval "$MB_HOSTNAME/vmmem$pi/$2"
+  local pi=${1:+-$1} ds=value
+  case $2 in duration-*) ds=seconds ;; esac # types.db: duration seconds:GAUGE
+  mb_getval "$MB_HOSTNAME/vmmem$pi/$2" "$ds"
 }
 
 # vmt_is <expected> <plugin_instance> <type-type_instance>: true when the

@@ -36,7 +36,8 @@ MB_COLLECTD_BIN=${MB_COLLECTD_BIN:-/usr/sbin/collectd}
 MB_STOCK_PLUGINDIR=${MB_STOCK_PLUGINDIR:-/usr/lib/collectd}
 MB_PLUGINDIR=${MB_PLUGINDIR:-$MEMBAL_BUILD_DIR/plugins}
 MB_SHIM=${MB_SHIM:-$MEMBAL_BUILD_DIR/tests/lib/xsshim.so}
-MB_TYPESDB="\"/usr/share/collectd/types.db\" \"$MEMBAL_SOURCE_DIR/collectd.conf.d/membal-types.db\""
+# Stock types only: membal needs no types.db of its own (plugins/SCHEMA.md).
+MB_TYPESDB="\"/usr/share/collectd/types.db\""
 MB_HOSTNAME=${MB_HOSTNAME:-membal-test}
 MB_TEST_NAME=${MB_TEST_NAME:-$(basename "${0%.sh}")}
 
@@ -291,7 +292,7 @@ mb_as_guest() {
 # ----------------------------------------------------------------- collectd
 
 # mb_collectd_conf <file>: write a collectd.conf whose header sets up a
-# private BaseDir, logfile, unixsock and membal's TypesDB; the test's own
+# private BaseDir, logfile, unixsock and collectd's stock TypesDB; the test's own
 # lines are read from stdin and appended. Stock plugins load from
 # MB_STOCK_PLUGINDIR; to load ours, put `PluginDir "$MB_PLUGINDIR"` before
 # their LoadPlugin (PluginDir only affects later LoadPlugin lines).
