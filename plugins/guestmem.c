@@ -475,6 +475,19 @@ static int gm_poll_vmstat(mb_sample_t *s) {
   return 0;
 }
 
+/* Writes the trigger "some <thr_us> <win_us>" (with its NUL: the kernel
+ * takes a string) to fd; the text is left in trig. 0, or -1 with errno. */
+static int gm_psi_write(int fd, uint64_t thr_us, uint64_t win_us, char *trig,
+                        size_t triglen) {
+  int n = snprintf(trig, triglen, "some %llu %llu", (unsigned long long)thr_us,
+                   (unsigned long long)win_us);
+  if (n < 0 || (size_t)n >= triglen) {
+    errno = EINVAL;
+    return -1;
+  }
+  return write(fd, trig, (size_t)n + 1) < 0 ? -1 : 0;
+}
+
 /* Arms the PSI trigger on the pressure file: the kernel wakes a poll() for
  * POLLPRI when "some" stall within a window passes the threshold. Refused
  * (-1, logged, vmstat polling instead) when the file is not the kernel's
@@ -502,16 +515,35 @@ static int gm_psi_arm(void) {
     why = "not a kernel pressure file (neither procfs nor cgroup2)";
     goto out;
   }
-  int n = snprintf(trig, sizeof(trig), "some %llu %llu",
-                   (unsigned long long)gm.stall_threshold_us,
-                   (unsigned long long)gm.stall_window_us);
-  /* the kernel takes the string with its NUL */
-  if (write(fd, trig, (size_t)n + 1) < 0) {
+  uint64_t thr_us = gm.stall_threshold_us, win_us = gm.stall_window_us;
+  if (gm_psi_write(fd, thr_us, win_us, trig, sizeof(trig)) != 0) {
     e = errno;
-    why = e == EINVAL ? "the kernel refused the trigger (PSI triggers need "
-                        "Linux >= 5.2)"
-                      : "the kernel refused the trigger";
-    goto out;
+    /* Without CAP_SYS_RESOURCE (collectd not root, a container) the
+     * kernel (>= 6.5) takes only windows that are a multiple of 2 s: the
+     * same share of stall on the next such window is the closest signal. */
+    if (e == EINVAL && win_us % 2000000 != 0) {
+      uint64_t w2 = (win_us / 2000000 + 1) * 2000000;
+      uint64_t t2 =
+          (uint64_t)llround((double)thr_us * (double)w2 / (double)win_us);
+      char first[64];
+      sstrncpy(first, trig, sizeof(first));
+      if (gm_psi_write(fd, t2, w2, trig, sizeof(trig)) == 0) {
+        e = 0;
+        WARNING(PLUGIN_NAME ": urgent check: the kernel refused the trigger "
+                            "\"%s\" (without CAP_SYS_RESOURCE it takes "
+                            "windows of a multiple of 2 s only); the same "
+                            "share of stall on a longer window instead",
+                first);
+      } else {
+        e = errno;
+      }
+    }
+    if (e != 0) {
+      why = e == EINVAL ? "the kernel refused the trigger (PSI triggers need "
+                          "Linux >= 5.2)"
+                        : "the kernel refused the trigger";
+      goto out;
+    }
   }
   gm.psi_fd = fd;
   fd = -1;
