@@ -552,12 +552,19 @@ static int mb_write(const data_set_t *ds, const value_list_t *vl,
   if (strcmp(vl->type, "memory") == 0 &&
       strncmp(vl->type_instance, "guest_", 6) == 0) {
     if (mb_field_lookup(vl->type_instance + 6, &field) != 0 ||
-        field >= MB_F_FIRST_VMSTAT)
+        mb_field_kind(field) != MB_FK_KIB)
       return 0;
     scale = 1.0 / 1024.0; /* bytes -> KiB */
+  } else if (strcmp(vl->type, "percent") == 0 &&
+             strncmp(vl->type_instance, "guest_", 6) == 0) {
+    if (mb_field_lookup(vl->type_instance + 6, &field) != 0 ||
+        mb_field_kind(field) != MB_FK_BP || !(v <= 100.0))
+      return 0;
+    v = round(v * 100.0); /* percent -> basis points, as the record had */
   } else if (strcmp(vl->type, "vmmem_events") == 0) {
     if (mb_field_lookup(vl->type_instance, &field) != 0 ||
-        field < MB_F_FIRST_VMSTAT)
+        (mb_field_kind(field) != MB_FK_COUNT &&
+         mb_field_kind(field) != MB_FK_US))
       return 0;
   } else if (!is_sample_meta) {
     return 0;
@@ -737,6 +744,7 @@ typedef struct {
   uint64_t decided_kib; /* what the policy decided (differs on failure) */
   uint64_t cma_kib;
   mb_reason_t reason;
+  mb_rates_t rates; /* of the sample the round used: stall and refaults */
 } mb_snapdom_t;
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -767,6 +775,21 @@ static void mb_snap_dispatch(cdtime_t now) {
                 interval);
     mb_dispatch(snap[i].name, "membal_reason", "",
                 (value_t){.gauge = (gauge_t)snap[i].reason}, now, interval);
+    const mb_rates_t *r = &snap[i].rates;
+    if (r->stall_valid) {
+      mb_dispatch(snap[i].name, "percent", "stall_some",
+                  (value_t){.gauge = r->some_stall_share * 100.0}, now,
+                  interval);
+      mb_dispatch(snap[i].name, "percent", "stall_full",
+                  (value_t){.gauge = r->full_stall_share * 100.0}, now,
+                  interval);
+    }
+    if (r->refault_valid) {
+      mb_dispatch(snap[i].name, "operations_per_second", "refault_file",
+                  (value_t){.gauge = r->refault_file_ps}, now, interval);
+      mb_dispatch(snap[i].name, "operations_per_second", "refault_anon",
+                  (value_t){.gauge = r->refault_anon_ps}, now, interval);
+    }
   }
   mb_dispatch("", "membal_tau", "", (value_t){.gauge = snap_tau}, now,
               interval);
@@ -801,6 +824,7 @@ static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
     tmp[i].decided_kib = decided[i];
     tmp[i].cma_kib = dec[i].cma_kib;
     tmp[i].reason = dec[i].reason;
+    tmp[i].rates = doms[i].rates;
   }
   pthread_mutex_lock(&snap_lock);
   free(snap);
