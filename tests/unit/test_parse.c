@@ -434,7 +434,7 @@ static void test_psi_real(void) {
  * unchanged, and every line "key decimal", the shape a dom0 that predates
  * the PSI and refault keys requires of keys it does not know. */
 static void test_record_psi_roundtrip(void) {
-  size_t ml, vl, pl;
+  size_t ml = 0, vl = 0, pl = 0;
   char *m = unit_slurp("meminfo-6.18", &ml);
   char *v = unit_slurp("vmstat-6.18", &vl);
   char *p = unit_slurp("pressure-memory-6.18", &pl);
