@@ -553,16 +553,18 @@ out:
   if (fd >= 0)
     close(fd);
   if (gm.psi_fd < 0) {
+    /* expected where the kernel has no PSI or the operator said so */
+    int level = (e == ENOENT || e == EOPNOTSUPP || gm.pressure_path[0] == '\0')
+                    ? LOG_INFO
+                    : LOG_WARNING;
+    char cause[128] = "";
     if (e != 0)
-      WARNING(PLUGIN_NAME ": urgent check: no PSI trigger on %s: %s (%s); "
-                          "polling %s every %.3f s instead",
-              gm.pressure_path, why, STRERROR(e), gm.vmstat_path,
-              CDTIME_T_TO_DOUBLE(gm.urgent_poll_interval));
-    else
-      WARNING(PLUGIN_NAME ": urgent check: no PSI trigger on %s: %s; "
-                          "polling %s every %.3f s instead",
-              gm.pressure_path, why, gm.vmstat_path,
-              CDTIME_T_TO_DOUBLE(gm.urgent_poll_interval));
+      snprintf(cause, sizeof(cause), " (%s)", STRERROR(e));
+    plugin_log(level,
+               PLUGIN_NAME ": urgent check: no PSI trigger on %s: %s%s; "
+                           "polling %s every %.3f s instead",
+               gm.pressure_path, why, cause, gm.vmstat_path,
+               CDTIME_T_TO_DOUBLE(gm.urgent_poll_interval));
     return -1;
   }
   return 0;

@@ -204,6 +204,8 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
  *   some avg10=0.00 avg60=0.00 avg300=0.00 total=0
  *   full avg10=0.00 avg60=0.00 avg300=0.00 total=0
  * "some" is mandatory, "full" optional; each at most once, in any order.
+ * PSI fields *out already held are dropped first (a text without "full"
+ * leaves no older full figures behind).
  * Rejected (have of *out then 0, like the other parsers): any other line,
  * a missing or reordered avgN=/total= token, extra blanks or tokens, an
  * average that is not D.DD (1 to 3 integer digits, exactly 2 decimals) or

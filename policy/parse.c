@@ -362,6 +362,11 @@ int mb_psi_parse(const char *text, size_t len, mb_sample_t *out, char *err,
   }
   line_iter_t it = {text, len, 0, 0};
   mb_sample_t s = *out;
+  /* PSI fields already in *out are replaced, not mixed with these. */
+  for (int f = MB_F_FIRST_PSI; f < MB_F_COUNT; f++) {
+    s.have &= ~(UINT64_C(1) << f);
+    s.v[f] = 0;
+  }
   while ((r = next_line(&it, &line, &n)) == 1) {
     size_t i = 0;
     bool full;

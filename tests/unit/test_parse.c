@@ -545,6 +545,15 @@ static void test_psi_good_edges(void) {
   ASSERT_U64(s.v[MB_F_PSI_SOME_AVG10], 705);
   ASSERT_U64(s.have, (UINT64_C(1) << MB_F_PSI_SOME_AVG10) |
                          (UINT64_C(1) << MB_F_PSI_SOME_TOTAL));
+  /* a second parse replaces the PSI fields: no older "full" left over */
+  t = "some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"
+      "full avg10=0.00 avg60=0.00 avg300=0.00 total=4\n";
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  t = "some avg10=0.00 avg60=0.00 avg300=0.00 total=3\n";
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_PSI_FULL_TOTAL));
+  ASSERT_U64(s.v[MB_F_PSI_FULL_TOTAL], 0);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_TOTAL], 3);
   /* In a record: the same bounds; duplicates refused; an old dom0's
    * parser sees only unknown integer keys (tested above). */
   static const bad_t r[] = {
