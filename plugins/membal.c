@@ -37,6 +37,8 @@
  * its own (section 3): stock collectd types only (types.db), so rrdtool,
  * network and a central collector need no types of ours. */
 #define MB_T_MEMORY "memory" /* bytes; vmmem "guest_<Key>", ours */
+#define MB_T_PERCENT "percent" /* ours: "stall_some", "stall_full" */
+#define MB_T_RATE "operations_per_second" /* ours: "refault_file", "refault_anon" */
 #define MB_T_REASON "gauge"  /* ours: "reason", an mb_reason_t code */
 #define MB_T_TAU "gauge"     /* ours: "tau" */
 #define MB_T_ROUNDS "derive" /* ours: "rounds" */
@@ -613,6 +615,7 @@ typedef struct {
   uint64_t decided_kib; /* what the policy decided (differs on failure) */
   uint64_t cma_kib;
   mb_reason_t reason;
+  mb_rates_t rates; /* of the sample the round used: stall and refaults */
 } mb_snapdom_t;
 
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -639,6 +642,21 @@ static void mb_snap_dispatch(cdtime_t now) {
                 interval);
     mb_dispatch(snap[i].name, MB_T_REASON, "reason",
                 (value_t){.gauge = (gauge_t)snap[i].reason}, now, interval);
+    const mb_rates_t *r = &snap[i].rates;
+    if (r->stall_valid) {
+      mb_dispatch(snap[i].name, MB_T_PERCENT, "stall_some",
+                  (value_t){.gauge = r->some_stall_share * 100.0}, now,
+                  interval);
+      mb_dispatch(snap[i].name, MB_T_PERCENT, "stall_full",
+                  (value_t){.gauge = r->full_stall_share * 100.0}, now,
+                  interval);
+    }
+    if (r->refault_valid) {
+      mb_dispatch(snap[i].name, MB_T_RATE, "refault_file",
+                  (value_t){.gauge = r->refault_file_ps}, now, interval);
+      mb_dispatch(snap[i].name, MB_T_RATE, "refault_anon",
+                  (value_t){.gauge = r->refault_anon_ps}, now, interval);
+    }
   }
   mb_dispatch("", MB_T_TAU, "tau", (value_t){.gauge = snap_tau}, now, interval);
   mb_dispatch("", MB_T_MEMORY, "pool",
@@ -699,6 +717,7 @@ static void mb_snap_publish(const mb_domain_t *doms, const mb_decision_t *dec,
     tmp[i].decided_kib = decided[i];
     tmp[i].cma_kib = dec[i].cma_kib;
     tmp[i].reason = dec[i].reason;
+    tmp[i].rates = doms[i].rates;
   }
   pthread_mutex_lock(&snap_lock);
   free(snap);

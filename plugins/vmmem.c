@@ -35,7 +35,8 @@
  * collectd types only (/usr/share/collectd/types.db), so rrdtool, network
  * and a central collector need no types of ours. */
 #define VM_T_MEMORY "memory"    /* bytes */
-#define VM_T_VMSTAT "derive"    /* guest vmstat counters */
+#define VM_T_VMSTAT "derive"    /* guest vmstat counters, PSI stall totals */
+#define VM_T_PERCENT "percent"  /* PSI averages */
 #define VM_T_DOMAINS "count"    /* instance "domains" */
 #define VM_T_SEQ "count"        /* instance "sample_seq" */
 #define VM_T_AGE "duration"     /* instance "sample_age", seconds */
@@ -237,7 +238,9 @@ static void vm_hand_sample(const char *name, uint32_t domid,
   meta_data_destroy(meta);
 }
 
-/* Values of one good, fresh sample: meminfo as bytes, vmstat as derive. */
+/* Values of one good, fresh sample by the unit of each field: meminfo as
+ * bytes (memory), vmstat and PSI stall totals as counters (derive), PSI
+ * averages as percent. */
 static void vm_dispatch_sample(const mb_dominfo_t *d, cdtime_t t,
                                meta_data_t *meta) {
   for (int f = 0; f < MB_F_COUNT; f++) {
@@ -245,13 +248,22 @@ static void vm_dispatch_sample(const mb_dominfo_t *d, cdtime_t t,
       continue;
     const char *key = mb_field_key((mb_field_t)f);
     uint64_t v = d->sample.v[f];
-    if (f < MB_F_FIRST_VMSTAT) {
-      char ti[DATA_MAX_NAME_LEN];
+    char ti[DATA_MAX_NAME_LEN];
+    switch (mb_field_kind((mb_field_t)f)) {
+    case MB_FK_KIB:
       snprintf(ti, sizeof(ti), "guest_%s", key);
       vm_gauge(d->name, VM_T_MEMORY, ti, vm_kib_bytes(v), t, meta);
-    } else {
+      break;
+    case MB_FK_BP:
+      snprintf(ti, sizeof(ti), "guest_%s", key);
+      vm_gauge(d->name, VM_T_PERCENT, ti, (double)v / 100.0, t, meta);
+      break;
+    case MB_FK_COUNT:
+    case MB_FK_US: {
       derive_t dv = v > (uint64_t)INT64_MAX ? INT64_MAX : (derive_t)v;
       vm_submit(d->name, VM_T_VMSTAT, key, (value_t){.derive = dv}, t, meta);
+      break;
+    }
     }
   }
 }

@@ -31,7 +31,24 @@ static const char *const mb_field_keys[MB_F_COUNT] = {
     [MB_F_PSWPOUT] = "pswpout",
     [MB_F_PGMAJFAULT] = "pgmajfault",
     [MB_F_PGFAULT] = "pgfault",
+    [MB_F_WORKINGSET_REFAULT_ANON] = "workingset_refault_anon",
+    [MB_F_WORKINGSET_REFAULT_FILE] = "workingset_refault_file",
+    [MB_F_WORKINGSET_REFAULT] = "workingset_refault",
+    [MB_F_PSI_SOME_AVG10] = "psi_some_avg10_bp",
+    [MB_F_PSI_SOME_TOTAL] = "psi_some_total_us",
+    [MB_F_PSI_FULL_AVG10] = "psi_full_avg10_bp",
+    [MB_F_PSI_FULL_TOTAL] = "psi_full_total_us",
 };
+
+mb_field_kind_t mb_field_kind(mb_field_t f) {
+  if ((unsigned)f < MB_F_FIRST_VMSTAT)
+    return MB_FK_KIB;
+  if (f == MB_F_PSI_SOME_AVG10 || f == MB_F_PSI_FULL_AVG10)
+    return MB_FK_BP;
+  if (f == MB_F_PSI_SOME_TOTAL || f == MB_F_PSI_FULL_TOTAL)
+    return MB_FK_US;
+  return MB_FK_COUNT;
+}
 
 const char *mb_field_key(mb_field_t f) {
   if ((unsigned)f >= MB_F_COUNT)

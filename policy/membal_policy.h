@@ -38,9 +38,14 @@ extern "C" {
 /* ---------------------------------------------------------------------- */
 
 /* Fields of a guest sample. meminfo fields are KiB, vmstat fields are
- * monotonically increasing event counts. The record key of each field is the
- * kernel's own name (mb_field_key()). Every field is optional: a KVM guest
- * seen through virtio-balloon stats has no Committed_AS nor Active split. */
+ * monotonically increasing event counts, PSI fields are what
+ * /proc/pressure/memory says (mb_field_kind() tells which unit). The record
+ * key of a meminfo or vmstat field is the kernel's own name, of a PSI field
+ * "psi_<some|full>_<avg10_bp|total_us>" (mb_field_key()). Every field is
+ * optional: a KVM guest seen through virtio-balloon stats has no
+ * Committed_AS nor Active split, a kernel before 4.20 no PSI, one before 5.9
+ * only the single workingset_refault counter (file pages: anon refaults
+ * were not tracked). */
 typedef enum {
   /* /proc/meminfo (KiB) */
   MB_F_MEMTOTAL,
@@ -71,17 +76,44 @@ typedef enum {
   MB_F_PSWPOUT,
   MB_F_PGMAJFAULT,
   MB_F_PGFAULT,
+  MB_F_WORKINGSET_REFAULT_ANON, /* >= 5.9 */
+  MB_F_WORKINGSET_REFAULT_FILE, /* >= 5.9 */
+  MB_F_WORKINGSET_REFAULT,      /* < 5.9: file refaults */
+  /* /proc/pressure/memory (>= 4.20): avg10 in basis points (1/100 of a
+   * percent, the kernel prints 2 decimals: "12.34" is 1234), total in
+   * microseconds of stall since boot (a counter). "some": at least one task
+   * stalled on memory; "full": all non-idle tasks did at once. */
+  MB_F_PSI_SOME_AVG10,
+  MB_F_PSI_SOME_TOTAL,
+  MB_F_PSI_FULL_AVG10,
+  MB_F_PSI_FULL_TOTAL,
   MB_F_COUNT
 } mb_field_t;
 
 #define MB_F_FIRST_VMSTAT MB_F_PSWPIN
+#define MB_F_FIRST_PSI MB_F_PSI_SOME_AVG10
+
+/* Unit of a field's value, for whoever dispatches or reads it back. */
+typedef enum {
+  MB_FK_KIB,   /* meminfo: KiB, a level */
+  MB_FK_COUNT, /* vmstat: events since boot, a counter */
+  MB_FK_BP,    /* PSI avg10: basis points (0..10000), a level */
+  MB_FK_US,    /* PSI total: microseconds since boot, a counter */
+} mb_field_kind_t;
+
+/* Kind of field f; MB_FK_COUNT when out of range. */
+mb_field_kind_t mb_field_kind(mb_field_t f);
+
+/* Largest PSI avg10 (100.00 %). */
+#define MB_PSI_BP_MAX 10000
 
 typedef struct {
   uint64_t v[MB_F_COUNT];
   uint64_t have;      /* bit (1 << field) set when v[field] is present */
   uint64_t seq;       /* guest's record sequence number; 0 = none */
   uint64_t uptime_ms; /* guest uptime when the record was written */
-  bool urgent;        /* guest saw swap activity and published early */
+  bool urgent;        /* guest saw memory stall (PSI trigger) or swap
+                         activity and published early */
 } mb_sample_t;
 
 static inline bool mb_sample_has(const mb_sample_t *s, mb_field_t f) {
@@ -121,6 +153,23 @@ typedef struct {
   double anon_growth_kibps;
   bool growth_valid; /* false without both samples' AnonPages (or the
                         anon split) and swap figures, on reboot, dt <= 0 */
+  /* Share of time in [0,1] some (full) task stalled on memory between the
+   * two samples: delta of psi_*_total_us over the elapsed time. The guest's
+   * own clock (uptime_ms delta) is used when both samples carry it, since
+   * the stall time is measured on it; else dt_s. Clamped to [0,1] (a guest
+   * cannot stall more than all the time; a hostile one gains nothing).
+   * full_stall_share is 0 when the samples lack the full line. */
+  double some_stall_share;
+  double full_stall_share;
+  bool stall_valid; /* false without psi_some_total_us in both samples, on
+                       reboot, counter gone back or no elapsed time */
+  /* Workingset refaults per second: pages evicted and read back soon
+   * after, the thrash that MemAvailable does not show. File refaults come
+   * from workingset_refault_file, or workingset_refault before 5.9. */
+  double refault_anon_ps; /* 0 before 5.9 (not counted then) */
+  double refault_file_ps;
+  bool refault_valid; /* false without a refault counter in both samples,
+                         on reboot, counter gone back or dt <= 0 */
 } mb_rates_t;
 
 void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
@@ -156,6 +205,21 @@ int mb_meminfo_parse(const char *text, size_t len, mb_sample_t *out, char *err,
 int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
                     size_t errlen);
 
+/* Adds the PSI fields of /proc/pressure/memory to *out (which may already
+ * hold other fields). The text is the kernel's, exactly:
+ *   some avg10=0.00 avg60=0.00 avg300=0.00 total=0
+ *   full avg10=0.00 avg60=0.00 avg300=0.00 total=0
+ * "some" is mandatory, "full" optional; each at most once, in any order.
+ * PSI fields *out already held are dropped first (a text without "full"
+ * leaves no older full figures behind).
+ * Rejected (have of *out then 0, like the other parsers): any other line,
+ * a missing or reordered avgN=/total= token, extra blanks or tokens, an
+ * average that is not D.DD (1 to 3 integer digits, exactly 2 decimals) or
+ * is above 100.00, a total that is not a decimal u64, full total above
+ * some total. */
+int mb_psi_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                 size_t errlen);
+
 /* The record a guest publishes at data/membal/stats:
  *
  *   membal 1            <- format version, first line, mandatory
@@ -165,12 +229,16 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
  *   MemTotal 2048000    <- any mb_field_key() with its value, one per line
  *   ...
  *   pswpin 17
+ *   psi_some_avg10_bp 152  <- PSI and refault fields when the kernel has
+ *   ...                       them: integers, so a dom0 that predates them
+ *                             parses the record and ignores the keys
  *
  * Lines end with '\n'; at most MB_RECORD_MAX - 1 bytes.
  * Keys are [A-Za-z0-9_()], separated from a decimal value by one space.
  * Unknown keys are ignored (a later format's fields) but may not repeat
  * (nor repeat "membal"); the fields' consistency rules are those of
- * mb_meminfo_parse. A record without
+ * mb_meminfo_parse and mb_psi_parse (avg10 at most MB_PSI_BP_MAX, full
+ * total not above some total). A record without
  * "membal 1" first, without seq (or seq 0) or uptime_ms, or longer than
  * MB_RECORD_MAX - 1 bytes is rejected.
  * mb_record_format returns the length written (excluding NUL) or -1 when

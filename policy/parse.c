@@ -82,8 +82,12 @@ static int next_line(line_iter_t *it, const char **line, size_t *n) {
 
 static bool is_meminfo_field(int f) { return f >= 0 && f < MB_F_FIRST_VMSTAT; }
 static bool is_vmstat_field(int f) {
-  return f >= MB_F_FIRST_VMSTAT && f < MB_F_COUNT;
+  return f >= MB_F_FIRST_VMSTAT && f < MB_F_FIRST_PSI;
 }
+
+/* The record parser's duplicate tracking gives the fields and its three
+ * pseudo-keys one bit each of a uint64_t. */
+_Static_assert(MB_F_COUNT + 3 <= 64, "record keys no longer fit the bitmap");
 
 /* Fields that are a part of the guest's RAM and so can never exceed
  * MemTotal. Committed_AS can (overcommit) and swap figures do not count. */
@@ -115,6 +119,21 @@ int mb_sample_check(const mb_sample_t *s, char *err, size_t errlen) {
     return mb_fail(err, errlen, "SwapFree: %llu kB exceeds SwapTotal %llu kB",
                    (unsigned long long)s->v[MB_F_SWAPFREE],
                    (unsigned long long)s->v[MB_F_SWAPTOTAL]);
+  static const mb_field_t avgs[2] = {MB_F_PSI_SOME_AVG10, MB_F_PSI_FULL_AVG10};
+  for (int i = 0; i < 2; i++) {
+    if (mb_sample_has(s, avgs[i]) && s->v[avgs[i]] > MB_PSI_BP_MAX)
+      return mb_fail(err, errlen, "%s: %llu is above %d (100.00 %%)",
+                     mb_field_key(avgs[i]), (unsigned long long)s->v[avgs[i]],
+                     MB_PSI_BP_MAX);
+  }
+  /* "full" is a part of "some": every instant all tasks stall, some do. */
+  if (mb_sample_has(s, MB_F_PSI_SOME_TOTAL) &&
+      mb_sample_has(s, MB_F_PSI_FULL_TOTAL) &&
+      s->v[MB_F_PSI_FULL_TOTAL] > s->v[MB_F_PSI_SOME_TOTAL])
+    return mb_fail(err, errlen,
+                   "psi_full_total_us: %llu exceeds psi_some_total_us %llu",
+                   (unsigned long long)s->v[MB_F_PSI_FULL_TOTAL],
+                   (unsigned long long)s->v[MB_F_PSI_SOME_TOTAL]);
   if (mb_sample_has(s, MB_F_SRECLAIMABLE) &&
       mb_sample_has(s, MB_F_SUNRECLAIM) && mb_sample_has(s, MB_F_SLAB) &&
       s->v[MB_F_SRECLAIMABLE] + s->v[MB_F_SUNRECLAIM] >
@@ -332,6 +351,127 @@ int mb_vmstat_parse(const char *text, size_t len, mb_sample_t *out, char *err,
   return 0;
 }
 
+/* Expects the literal lit at s[*i]; advances past it. */
+static bool eat(const char *s, size_t n, size_t *i, const char *lit) {
+  size_t l = strlen(lit);
+  if (n - *i < l || memcmp(s + *i, lit, l) != 0)
+    return false;
+  *i += l;
+  return true;
+}
+
+/* A PSI average "D.DD" (1 to 3 integer digits, 2 decimals, at most 100.00)
+ * as basis points, ending at a blank or the end of the line. */
+static bool psi_avg(const char *s, size_t n, size_t *i, uint64_t *bp) {
+  size_t k = *i, d = 0;
+  uint64_t whole = 0;
+  while (k < n && is_digit(s[k]) && d < 4) {
+    whole = whole * 10 + (uint64_t)(s[k++] - '0');
+    d++;
+  }
+  if (d == 0 || d > 3 || n - k < 3 || s[k] != '.' || !is_digit(s[k + 1]) ||
+      !is_digit(s[k + 2]))
+    return false;
+  uint64_t v = whole * 100 + (uint64_t)(s[k + 1] - '0') * 10 +
+               (uint64_t)(s[k + 2] - '0');
+  k += 3;
+  if (v > MB_PSI_BP_MAX || (k < n && s[k] != ' '))
+    return false;
+  *bp = v;
+  *i = k;
+  return true;
+}
+
+int mb_psi_parse(const char *text, size_t len, mb_sample_t *out, char *err,
+                 size_t errlen) {
+  static const char *const avg_names[3] = {"avg10=", "avg60=", "avg300="};
+  char q[48];
+  bool seen_some = false, seen_full = false;
+  const char *line;
+  size_t n;
+  int r;
+  if (out == NULL)
+    return mb_fail(err, errlen, "pressure: no output sample");
+  if (text == NULL || len == 0) {
+    mb_fail(err, errlen, "pressure: empty text");
+    return reject(out);
+  }
+  line_iter_t it = {text, len, 0, 0};
+  mb_sample_t s = *out;
+  /* PSI fields already in *out are replaced, not mixed with these. */
+  for (int f = MB_F_FIRST_PSI; f < MB_F_COUNT; f++) {
+    s.have &= ~(UINT64_C(1) << f);
+    s.v[f] = 0;
+  }
+  while ((r = next_line(&it, &line, &n)) == 1) {
+    size_t i = 0;
+    bool full;
+    if (eat(line, n, &i, "some "))
+      full = false;
+    else if (eat(line, n, &i, "full "))
+      full = true;
+    else {
+      mb_fail(err, errlen,
+              "pressure line %u: '%s' is neither 'some' nor "
+              "'full'",
+              it.lineno, quote(line, n, q, sizeof(q)));
+      return reject(out);
+    }
+    const char *kind = full ? "full" : "some";
+    if (full ? seen_full : seen_some) {
+      mb_fail(err, errlen, "pressure line %u: duplicate line %s", it.lineno,
+              kind);
+      return reject(out);
+    }
+    uint64_t avg[3], total;
+    for (int a = 0; a < 3; a++) {
+      if ((a > 0 && !eat(line, n, &i, " ")) ||
+          !eat(line, n, &i, avg_names[a]) || !psi_avg(line, n, &i, &avg[a])) {
+        mb_fail(err, errlen,
+                "pressure line %u (%s): expected %sD.DD (at most "
+                "100.00) in '%s'",
+                it.lineno, kind, avg_names[a], quote(line, n, q, sizeof(q)));
+        return reject(out);
+      }
+    }
+    if (!eat(line, n, &i, " total=") ||
+        parse_u64(line + i, n - i, &total) != 0) {
+      mb_fail(err, errlen,
+              "pressure line %u (%s): expected total=<decimal "
+              "microseconds> at the end of '%s'",
+              it.lineno, kind, quote(line, n, q, sizeof(q)));
+      return reject(out);
+    }
+    mb_field_t favg = full ? MB_F_PSI_FULL_AVG10 : MB_F_PSI_SOME_AVG10;
+    mb_field_t ftot = full ? MB_F_PSI_FULL_TOTAL : MB_F_PSI_SOME_TOTAL;
+    s.v[favg] = avg[0];
+    s.v[ftot] = total;
+    s.have |= (UINT64_C(1) << favg) | (UINT64_C(1) << ftot);
+    if (full)
+      seen_full = true;
+    else
+      seen_some = true;
+  }
+  if (r < 0) {
+    mb_fail(err, errlen, "pressure line %u: NUL byte", it.lineno);
+    return reject(out);
+  }
+  if (!seen_some) {
+    mb_fail(err, errlen, "pressure: no 'some' line");
+    return reject(out);
+  }
+  /* Only the fields parsed here are checked: *out may hold anything. */
+  if (seen_full && s.v[MB_F_PSI_FULL_TOTAL] > s.v[MB_F_PSI_SOME_TOTAL]) {
+    mb_fail(err, errlen,
+            "pressure: full total=%llu exceeds psi_some_total_us %llu",
+            (unsigned long long)s.v[MB_F_PSI_FULL_TOTAL],
+            (unsigned long long)s.v[MB_F_PSI_SOME_TOTAL]);
+    return reject(out);
+  }
+  *out = s;
+  return 0;
+}
+
 int mb_record_format(const mb_sample_t *s, char *buf, size_t buflen) {
   if (s == NULL || buf == NULL || buflen == 0)
     return -1;
@@ -482,6 +622,55 @@ static bool anon_demand_kib(const mb_sample_t *s, double *out) {
   return true;
 }
 
+/* Rate of counter f between two samples: false when either lacks it or it
+ * went back. */
+static bool counter_rate(const mb_sample_t *prev, const mb_sample_t *cur,
+                         mb_field_t f, double dt_s, double *rate) {
+  if (!mb_sample_has(prev, f) || !mb_sample_has(cur, f) ||
+      cur->v[f] < prev->v[f])
+    return false;
+  *rate = (double)(cur->v[f] - prev->v[f]) / dt_s;
+  return true;
+}
+
+static double clamp01(double x) { return x < 0 ? 0 : x > 1 ? 1 : x; }
+
+/* Stall shares: the totals are microseconds of the guest's clock, so the
+ * guest's own elapsed time is the denominator when both samples carry it. */
+static void stall_rates(const mb_sample_t *prev, const mb_sample_t *cur,
+                        double dt_s, mb_rates_t *out) {
+  double el_s = dt_s, some, full = 0;
+  if (prev->uptime_ms != 0 && cur->uptime_ms > prev->uptime_ms)
+    el_s = (double)(cur->uptime_ms - prev->uptime_ms) / 1000.0;
+  if (!counter_rate(prev, cur, MB_F_PSI_SOME_TOTAL, el_s * 1e6, &some))
+    return;
+  if (mb_sample_has(prev, MB_F_PSI_FULL_TOTAL) &&
+      mb_sample_has(cur, MB_F_PSI_FULL_TOTAL) &&
+      !counter_rate(prev, cur, MB_F_PSI_FULL_TOTAL, el_s * 1e6, &full))
+    return; /* full went back while some did not: not one boot */
+  out->some_stall_share = clamp01(some);
+  out->full_stall_share = clamp01(full);
+  out->stall_valid = true;
+}
+
+static void refault_rates(const mb_sample_t *prev, const mb_sample_t *cur,
+                          double dt_s, mb_rates_t *out) {
+  double anon = 0, file = 0;
+  bool have_anon = mb_sample_has(prev, MB_F_WORKINGSET_REFAULT_ANON) &&
+                   mb_sample_has(cur, MB_F_WORKINGSET_REFAULT_ANON);
+  if (have_anon &&
+      !counter_rate(prev, cur, MB_F_WORKINGSET_REFAULT_ANON, dt_s, &anon))
+    return;
+  bool have_file =
+      counter_rate(prev, cur, MB_F_WORKINGSET_REFAULT_FILE, dt_s, &file) ||
+      counter_rate(prev, cur, MB_F_WORKINGSET_REFAULT, dt_s, &file);
+  if (!have_file)
+    return;
+  out->refault_anon_ps = anon;
+  out->refault_file_ps = file;
+  out->refault_valid = true;
+}
+
 void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
                      double dt_s, mb_rates_t *out) {
   static const mb_field_t counters[3] = {MB_F_PSWPIN, MB_F_PSWPOUT,
@@ -502,13 +691,14 @@ void mb_sample_rates(const mb_sample_t *prev, const mb_sample_t *cur,
     out->anon_growth_kibps = (a1 - a0) / dt_s;
     out->growth_valid = true;
   }
+  stall_rates(prev, cur, dt_s, out);
+  refault_rates(prev, cur, dt_s, out);
   for (int i = 0; i < 3; i++) {
     mb_field_t f = counters[i];
     if (!mb_sample_has(prev, f) || !mb_sample_has(cur, f))
       continue;
-    if (cur->v[f] < prev->v[f])
+    if (!counter_rate(prev, cur, f, dt_s, &rate[i]))
       return;
-    rate[i] = (double)(cur->v[f] - prev->v[f]) / dt_s;
     any = true;
   }
   if (!any)

@@ -29,6 +29,7 @@ LoadPlugin guestmem
 <Plugin guestmem>
   MeminfoPath "$GM_MEMINFO"
   VmstatPath "$GM_VMSTAT"
+  PressurePath "$GM_PRESSURE"
   XenstorePath "$g5"
   ${1:-}
 </Plugin>

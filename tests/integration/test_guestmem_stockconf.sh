@@ -51,15 +51,17 @@ EOF
   echo "PluginDir \"$MB_PLUGINDIR\""
   sed -e "s|^  #MeminfoPath .*|  MeminfoPath \"$GM_MEMINFO\"|" \
     -e "s|^  #VmstatPath .*|  VmstatPath \"$GM_VMSTAT\"|" \
+    -e "s|^  #PressurePath .*|  PressurePath \"$GM_PRESSURE\"|" \
+    -e "s|^  #StallWindow |  StallWindow |" \
     -e "s|^  #DomainPath .*|  DomainPath \"$GM_DOM\"|" \
     -e "s|^  #XenstorePath .*|  XenstorePath \"$XENSTORED_PATH\"|" \
     -e "s,^  #\([A-Za-z]*\(Threshold\|Interval\) .*\),  \1," \
     -e "s|\"/usr/share/membal/load/|\"$MEMBAL_SOURCE_DIR/collectd.conf.d/load/|" \
     "$MEMBAL_SOURCE_DIR/collectd.conf.d/guest.conf"
 } >"$MB_DIR/conf.d/guest.conf"
-n=$(grep -cE '^  (MeminfoPath|VmstatPath|DomainPath|XenstorePath|SwapThreshold|MajorFaultThreshold|UrgentPollInterval|UrgentMinInterval) ' \
+n=$(grep -cE '^  (MeminfoPath|VmstatPath|PressurePath|DomainPath|XenstorePath|SwapThreshold|MajorFaultThreshold|UrgentPollInterval|UrgentMinInterval|StallThreshold|StallWindow) ' \
   "$MB_DIR/conf.d/guest.conf")
-mb_assert_eq 8 "$n" "documented options of guest.conf enabled (its defaults)"
+mb_assert_eq 11 "$n" "documented options of guest.conf enabled (its defaults)"
 
 mb_collectd_start "$conf"
 mb_wait_for 10 gm_field seq || mb_fail "no record with the stock configuration"

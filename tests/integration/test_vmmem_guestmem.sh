@@ -3,8 +3,9 @@
 # guestmem as domain 5 (through the xenbus ring, with the guest's
 # permissions) on prepared meminfo/vmstat files; a dom0 collectd runs vmmem
 # (sim backend) with rrdtool. The guest's figures appear in dom0's
-# collectdctl getval and RRD files, and a swap burst in the guest reaches
-# dom0's balancer at once (a membal round; DryRun, Period 1 h).
+# collectdctl getval and RRD files (PSI stall and refaults included), and a
+# swap burst in the guest reaches dom0's balancer at once (a membal round;
+# DryRun, Period 1 h).
 . "$(dirname "$0")/vmmem_lib.bash"
 . "$MEMBAL_SOURCE_DIR/tests/lib/guestmem.sh"
 
@@ -15,7 +16,8 @@ vmt_dom 5 vm5 2097152 4194304
 mb_guest_proxy_start 5
 total=$((2000000 + RANDOM))
 gm_meminfo "$total" 700000
-gm_vmstat 10 20 30 40
+gm_vmstat 10 20 30 40 3 4567
+gm_pressure 2.50 7000000 0.75 2000000
 
 # --- the guest's collectd (own directory, socket and log)
 gd=$MB_DIR/guest
@@ -42,6 +44,7 @@ LoadPlugin guestmem
 <Plugin guestmem>
   MeminfoPath "$GM_MEMINFO"
   VmstatPath "$GM_VMSTAT"
+  PressurePath "$GM_PRESSURE"
   XenstorePath "$MB_GUEST_SOCK"
 </Plugin>
 EOF
@@ -61,6 +64,13 @@ vmt_expect 10 $((total * 1024)) vm5 memory-guest_MemTotal
 vmt_expect 5 $((700000 * 1024)) vm5 memory-guest_MemFree
 vmt_expect 5 $((700000 * 1024)) vm5 memory-guest_Committed_AS
 vmt_expect 5 0 vm5 bool-sample_stale
+vmt_expect 5 2.5 vm5 percent-guest_psi_some_avg10_bp
+vmt_expect 5 0.75 vm5 percent-guest_psi_full_avg10_bp
+for k in psi_some_total_us:7000000 psi_full_total_us:2000000 workingset_refault_file:4567 workingset_refault_anon:3; do
+  f=$MB_DIR/rrd/$MB_HOSTNAME/vmmem-vm5/derive-${k%:*}.rrd
+  mb_wait_for 5 test -f "$f" || mb_fail "no RRD $f"
+  mb_assert_eq "${k#*:}" "$(rrdtool lastupdate "$f" | awk -F': ' 'NF == 2 { print $2 + 0 }')" "dom0 RRD ${k%:*} = the guest's"
+done
 s1=$(vmt_get vm5 count-sample_seq)
 sleep 2.5
 s2=$(vmt_get vm5 count-sample_seq)

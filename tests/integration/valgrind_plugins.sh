@@ -58,6 +58,7 @@ LoadPlugin guestmem
 <Plugin guestmem>
   MeminfoPath \"$GM_MEMINFO\"
   VmstatPath \"$GM_VMSTAT\"
+  PressurePath \"$GM_PRESSURE\"
   DomainPath \"$GM_DOM\"
   XenstorePath \"$XENSTORED_PATH\"
   SwapThreshold 64

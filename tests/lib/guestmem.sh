@@ -8,6 +8,7 @@ GM_DOMID=${GM_DOMID:-5}
 GM_DOM=/local/domain/$GM_DOMID
 GM_MEMINFO=$MB_DIR/meminfo
 GM_VMSTAT=$MB_DIR/vmstat
+GM_PRESSURE=$MB_DIR/pressure-memory
 
 [ -x "$MB_RECORD_DUMP" ] || mb_fail "$MB_RECORD_DUMP not built"
 [ -f "$MB_PLUGINDIR/guestmem.so" ] || mb_fail "$MB_PLUGINDIR/guestmem.so not built"
@@ -52,7 +53,8 @@ Hugepagesize:       2048 kB
 EOF
 }
 
-# gm_vmstat <pswpin> <pswpout> <pgmajfault> <pgfault>
+# gm_vmstat <pswpin> <pswpout> <pgmajfault> <pgfault> [refault_anon]
+#   [refault_file]
 gm_vmstat() {
   gm_replace "$GM_VMSTAT" <<EOF
 nr_free_pages 100000
@@ -64,6 +66,17 @@ pswpout $2
 pgfault $4
 pgmajfault $3
 workingset_nodes -3
+workingset_refault_anon ${5:-0}
+workingset_refault_file ${6:-0}
+EOF
+}
+
+# gm_pressure <some_avg10> <some_total_us> <full_avg10> <full_total_us>:
+# a /proc/pressure/memory (averages as the kernel prints them, "1.25").
+gm_pressure() {
+  gm_replace "$GM_PRESSURE" <<EOF
+some avg10=$1 avg60=0.00 avg300=0.00 total=$2
+full avg10=$3 avg60=0.00 avg300=0.00 total=$4
 EOF
 }
 
@@ -84,6 +97,9 @@ gm_conf() {
     echo "<Plugin guestmem>"
     echo "  MeminfoPath \"$GM_MEMINFO\""
     echo "  VmstatPath \"$GM_VMSTAT\""
+    # a plain file: no PSI trigger, so the urgent check is the vmstat poll
+    # the tests drive (a test writes it with gm_pressure or names another)
+    echo "  PressurePath \"$GM_PRESSURE\""
     echo "  DomainPath \"$GM_DOM\""
     echo "  XenstorePath \"${XENSTORED_PATH:-$MB_DIR/xenstored/socket}\""
     local l

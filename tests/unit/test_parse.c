@@ -29,6 +29,7 @@ static void test_meminfo_modern(void) {
   ASSERT_U64(s.v[MB_F_COMMITTED_AS], 3340480);
   /* A 6.x kernel has every meminfo field and no vmstat one. */
   ASSERT_U64(s.have, (UINT64_C(1) << MB_F_FIRST_VMSTAT) - 1);
+  ASSERT_U64(mb_field_kind(MB_F_COMMITTED_AS), MB_FK_KIB);
   CU_ASSERT_EQUAL(s.seq, 0);
   /* HugePages_Total has no kB and is unknown: ignored, not rejected. */
   CU_ASSERT_PTR_NOT_NULL(strstr(t, "HugePages_Total:"));
@@ -41,7 +42,12 @@ static void test_meminfo_modern(void) {
   ASSERT_U64(s.v[MB_F_PSWPOUT], 0);
   ASSERT_U64(s.v[MB_F_PGFAULT], 8419921);
   ASSERT_U64(s.v[MB_F_PGMAJFAULT], 1740);
-  ASSERT_U64(s.have, (UINT64_C(1) << MB_F_COUNT) - 1);
+  /* >= 5.9: the anon/file split, not the single pre-5.9 counter */
+  ASSERT_U64(s.v[MB_F_WORKINGSET_REFAULT_ANON], 0);
+  ASSERT_U64(s.v[MB_F_WORKINGSET_REFAULT_FILE], 174093);
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_WORKINGSET_REFAULT));
+  ASSERT_U64(s.have, ((UINT64_C(1) << MB_F_FIRST_PSI) - 1) &
+                         ~(UINT64_C(1) << MB_F_WORKINGSET_REFAULT));
   ASSERT_U64(s.v[MB_F_MEMTOTAL], 24684084); /* meminfo part kept */
   free(t);
   free(v);
@@ -103,6 +109,7 @@ static void test_record_roundtrip_real(void) {
   int n = mb_record_format(&s, rec, sizeof(rec));
   CU_ASSERT_FATAL(n > 0 && n < MB_RECORD_MAX);
   CU_ASSERT_EQUAL((size_t)n, strlen(rec));
+  CU_ASSERT_PTR_NULL(strstr(rec, "psi_")); /* no PSI parsed: none written */
   CU_ASSERT_EQUAL(
       strncmp(rec, "membal 1\nseq 42\nuptime_ms 123456\nurgent 1\n", 42), 0);
   CU_ASSERT_EQUAL_FATAL(
@@ -113,6 +120,7 @@ static void test_record_roundtrip_real(void) {
   memset(&big, 0, sizeof(big));
   for (int f = 0; f < MB_F_COUNT; f++)
     big.v[f] = f < MB_F_FIRST_VMSTAT ? MB_KIB_MAX : UINT64_MAX;
+  big.v[MB_F_PSI_SOME_AVG10] = big.v[MB_F_PSI_FULL_AVG10] = MB_PSI_BP_MAX;
   big.v[MB_F_SRECLAIMABLE] = big.v[MB_F_SUNRECLAIM] = MB_KIB_MAX / 2;
   big.have = (UINT64_C(1) << MB_F_COUNT) - 1;
   big.seq = UINT64_MAX;
@@ -400,10 +408,223 @@ static void test_fuzz(void) {
       check_consistent(&s);
     r = mb_vmstat_parse(buf, len, &s, err, sizeof(err));
     CU_ASSERT(r == 0 || r == -1);
+    r = mb_psi_parse(buf, len, &s, err, sizeof(err));
+    CU_ASSERT(r == 0 || r == -1);
   }
   /* Both outcomes occur: the mutations are not all fatal nor all benign. */
   CU_ASSERT(accepted > 0);
   CU_ASSERT(rejected > 0);
+}
+
+/* ---- PSI: /proc/pressure/memory ---------------------------------------- */
+
+/* Taken on this machine (6.18) while a 24 MiB memory cgroup re-read a
+ * 96 MiB file: real stall, "full" below "some". */
+static void test_psi_real(void) {
+  size_t len = 0;
+  char *t = unit_slurp("pressure-memory-6.18", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  mb_sample_t s;
+  memset(&s, 0, sizeof(s));
+  s.v[MB_F_MEMTOTAL] = 1000;
+  s.have = UINT64_C(1) << MB_F_MEMTOTAL;
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, len, &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_AVG10], 80); /* "0.80" % */
+  ASSERT_U64(s.v[MB_F_PSI_SOME_TOTAL], 121427);
+  ASSERT_U64(s.v[MB_F_PSI_FULL_AVG10], 0);
+  ASSERT_U64(s.v[MB_F_PSI_FULL_TOTAL], 35283);
+  ASSERT_U64(s.v[MB_F_MEMTOTAL], 1000); /* what was there is kept */
+  ASSERT_U64(s.have, (UINT64_C(1) << MB_F_MEMTOTAL) |
+                         (UINT64_C(1) << MB_F_PSI_SOME_AVG10) |
+                         (UINT64_C(1) << MB_F_PSI_SOME_TOTAL) |
+                         (UINT64_C(1) << MB_F_PSI_FULL_AVG10) |
+                         (UINT64_C(1) << MB_F_PSI_FULL_TOTAL));
+  ASSERT_U64(mb_field_kind(MB_F_PSI_SOME_AVG10), MB_FK_BP);
+  ASSERT_U64(mb_field_kind(MB_F_PSI_FULL_TOTAL), MB_FK_US);
+  ASSERT_U64(mb_field_kind(MB_F_WORKINGSET_REFAULT), MB_FK_COUNT);
+  free(t);
+  /* Same format in the cpu file (12.52 % there): 2 decimals, any size. */
+  t = unit_slurp("pressure-cpu-6.18", &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  memset(&s, 0, sizeof(s));
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, len, &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_AVG10], 1252);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_TOTAL], 24407717);
+  free(t);
+}
+
+/* The whole real sample (meminfo + vmstat + pressure) through the record:
+ * unchanged, and every line "key decimal", the shape a dom0 that predates
+ * the PSI and refault keys requires of keys it does not know. */
+static void test_record_psi_roundtrip(void) {
+  size_t ml = 0, vl = 0, pl = 0;
+  char *m = unit_slurp("meminfo-6.18", &ml);
+  char *v = unit_slurp("vmstat-6.18", &vl);
+  char *p = unit_slurp("pressure-memory-6.18", &pl);
+  CU_ASSERT_FATAL(m != NULL && v != NULL && p != NULL);
+  mb_sample_t s, back;
+  CU_ASSERT_EQUAL_FATAL(mb_meminfo_parse(m, ml, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(mb_vmstat_parse(v, vl, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(p, pl, &s, err, sizeof(err)), 0);
+  s.seq = 3;
+  s.uptime_ms = 1000;
+  char rec[MB_RECORD_MAX];
+  int n = mb_record_format(&s, rec, sizeof(rec));
+  CU_ASSERT_FATAL(n > 0);
+  CU_ASSERT_PTR_NOT_NULL(strstr(rec, "\npsi_some_avg10_bp 80\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(rec, "\npsi_some_total_us 121427\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(rec, "\npsi_full_total_us 35283\n"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(rec, "\nworkingset_refault_file 174093\n"));
+  CU_ASSERT_EQUAL_FATAL(
+      mb_record_parse(rec, (size_t)n, &back, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(memcmp(&s, &back, sizeof(s)), 0);
+  const char *l = strchr(rec, '\n') + 1; /* after "membal 1" */
+  while (*l) {
+    const char *nl = strchr(l, '\n');
+    const char *sp = memchr(l, ' ', (size_t)(nl - l));
+    CU_ASSERT_FATAL(nl != NULL && sp != NULL && sp > l && sp + 1 < nl);
+    for (const char *c = sp + 1; c < nl; c++)
+      CU_ASSERT(*c >= '0' && *c <= '9');
+    l = nl + 1;
+  }
+  /* A record of an old guest (no PSI, no refaults) still parses. */
+  mb_sample_t old = s;
+  old.have &= (UINT64_C(1) << MB_F_WORKINGSET_REFAULT_ANON) - 1;
+  n = mb_record_format(&old, rec, sizeof(rec));
+  CU_ASSERT_FATAL(n > 0);
+  CU_ASSERT_PTR_NULL(strstr(rec, "psi_"));
+  CU_ASSERT_PTR_NULL(strstr(rec, "workingset"));
+  CU_ASSERT_EQUAL(mb_record_parse(rec, (size_t)n, &back, err, sizeof(err)), 0);
+  CU_ASSERT_FALSE(mb_sample_has(&back, MB_F_PSI_SOME_TOTAL));
+  free(m);
+  free(v);
+  free(p);
+}
+
+#define PSI_ZERO "avg10=0.00 avg60=0.00 avg300=0.00 total=0"
+
+static void test_psi_bad(void) {
+  static const bad_t t[] = {
+      {"some avg10=0.00 avg60=0.00 avg300=0.00\n", 0, "total="},
+      {"some avg10=100.01 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=999.99 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=1000.00 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=0.0 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=0.000 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=.50 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=-1.00 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=1e2 avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=nan avg60=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=0.00 avg60=0.00 avg300=101.00 total=1\n", 0, "avg300="},
+      {"some avg10=0.00  avg60=0.00 avg300=0.00 total=1\n", 0, "avg60="},
+      {"some avg60=0.00 avg10=0.00 avg300=0.00 total=1\n", 0, "avg10="},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=-1\n", 0, "total="},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=1 \n", 0, "total="},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=1 x\n", 0, "total="},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=\n", 0, "total="},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=18446744073709551616\n", 0,
+       "total="},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=0x10\n", 0, "total="},
+      {"some " PSI_ZERO "\r\n", 0, "total="},
+      {"some " PSI_ZERO "\nsome " PSI_ZERO "\n", 0, "duplicate line some"},
+      {"some " PSI_ZERO "\nfull " PSI_ZERO "\nfull " PSI_ZERO "\n", 0,
+       "duplicate line full"},
+      {"full " PSI_ZERO "\n", 0, "no 'some'"},
+      {"Some " PSI_ZERO "\n", 0, "line 1"},
+      {"cpu " PSI_ZERO "\n", 0, "neither"},
+      {"some " PSI_ZERO "\n\n", 0, "line 2"},
+      {"some\n", 0, "neither"},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"
+       "full avg10=0.00 avg60=0.00 avg300=0.00 total=6\n",
+       0, "exceeds psi_some_total_us"},
+      {"some avg10=0.00 avg60=0.00 avg300=0.00 total=5\0\n", 50, "NUL"},
+      {"", 0, "empty"},
+  };
+  check_bad(mb_psi_parse, t, sizeof(t) / sizeof(t[0]));
+  /* A rejected pressure file drops what the sample held, like vmstat. */
+  mb_sample_t s;
+  CU_ASSERT_EQUAL(
+      mb_meminfo_parse("MemTotal: 5 kB\n", 15, &s, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(mb_psi_parse("some x", 6, &s, err, sizeof(err)), -1);
+  ASSERT_U64(s.have, 0);
+}
+
+static void test_psi_good_edges(void) {
+  mb_sample_t s;
+  /* 100.00 is the top; full before some; no final newline. */
+  const char *t = "full avg10=100.00 avg60=0.00 avg300=0.00 total=10\n"
+                  "some avg10=100.00 avg60=100.00 avg300=5.25 "
+                  "total=18446744073709551615";
+  memset(&s, 0, sizeof(s));
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_AVG10], 10000);
+  ASSERT_U64(s.v[MB_F_PSI_FULL_AVG10], 10000);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_TOTAL], UINT64_MAX);
+  ASSERT_U64(s.v[MB_F_PSI_FULL_TOTAL], 10);
+  /* "some" alone (a kernel without the full line) is enough. */
+  t = "some avg10=7.05 avg60=0.00 avg300=0.00 total=99\n";
+  memset(&s, 0, sizeof(s));
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_AVG10], 705);
+  ASSERT_U64(s.have, (UINT64_C(1) << MB_F_PSI_SOME_AVG10) |
+                         (UINT64_C(1) << MB_F_PSI_SOME_TOTAL));
+  /* a second parse replaces the PSI fields: no older "full" left over */
+  t = "some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n"
+      "full avg10=0.00 avg60=0.00 avg300=0.00 total=4\n";
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  t = "some avg10=0.00 avg60=0.00 avg300=0.00 total=3\n";
+  CU_ASSERT_EQUAL_FATAL(mb_psi_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_PSI_FULL_TOTAL));
+  ASSERT_U64(s.v[MB_F_PSI_FULL_TOTAL], 0);
+  ASSERT_U64(s.v[MB_F_PSI_SOME_TOTAL], 3);
+  /* In a record: the same bounds; duplicates refused; an old dom0's
+   * parser sees only unknown integer keys (tested above). */
+  static const bad_t r[] = {
+      {"membal 1\nseq 1\nuptime_ms 5\npsi_some_avg10_bp 10001\n", 0,
+       "psi_some_avg10_bp: 10001 is above"},
+      {"membal 1\nseq 1\nuptime_ms 5\npsi_full_avg10_bp 99999\n", 0,
+       "psi_full_avg10_bp"},
+      {"membal 1\nseq 1\nuptime_ms 5\npsi_some_total_us 5\n"
+       "psi_full_total_us 6\n",
+       0, "exceeds psi_some_total_us"},
+      {"membal 1\nseq 1\nuptime_ms 5\npsi_some_total_us 5\n"
+       "psi_some_total_us 5\n",
+       0, "duplicate key psi_some_total_us"},
+      {"membal 1\nseq 1\nuptime_ms 5\nworkingset_refault_file 1\n"
+       "workingset_refault_file 2\n",
+       0, "duplicate key workingset_refault_file"},
+      {"membal 1\nseq 1\nuptime_ms 5\npsi_some_avg10_bp 1.5\n", 0,
+       "psi_some_avg10_bp"},
+      {"membal 1\nseq 1\nuptime_ms 5\nworkingset_refault -3\n", 0,
+       "workingset_refault"},
+      {"membal 1\nseq 1\nuptime_ms 5\npsi_some_total_us "
+       "18446744073709551616\n",
+       0, "psi_some_total_us"},
+  };
+  check_bad(mb_record_parse, r, sizeof(r) / sizeof(r[0]));
+}
+
+/* Kernels 4.20 to 5.8 count file refaults in the single workingset_refault
+ * (the anon/file split came with 5.9's anon workingset tracking). The lines
+ * are those of a 5.4 kernel's /proc/vmstat around them. */
+static void test_vmstat_refault_pre59(void) {
+  const char *t = "nr_isolated_file 0\nworkingset_nodes 1203\n"
+                  "workingset_refault 88211\nworkingset_activate 20391\n"
+                  "workingset_restore 7735\nworkingset_nodereclaim 64\n"
+                  "pswpin 12\npswpout 40\n";
+  mb_sample_t s;
+  memset(&s, 0, sizeof(s));
+  CU_ASSERT_EQUAL_FATAL(mb_vmstat_parse(t, strlen(t), &s, err, sizeof(err)), 0);
+  ASSERT_U64(s.v[MB_F_WORKINGSET_REFAULT], 88211);
+  CU_ASSERT_FALSE(mb_sample_has(&s, MB_F_WORKINGSET_REFAULT_FILE));
+  static const bad_t b[] = {
+      {"workingset_refault 1\nworkingset_refault 1\n", 0,
+       "duplicate key workingset_refault"},
+      {"workingset_refault_anon -1\n", 0, "workingset_refault_anon"},
+      {"workingset_refault_file 184467440737095516160\n", 0,
+       "workingset_refault_file"},
+  };
+  check_bad(mb_vmstat_parse, b, sizeof(b) / sizeof(b[0]));
 }
 
 /* ---- rates -------------------------------------------------------------- */
@@ -524,6 +745,121 @@ static void test_growth(void) {
   CU_ASSERT_FALSE(r.growth_valid);
 }
 
+static mb_sample_t stall(uint64_t some_us, uint64_t full_us, uint64_t up_ms) {
+  mb_sample_t s;
+  memset(&s, 0, sizeof(s));
+  s.v[MB_F_PSI_SOME_TOTAL] = some_us;
+  s.v[MB_F_PSI_FULL_TOTAL] = full_us;
+  s.have = (UINT64_C(1) << MB_F_PSI_SOME_TOTAL) |
+           (UINT64_C(1) << MB_F_PSI_FULL_TOTAL);
+  s.uptime_ms = up_ms;
+  return s;
+}
+
+static void test_stall_rates(void) {
+  mb_rates_t r;
+  /* 300 ms of some-stall and 100 ms of full-stall in 2 s of the guest's
+   * clock: 15 % and 5 %, whatever dom0 measured between the arrivals */
+  mb_sample_t a = stall(1000000, 500000, 10000);
+  mb_sample_t b = stall(1300000, 600000, 12000);
+  mb_sample_rates(&a, &b, 2.5, &r);
+  CU_ASSERT_TRUE(r.stall_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.some_stall_share, 0.15, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(r.full_stall_share, 0.05, 1e-12);
+  CU_ASSERT_FALSE(r.valid); /* no swap counters: those stay invalid */
+  CU_ASSERT_FALSE(r.refault_valid);
+  /* no uptime: dom0's dt */
+  a.uptime_ms = b.uptime_ms = 0;
+  mb_sample_rates(&a, &b, 3.0, &r);
+  CU_ASSERT_TRUE(r.stall_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.some_stall_share, 0.1, 1e-12);
+  /* a hostile guest claiming 5 s of stall per second is clamped to 1 */
+  mb_sample_t c = stall(1000000 + 10000000, 600000, 0);
+  mb_sample_rates(&a, &c, 2.0, &r);
+  CU_ASSERT_DOUBLE_EQUAL(r.some_stall_share, 1.0, 0);
+  /* some only (no full line): full share 0, still valid */
+  mb_sample_t d = a, e = b;
+  d.have = e.have = UINT64_C(1) << MB_F_PSI_SOME_TOTAL;
+  mb_sample_rates(&d, &e, 3.0, &r);
+  CU_ASSERT_TRUE(r.stall_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.full_stall_share, 0.0, 0);
+  /* counter back, reboot, one sample without PSI (older guest): invalid */
+  mb_sample_rates(&b, &a, 3.0, &r);
+  CU_ASSERT_FALSE(r.stall_valid);
+  mb_sample_t f = stall(1300000, 400000, 12000);
+  mb_sample_t g = stall(1000000, 500000, 10000);
+  mb_sample_rates(&g, &f, 2.0, &r); /* full went back, some did not */
+  CU_ASSERT_FALSE(r.stall_valid);
+  mb_sample_t h = stall(2000000, 700000, 500);
+  mb_sample_t i = stall(1000000, 500000, 10000);
+  mb_sample_rates(&i, &h, 2.0, &r);
+  CU_ASSERT_FALSE(r.stall_valid);
+  mb_sample_t none;
+  memset(&none, 0, sizeof(none));
+  mb_sample_rates(&none, &b, 2.0, &r);
+  CU_ASSERT_FALSE(r.stall_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.some_stall_share, 0.0, 0);
+  mb_sample_rates(&a, &b, 0.0, &r);
+  CU_ASSERT_FALSE(r.stall_valid);
+}
+
+static void test_refault_rates(void) {
+  mb_rates_t r;
+  mb_sample_t a, b;
+  memset(&a, 0, sizeof(a));
+  a.v[MB_F_WORKINGSET_REFAULT_ANON] = 100;
+  a.v[MB_F_WORKINGSET_REFAULT_FILE] = 1000;
+  a.have = (UINT64_C(1) << MB_F_WORKINGSET_REFAULT_ANON) |
+           (UINT64_C(1) << MB_F_WORKINGSET_REFAULT_FILE);
+  a.uptime_ms = 1000;
+  b = a;
+  b.v[MB_F_WORKINGSET_REFAULT_ANON] = 140;
+  b.v[MB_F_WORKINGSET_REFAULT_FILE] = 9000;
+  b.uptime_ms = 5000;
+  mb_sample_rates(&a, &b, 4.0, &r);
+  CU_ASSERT_TRUE(r.refault_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.refault_anon_ps, 10.0, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(r.refault_file_ps, 2000.0, 1e-12);
+  CU_ASSERT_FALSE(r.stall_valid);
+  /* pre-5.9: the single counter is the file rate, anon unknown = 0 */
+  mb_sample_t c, d;
+  memset(&c, 0, sizeof(c));
+  c.v[MB_F_WORKINGSET_REFAULT] = 500;
+  c.have = UINT64_C(1) << MB_F_WORKINGSET_REFAULT;
+  d = c;
+  d.v[MB_F_WORKINGSET_REFAULT] = 800;
+  mb_sample_rates(&c, &d, 2.0, &r);
+  CU_ASSERT_TRUE(r.refault_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.refault_file_ps, 150.0, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(r.refault_anon_ps, 0.0, 0);
+  /* a counter that went back voids both (not one boot) */
+  mb_sample_t e = b;
+  e.v[MB_F_WORKINGSET_REFAULT_ANON] = 5;
+  mb_sample_rates(&a, &e, 4.0, &r);
+  CU_ASSERT_FALSE(r.refault_valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.refault_file_ps, 0.0, 0);
+  mb_sample_t f = b;
+  f.v[MB_F_WORKINGSET_REFAULT_FILE] = 999;
+  mb_sample_rates(&a, &f, 4.0, &r);
+  CU_ASSERT_FALSE(r.refault_valid);
+  /* anon alone is not enough: the file rate is the thrash signal */
+  mb_sample_t g = a, h = b;
+  g.have = h.have = UINT64_C(1) << MB_F_WORKINGSET_REFAULT_ANON;
+  mb_sample_rates(&g, &h, 4.0, &r);
+  CU_ASSERT_FALSE(r.refault_valid);
+  /* the refault and stall rates never disturb the swap rates */
+  mb_sample_t i = counters(100, 200, 10, 1000),
+              j = counters(300, 260, 16, 3000);
+  i.v[MB_F_WORKINGSET_REFAULT_FILE] = 50;
+  j.v[MB_F_WORKINGSET_REFAULT_FILE] = 10; /* went back */
+  i.have |= UINT64_C(1) << MB_F_WORKINGSET_REFAULT_FILE;
+  j.have |= UINT64_C(1) << MB_F_WORKINGSET_REFAULT_FILE;
+  mb_sample_rates(&i, &j, 2.0, &r);
+  CU_ASSERT_TRUE(r.valid);
+  CU_ASSERT_DOUBLE_EQUAL(r.swapin_pps, 100.0, 1e-9);
+  CU_ASSERT_FALSE(r.refault_valid);
+}
+
 static void test_field_keys(void) {
   for (int f = 0; f < MB_F_COUNT; f++) {
     const char *k = mb_field_key(f);
@@ -535,6 +871,15 @@ static void test_field_keys(void) {
   CU_ASSERT_EQUAL(mb_field_from_key("MemTotal", 3), -1);
   CU_ASSERT_STRING_EQUAL(mb_field_key(MB_F_ACTIVE_ANON), "Active(anon)");
   CU_ASSERT_STRING_EQUAL(mb_field_key(MB_F_PGMAJFAULT), "pgmajfault");
+  CU_ASSERT_STRING_EQUAL(mb_field_key(MB_F_PSI_FULL_TOTAL),
+                         "psi_full_total_us");
+  CU_ASSERT_STRING_EQUAL(mb_field_key(MB_F_WORKINGSET_REFAULT),
+                         "workingset_refault");
+  for (int f = 0; f < MB_F_COUNT; f++) {
+    mb_field_kind_t k = mb_field_kind(f);
+    CU_ASSERT_EQUAL(k == MB_FK_KIB, f < MB_F_FIRST_VMSTAT);
+    CU_ASSERT_EQUAL(k == MB_FK_BP || k == MB_FK_US, f >= MB_F_FIRST_PSI);
+  }
 }
 
 int main(void) {
@@ -552,6 +897,13 @@ int main(void) {
       {"rates", test_rates},
       {"anonymous memory growth", test_growth},
       {"field keys", test_field_keys},
+      {"pressure file, this machine (6.18)", test_psi_real},
+      {"record with PSI and refaults round trip", test_record_psi_roundtrip},
+      {"pressure malformed", test_psi_bad},
+      {"pressure edges and PSI record keys", test_psi_good_edges},
+      {"vmstat refaults before 5.9", test_vmstat_refault_pre59},
+      {"stall shares", test_stall_rates},
+      {"refault rates", test_refault_rates},
       CU_TEST_INFO_NULL,
   };
   return unit_main_suite("parse", tests);
