@@ -170,6 +170,8 @@ static void boot(sim_model_t *m, size_t i) {
   v->anon_res_kib = fmin(v->ws_kib, usable);
   v->progress = 1;
   v->last_pub_s = -1e9;
+  v->last_urgent_s = -1e9;
+  v->last_poll_s = m->t;
 }
 
 void sim_model_init(sim_model_t *m, const sim_scenario_t *scn, uint64_t seed) {
@@ -383,25 +385,74 @@ void sim_model_step(sim_model_t *m, double dt) {
   }
 }
 
-bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent) {
-  const sim_scenario_t *scn = m->scn;
+void sim_agent_resolve(const sim_scenario_t *scn, const sim_agent_t *in,
+                       sim_agent_t *out) {
+  static const sim_agent_t none;
+  *out = in ? *in : none;
+  if (out->publish_s <= 0)
+    out->publish_s = scn->interval_s;
+  if (out->poll_s == 0)
+    out->poll_s = scn->urgent_check_s;
+  if (out->urgent_min_s == 0)
+    out->urgent_min_s = scn->urgent_min_s;
+  if (out->urgent_pps <= 0)
+    out->urgent_pps = scn->urgent_pps;
+}
+
+/* What qmemman's guest side (meminfo-writer) reports as used: MemTotal -
+ * MemFree - Cached - Buffers + swap in use. */
+static double qubes_used_kib(const sim_model_t *m, size_t i) {
+  mb_sample_t s;
+  sim_model_sample(m, i, &s);
+  double used = (double)s.v[MB_F_MEMTOTAL] - (double)s.v[MB_F_MEMFREE] -
+                (double)s.v[MB_F_CACHED] - (double)s.v[MB_F_BUFFERS];
+  return used + (double)s.v[MB_F_SWAPTOTAL] - (double)s.v[MB_F_SWAPFREE];
+}
+
+/* The guest agent's urgent path as guestmem has it: every poll_s it rates
+ * the counters over the last poll window and publishes at once when swap
+ * (or major faults) cross the threshold, at most once per urgent_min_s. */
+bool sim_model_publish_due_agent(sim_model_t *m, size_t i,
+                                 const sim_agent_t *ag, bool *urgent) {
   sim_vm_t *v = &m->vm[i];
   *urgent = false;
   if (!v->present)
     return false;
-  double since = m->t - v->last_pub_s;
-  bool due = since >= scn->interval_s - 1e-6;
-  if (!due && scn->urgent_check_s > 0 && since >= scn->urgent_check_s - 1e-6) {
-    double sw = v->pswpin + v->pswpout - v->swap_at_pub;
-    if (sw / since >= scn->urgent_pps && sw >= 1)
+  double t = m->t;
+  bool due = t - v->last_pub_s >= ag->publish_s - 1e-6;
+  if (ag->poll_s > 0 && t - v->last_poll_s >= ag->poll_s - 1e-6) {
+    double win = t - v->last_poll_s;
+    double sw = v->pswpin + v->pswpout - v->swap_at_poll;
+    double mf = v->pgmajfault - v->majflt_at_poll;
+    bool fire = (sw >= 1 && sw / win >= ag->urgent_pps) ||
+                (ag->urgent_majflt_ps > 0 && mf / win > ag->urgent_majflt_ps);
+    if (ag->change_kib > 0 &&
+        fabs(qubes_used_kib(m, i) - v->used_at_pub) > ag->change_kib)
+      fire = true;
+    v->last_poll_s = t;
+    v->swap_at_poll = v->pswpin + v->pswpout;
+    v->majflt_at_poll = v->pgmajfault;
+    bool limited =
+        ag->urgent_min_s > 0 && t - v->last_urgent_s < ag->urgent_min_s - 1e-6;
+    if (fire && !limited) {
       due = *urgent = true;
+      v->last_urgent_s = t;
+    }
   }
   if (due) {
     v->seq++;
-    v->last_pub_s = m->t;
+    v->last_pub_s = t;
     v->swap_at_pub = v->pswpin + v->pswpout;
+    if (ag->change_kib > 0)
+      v->used_at_pub = qubes_used_kib(m, i);
   }
   return due;
+}
+
+bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent) {
+  sim_agent_t ag;
+  sim_agent_resolve(m->scn, NULL, &ag);
+  return sim_model_publish_due_agent(m, i, &ag, urgent);
 }
 
 static void put(mb_sample_t *s, mb_field_t f, double v) {

@@ -16,7 +16,8 @@
 #define RING 64
 
 typedef struct {
-  double t;
+  double t;     /* published */
+  double vis_t; /* reaches the policy */
   mb_sample_t s;
 } pub_t;
 
@@ -62,15 +63,23 @@ static int cmp_d(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Newest published sample at most `delay` old; true when it is new. */
-static bool refresh_view(view_t *v, double now, double delay) {
+/* When a sample published at t reaches the policy: after the pipeline
+ * delay, and for a regular record at dom0's next read (vmmem reads every
+ * interval; an urgent record comes through its watch at once). */
+static double visible_at(double t, bool urgent, double delay, double read_s) {
+  double v = t + delay;
+  if (!urgent && read_s > 0)
+    v = ceil(v / read_s - 1e-9) * read_s;
+  return v;
+}
+
+/* Newest published sample that has reached the policy; true when new. */
+static bool refresh_view(view_t *v, double now) {
   const pub_t *best = NULL;
   for (unsigned k = 0; k < v->count; k++) {
     const pub_t *p = &v->ring[(v->head + RING - 1 - k) % RING];
-    if (p->t <= now - delay + 1e-9) {
+    if (p->vis_t <= now + 1e-9 && (!best || p->t > best->t))
       best = p;
-      break;
-    }
   }
   if (!best || (v->have_cur && best->s.seq == v->cur.seq))
     return false;
@@ -115,7 +124,7 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
     snprintf(err, errlen, "out of memory");
     goto out;
   }
-  pst = pol->create(scn);
+  pst = pol->create_arg ? pol->create_arg(scn, pol->arg) : pol->create(scn);
   if (!pst) {
     snprintf(err, errlen, "%s: cannot create policy state", pol->name);
     goto out;
@@ -123,8 +132,13 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   sim_model_init(m, scn, seed);
   size_t n = scn->nvms;
   double dt = scn->dt_s;
-  double interval = pol->interval_s > 0 ? pol->interval_s : scn->interval_s;
+  double interval = pol->interval_s > 0   ? pol->interval_s
+                    : pol->interval_s < 0 ? INFINITY
+                                          : scn->interval_s;
   double delay = (pol->guest_local || pol->no_delay) ? 0 : scn->delay_s;
+  sim_agent_t agent;
+  sim_agent_resolve(scn, &pol->agent, &agent);
+  double read_s = (pol->guest_local || pol->no_delay) ? 0 : agent.read_s;
   long steps = lround(scn->duration_s / dt);
   long per_sec = lround(1.0 / dt);
   double next_round = interval;
@@ -155,16 +169,17 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
         v->work_mark = m->vm[i].work;
       }
       bool urgent;
-      if (sim_model_publish_due(m, i, &urgent)) {
+      if (sim_model_publish_due_agent(m, i, &agent, &urgent)) {
         pub_t *p = &v->ring[v->head];
         sim_model_sample(m, i, &p->s);
         p->s.urgent = urgent;
         p->t = t;
+        p->vis_t = visible_at(t, urgent, delay, read_s);
         v->head = (v->head + 1) % RING;
         if (v->count < RING)
           v->count++;
       }
-      if (!scn->vm[i].fixed && refresh_view(v, t, delay) && v->cur.urgent)
+      if (!scn->vm[i].fixed && refresh_view(v, t) && v->cur.urgent)
         urgent_arrived = true;
     }
 

@@ -226,6 +226,7 @@ static void defaults(sim_scenario_t *s) {
   s->delay_s = 0.5;
   s->urgent_check_s = 0.25;
   s->urgent_pps = 64;
+  s->urgent_min_s = 1; /* guestmem's UrgentMinInterval */
   s->dt_s = 0.1;
   s->disk_iops = 150;
   s->shrink_kibps = 45 * 1024;
@@ -296,6 +297,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
               {"delay", &s->delay_s, 0, 3600},
               {"urgent_check", &s->urgent_check_s, 0, 3600},
               {"urgent_pps", &s->urgent_pps, 0, 1e9},
+              {"urgent_min", &s->urgent_min_s, 0, 3600},
               {"step", &s->dt_s, 0.01, 1}};
   for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
     if (!strcmp(d, nums[i].k)) {

@@ -65,6 +65,7 @@ typedef struct {
   double delay_s;        /* guest sample to policy: pipeline delay */
   double urgent_check_s; /* guest checks swap counters this often (0: off) */
   double urgent_pps;     /* swap pages/s that make the guest publish early */
+  double urgent_min_s;   /* at most one urgent record per (guestmem: 1 s) */
   double dt_s;           /* model step */
   uint64_t total_kib;    /* host physical memory */
   uint64_t reserve_kib;  /* dom0 + hypervisor */
@@ -114,6 +115,11 @@ typedef struct {
   double last_pub_s;
   double swap_at_pub; /* pswpin + pswpout when last published */
   bool urgent_pending;
+  double last_poll_s;    /* the agent's last check of its counters */
+  double swap_at_poll;   /* pswpin + pswpout then */
+  double majflt_at_poll; /* pgmajfault then */
+  double last_urgent_s;  /* last urgent record */
+  double used_at_pub;    /* qmemman's "used" figure when last published */
 } sim_vm_t;
 
 typedef struct {
@@ -143,8 +149,30 @@ double sim_model_balloon_floor(const sim_model_t *m, size_t i);
 void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out);
 /* Sets a target, clamping it to [floor, max]. Returns 1 when clamped. */
 int sim_model_set_target(sim_model_t *m, size_t i, double target_kib);
+/* The guest agent and the dom0 collector a policy runs with: how often
+ * guests publish, when dom0 reads, and what makes a guest publish early. */
+typedef struct {
+  double publish_s;    /* guest publishes every (0: scenario interval) */
+  double read_s;       /* dom0 reads records every (0: at once after
+                          the scenario's delay; urgent ones always are) */
+  double poll_s;       /* guest checks its counters every (0: scenario's
+                          urgent_check; < 0: never) */
+  double urgent_min_s; /* at most one urgent record per (0: scenario's
+                          urgent_min; < 0: no limit) */
+  double urgent_pps;   /* swap pages/s that make it urgent (0: scenario's) */
+  double urgent_majflt_ps; /* major faults/s that do (0: not checked) */
+  double change_kib;       /* publish when "used" moved more (0: not checked;
+                              Qubes' meminfo-writer) */
+} sim_agent_t;
+
+/* The agent with every 0 replaced by the scenario's value. */
+void sim_agent_resolve(const sim_scenario_t *scn, const sim_agent_t *in,
+                       sim_agent_t *out);
 /* Guest-side publishing: returns true when VM i publishes at this step
- * (interval elapsed, or urgent swap activity); *urgent set accordingly. */
+ * (interval elapsed, or urgent activity); *urgent set accordingly.
+ * sim_model_publish_due uses the scenario's agent. */
+bool sim_model_publish_due_agent(sim_model_t *m, size_t i,
+                                 const sim_agent_t *ag, bool *urgent);
 bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent);
 
 /* ---- policies --------------------------------------------------------- */
@@ -157,16 +185,35 @@ typedef struct {
 typedef struct {
   const char *name;
   const char *desc;
-  double interval_s; /* 0: scenario interval */
+  double interval_s; /* 0: scenario interval; < 0: no periodic rounds */
   bool urgent;       /* also runs when a guest publishes an urgent record */
+  sim_agent_t agent; /* guest agent and collector (zeros: scenario's) */
   bool guest_local;  /* runs inside each guest: sees its sample at once */
   bool no_delay;     /* sees the truth at once (oracle) */
   void *(*create)(const sim_scenario_t *scn);
+  /* instead of create when set: a policy built from arg (--config rows) */
+  void *(*create_arg)(const sim_scenario_t *scn, const void *arg);
+  const void *arg;
   void (*destroy)(void *st);
   /* targets[i] for doms[i]; return < 0 on error */
   int (*decide)(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
                 const mb_domain_t *doms, size_t n, uint64_t *targets);
 } sim_policy_t;
+
+/* membal's shipped cadence (sim/policies.c says where each figure comes
+ * from): guest records every 10 s, read every 10 s, urgent check every
+ * 0.2 s, at most one urgent record per second; a round every 30 s. */
+#define SIM_MEMBAL_PERIOD_S 30.0
+#define SIM_MEMBAL_AGENT                                                       \
+  {                                                                            \
+    .publish_s = 10, .read_s = 10, .poll_s = 0.2, .urgent_min_s = 1,           \
+    .urgent_pps = 64, .urgent_majflt_ps = 256                                  \
+  }
+/* membal's policy from a given config (arg: const mb_config_t *), and its
+ * decide; for the rows membal-bench --config adds. */
+void *sim_membal_create_arg(const sim_scenario_t *scn, const void *arg);
+int sim_membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
+                      const mb_domain_t *doms, size_t n, uint64_t *targets);
 
 /* All policies in benchmark order; NULL-terminated. */
 extern const sim_policy_t *const sim_policies[];

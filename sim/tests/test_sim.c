@@ -242,7 +242,7 @@ static void test_samples_roundtrip(void) {
 static void test_urgent_publish(void) {
   char err[256];
   sim_scenario_t *s =
-      parse(BASE_SCN "interval 5\nurgent_check 0.5\n"
+      parse(BASE_SCN "interval 5\nurgent_check 0.5\nurgent_min 0.5\n"
                      "vm a mem=300M\nws a 0:50M 10:50M 11:600M\n",
             err, sizeof(err));
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
