@@ -114,17 +114,11 @@ const sim_policy_t sim_policy_selfballoon = {
     .destroy = free,
     .decide = sim_membal_decide};
 
-const sim_policy_t *const sim_policies[] = {&sim_policy_cagma,
-                                            &sim_policy_tax,
-                                            &sim_policy_selfballoon,
-                                            &sim_base_static,
-                                            &sim_base_xenballoond,
-                                            &sim_base_xenmm,
-                                            &sim_base_mom,
-                                            &sim_base_proxmox,
-                                            &sim_base_qubes,
-                                            &sim_policy_oracle,
-                                            NULL};
+const sim_policy_t *const sim_policies[] = {
+    &sim_policy_cagma,  &sim_policy_tax,       &sim_policy_selfballoon,
+    &sim_base_static,   &sim_base_xenballoond, &sim_base_xenmm,
+    &sim_base_xenmm075, &sim_base_mom,         &sim_base_proxmox,
+    &sim_base_qubes,    &sim_policy_oracle,    NULL};
 
 const sim_policy_t *sim_policy_find(const char *name) {
   for (size_t i = 0; sim_policies[i]; i++)

@@ -222,7 +222,7 @@ const sim_policy_t *sim_policy_find(const char *name);
 extern const sim_policy_t sim_policy_cagma, sim_policy_tax,
     sim_policy_selfballoon;
 extern const sim_policy_t sim_base_static, sim_base_xenballoond, sim_base_xenmm,
-    sim_base_mom, sim_base_proxmox, sim_base_qubes;
+    sim_base_xenmm075, sim_base_mom, sim_base_proxmox, sim_base_qubes;
 extern const sim_policy_t sim_policy_oracle;
 
 /* ---- fast-mode runner ------------------------------------------------- */
