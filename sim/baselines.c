@@ -592,6 +592,7 @@ const sim_policy_t sim_base_qubes = {
             "meminfo write",
     .interval_s = -1,
     .urgent = true,
+    .boot_requests = true,
     .agent = {.publish_s = 1e9,
               .read_s = 0,
               .poll_s = 0.1,

@@ -117,6 +117,8 @@ static int vm_attr(pctx_t *p, sim_vm_spec_t *vm, char *k, char *v) {
     return parse_num(p, v, 0, 1e6, &vm->file_rate);
   if (!strcmp(k, "qd"))
     return parse_num(p, v, 1, 1024, &vm->queue_depth);
+  if (!strcmp(k, "cold"))
+    return parse_num(p, v, 0, 0.9, &vm->cold_share);
   if (!strcmp(k, "noise"))
     return parse_num(p, v, 0, 0.5, &vm->noise);
   if (!strcmp(k, "start"))

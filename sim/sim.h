@@ -51,6 +51,8 @@ typedef struct {
                            page cache go to the shared disk */
   double queue_depth;   /* outstanding I/Os of its own disk I/O */
   double noise;         /* relative jitter of ws, new value every second */
+  double cold_share;    /* share of its anonymous memory outside the working
+                           set, touched rarely (a JVM's old heap) */
   bool fixed;           /* not managed (a static hog): reserve for policies */
   double start_s;       /* boots at (0 = at start) */
   double stop_s;        /* destroyed at (< 0: never) */
@@ -95,10 +97,21 @@ typedef struct {
   double anon_res_kib; /* working set resident */
   double swapped_kib;  /* working set in swap */
   double cache_kib;
+  double cold_res_kib;      /* cold anonymous memory resident */
+  double cold_swapped_kib;  /* cold anonymous memory in swap */
+  double cache_evicted_kib; /* page cache squeezed out and not yet back */
   /* workload now */
   double ws_kib, cache_want_kib, iops_want, intensity;
   /* vmstat counters */
   double pswpin, pswpout, pgmajfault, pgfault;
+  double workingset_refault; /* file pages read again after eviction */
+  /* memory pressure stall, as /proc/pressure/memory would count it:
+   * "some" = share of time the workload waited on memory (faults, file
+   * misses, reclaim), "full" = share all its tasks did (reclaim stalls) */
+  double psi_some_total_us, psi_full_total_us;
+  double psi_some_avg10, psi_full_avg10; /* percent, 10 s decay */
+  uint64_t oom_kills; /* times the guest ran out of swap and memory */
+  double last_oom_s;
   /* last step */
   double progress;   /* 1 = unconstrained speed */
   double fault_ps;   /* swap-in faults per second */
@@ -137,6 +150,8 @@ void sim_model_init(sim_model_t *m, const sim_scenario_t *scn, uint64_t seed);
 void sim_model_step(sim_model_t *m, double dt);
 /* Working set of VM i at time t (trace + deterministic noise). */
 double sim_model_ws_at(const sim_model_t *m, size_t i, double t);
+/* Cold anonymous memory of VM i at time t (share of anon outside ws). */
+double sim_model_cold_at(const sim_model_t *m, size_t i, double t);
 /* Memory the VM needs to run without swapping at time t: ws + base. */
 double sim_model_need_at(const sim_model_t *m, size_t i, double t);
 /* Host free memory: total - reserve - sum of current. */
@@ -185,11 +200,13 @@ typedef struct {
 typedef struct {
   const char *name;
   const char *desc;
-  double interval_s; /* 0: scenario interval; < 0: no periodic rounds */
-  bool urgent;       /* also runs when a guest publishes an urgent record */
-  sim_agent_t agent; /* guest agent and collector (zeros: scenario's) */
-  bool guest_local;  /* runs inside each guest: sees its sample at once */
-  bool no_delay;     /* sees the truth at once (oracle) */
+  double interval_s;  /* 0: scenario interval; < 0: no periodic rounds */
+  bool urgent;        /* also runs when a guest publishes an urgent record */
+  sim_agent_t agent;  /* guest agent and collector (zeros: scenario's) */
+  bool guest_local;   /* runs inside each guest: sees its sample at once */
+  bool no_delay;      /* sees the truth at once (oracle) */
+  bool boot_requests; /* the toolstack asks it for a booting VM's memory
+                         (qmemman's request); others learn nothing */
   void *(*create)(const sim_scenario_t *scn);
   /* instead of create when set: a policy built from arg (--config rows) */
   void *(*create_arg)(const sim_scenario_t *scn, const void *arg);
@@ -242,6 +259,13 @@ typedef struct {
   double react_decide_max_s; /* longest time demand > target */
   unsigned react_events;
   uint64_t rounds;
+  double rounds_per_s;
+  double balloon_mib_moved; /* sum of |change of memory| of managed VMs */
+  double psi_some_pct;      /* mean over VMs of the "some" stall share */
+  double psi_full_pct;
+  double refault_pages; /* workingset refaults, all VMs */
+  uint64_t oom_kills;
+  uint64_t boot_failed; /* VMs due to start that never did */
   uint64_t oom_mib;
   uint64_t clamped;   /* targets the model had to clamp */
   double boot_wait_s; /* sum over VMs of the time waiting to boot */
