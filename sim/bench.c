@@ -41,6 +41,8 @@ typedef struct {
   sim_result_t res[NPOL];
   bool ran[NPOL];
   double unavoidable; /* swap pages no allocation avoids (ref_unbounded) */
+  sim_oracle_params_t oracle; /* the rule the oracle's search kept */
+  unsigned oracle_tried;
 } scn_run_t;
 
 /* ---- the unavoidable part of the swap ---------------------------------- */
@@ -556,16 +558,25 @@ static void print_table(FILE *f, const scn_run_t *sr, bool md) {
   double oracle_avoid = io >= 0 && sr->ran[io]
                             ? fmax(0, sr->res[io].swap_pages - sr->unavoidable)
                             : -1;
+  char rule[160] = "";
+  if (io >= 0 && sr->ran[io])
+    snprintf(
+        rule, sizeof(rule),
+        "oracle: best of %u rules: lookahead %.0f s, margin %.0f %%, "
+        "serve %s, %s",
+        sr->oracle_tried, sr->oracle.lookahead_s, 100 * sr->oracle.margin_frac,
+        sim_oracle_order_name(sr->oracle.order),
+        sr->oracle.boot_reserve ? "holds memory for boots" : "no boot reserve");
   if (md) {
-    fprintf(f, "\n### %s\n\n%s (%.0f s; unavoidable swap %.0f pages)\n\n",
-            scn->name, scn->title, scn->duration_s, sr->unavoidable);
+    fprintf(f, "\n### %s\n\n%s (%.0f s; unavoidable swap %.0f pages; %s)\n\n",
+            scn->name, scn->title, scn->duration_s, sr->unavoidable, rule);
     fprintf(f, "| policy | swap pages | avoidable | ×oracle | OOM kills/MiB "
                "| slowdown | p99 | PSI some %% | balloon MiB | rounds/s | boot "
                "failed/wait s | idle MiB |\n");
     fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   } else {
-    fprintf(f, "\n== %s: %s (%.0f s, unavoidable swap %.0f pages)\n", scn->name,
-            scn->title, scn->duration_s, sr->unavoidable);
+    fprintf(f, "\n== %s: %s (%.0f s, unavoidable swap %.0f pages)\n   %s\n",
+            scn->name, scn->title, scn->duration_s, sr->unavoidable, rule);
     fprintf(f, "%-12s %9s %9s %6s %9s %6s %6s %5s %8s %5s %9s %6s\n", "policy",
             "swap_pg", "avoidable", "x_orc", "oom_n/MiB", "slow", "p99", "psi%",
             "moved_Mi", "rnd/s", "boot_f/w", "idle");
@@ -988,6 +999,7 @@ static bool in_short(const char *name) {
 int main(int argc, char **argv) {
   const char *dir = NULL, *out = "bench-out", *check = NULL, *only = NULL;
   const char *doc = NULL;
+  double oracle_rules = -1;
   bool shortset = false, noplot = false, cost = false, cg = false;
   static cfg_row_t cfgs[NPOL];
   size_t ncfg = 0, npol = 0;
@@ -1016,7 +1028,11 @@ int main(int argc, char **argv) {
       check = v, i++;
     else if (v && !strcmp(o, "--doc"))
       doc = v, i++;
-    else if (v && !strcmp(o, "--config")) {
+    else if (v && !strcmp(o, "--oracle-rules")) {
+      if (opt_num(o, v, 1, SIM_ORACLE_RULES, &oracle_rules))
+        return 2;
+      i++;
+    } else if (v && !strcmp(o, "--config")) {
       if (npol >= NPOL) {
         fprintf(stderr, "membal-bench: too many --config\n");
         return 2;
@@ -1041,11 +1057,14 @@ int main(int argc, char **argv) {
       fprintf(stderr,
               "usage: membal-bench [--scenarios DIR] [--out DIR] [--seed N] "
               "[--short] [--only SCN,...] [--check FILE] [--no-plot]\n"
-              "                   [--config FILE]... [--doc FILE]\n"
+              "                   [--config FILE]... [--doc FILE] "
+              "[--oracle-rules N]\n"
               "       membal-bench --cost [--callgrind]\n");
       return 2;
     }
   }
+  if (oracle_rules < 0)
+    oracle_rules = shortset ? 4 : SIM_ORACLE_RULES;
   if (cost_one > 0)
     return cost_rounds((size_t)cost_one, (unsigned)rounds, NULL) ? 1 : 0;
   if (cost)
@@ -1128,7 +1147,26 @@ int main(int argc, char **argv) {
       ser.csv = shortset ? NULL : fopen(cpath, "w");
       if (ser.csv)
         sim_csv_header(ser.csv, scn);
-      if (sim_run(scn, pols[p], scn->seed, series_obs, &ser, &sr->res[p], err,
+      const sim_policy_t *run_pol = pols[p];
+      sim_policy_t searched;
+      if (pols[p] == &sim_policy_oracle) {
+        /* the reference: the best rule of the oracle's family, run once
+         * more for the per-second outputs */
+        sim_result_t best;
+        if (sim_oracle_search(scn, scn->seed, (unsigned)oracle_rules,
+                              &sr->oracle, &best, &sr->oracle_tried, err,
+                              sizeof(err))) {
+          fprintf(stderr, "membal-bench: %s/oracle search: %s\n", scn->name,
+                  err);
+          rc = 1;
+          continue;
+        }
+        searched = sim_policy_oracle;
+        searched.create_arg = sim_oracle_create_arg;
+        searched.arg = &sr->oracle;
+        run_pol = &searched;
+      }
+      if (sim_run(scn, run_pol, scn->seed, series_obs, &ser, &sr->res[p], err,
                   sizeof(err))) {
         fprintf(stderr, "membal-bench: %s/%s: %s\n", scn->name, pols[p]->name,
                 err);

@@ -242,9 +242,38 @@ extern const sim_policy_t sim_base_static, sim_base_xenballoond, sim_base_xenmm,
     sim_base_xenmm075, sim_base_mom, sim_base_proxmox, sim_base_qubes;
 extern const sim_policy_t sim_policy_oracle;
 
-/* ---- fast-mode runner ------------------------------------------------- */
+/* ---- the oracle's family of rules ---------------------------------------- */
+
+typedef enum {
+  SIM_ORACLE_COST,   /* serve the highest fault cost per KiB first */
+  SIM_ORACLE_HOLDER, /* serve who holds most first (fewest moves) */
+  SIM_ORACLE_SMALL   /* serve the smallest need first */
+} sim_oracle_order_t;
 
 typedef struct {
+  double lookahead_s; /* covers the largest need within this horizon */
+  double margin_frac; /* over the need */
+  sim_oracle_order_t order;
+  bool boot_reserve; /* hold memory for VMs booting within the lookahead */
+} sim_oracle_params_t;
+
+/* Runs the first max_rules rules of the family (48 in all; the first is
+ * the plain oracle's) each on its own model to the end of the scenario and
+ * keeps the best (fewest VMs that never booted, then OOM kills, then swap
+ * pages). Bounded by max_rules runs; deterministic. */
+#define SIM_ORACLE_RULES 48
+struct sim_result;
+int sim_oracle_search(const sim_scenario_t *scn, uint64_t seed,
+                      unsigned max_rules, sim_oracle_params_t *best,
+                      struct sim_result *res, unsigned *tried, char *err,
+                      size_t errlen);
+const char *sim_oracle_order_name(sim_oracle_order_t o);
+/* The oracle with given parameters (arg: const sim_oracle_params_t *). */
+void *sim_oracle_create_arg(const sim_scenario_t *scn, const void *arg);
+
+/* ---- fast-mode runner ------------------------------------------------- */
+
+typedef struct sim_result {
   double swap_pages; /* pswpin + pswpout, all VMs */
   double swapin_pages, swapout_pages;
   double slowdown_mean;    /* mean over active VMs of elapsed / work */
