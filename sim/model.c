@@ -78,6 +78,9 @@ double sim_model_ws_at(const sim_model_t *m, size_t i, double t) {
 }
 
 double sim_model_cold_at(const sim_model_t *m, size_t i, double t) {
+  const sim_trace_t *tr = &m->scn->vm[i].tr[SIM_TR_COLD];
+  if (tr->n > 0)
+    return fmax(0, sim_trace_at(tr, t));
   double f = m->scn->vm[i].cold_share;
   return f > 0 ? sim_model_ws_at(m, i, t) * f / (1 - f) : 0;
 }

@@ -149,7 +149,7 @@ static int parse_trace(pctx_t *p, sim_trace_t *tr, sim_trace_kind_t kind,
     double t = 0, v = 0;
     if (parse_num(p, tok[i], 0, 1e9, &t))
       return -1;
-    if (kind == SIM_TR_WS || kind == SIM_TR_CACHE) {
+    if (kind == SIM_TR_WS || kind == SIM_TR_CACHE || kind == SIM_TR_COLD) {
       uint64_t kib;
       if (parse_size(p, colon + 1, &kib))
         return -1;
@@ -368,7 +368,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
     return 0;
   }
   static const char *const trn[SIM_TR_COUNT] = {"ws", "cache", "iops",
-                                                "intensity"};
+                                                "intensity", "cold"};
   for (int k = 0; k < SIM_TR_COUNT; k++) {
     if (strcmp(d, trn[k]))
       continue;

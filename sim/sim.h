@@ -26,6 +26,7 @@ typedef enum {
   SIM_TR_CACHE,     /* file-cache appetite, KiB */
   SIM_TR_IOPS,      /* own disk I/O demand, I/O per second */
   SIM_TR_INTENSITY, /* working-set accesses per second at full speed */
+  SIM_TR_COLD,      /* cold anonymous memory, KiB (else cold_share) */
   SIM_TR_COUNT
 } sim_trace_kind_t;
 
