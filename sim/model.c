@@ -345,25 +345,35 @@ void sim_model_step(sim_model_t *m, double dt) {
     /* cold anonymous memory follows its share of anon; what does not fit
      * beside the rest goes to swap as the write-back allows */
     double cold_want = sim_model_cold_at(m, i, t);
-    double cold_total = v->cold_res_kib + v->cold_swapped_kib;
+    double cold_total =
+        v->cold_res_kib + v->cold_swapped_kib + v->cold_lost_kib;
     if (cold_want > cold_total) {
       double add = cold_want - cold_total;
       double usable = v->current_kib - (double)s->base_kib;
       double room = fmax(0, usable - v->anon_res_kib - v->cold_res_kib);
       double in = fmin(add, room);
-      double out = fmin(add - in, budget);
       double swroom =
           fmax(0, (double)s->swap_kib - v->swapped_kib - v->cold_swapped_kib);
-      out = fmin(out, swroom);
+      double out = fmin(fmin(add - in, budget), swroom);
       budget -= out;
       v->cold_res_kib += in;
       v->cold_swapped_kib += out;
       v->pswpout += out / SIM_PAGE_KIB;
       open_kib += out;
+      /* memory and swap full: the OOM killer takes what is left */
+      double lost = add - in - out;
+      if (lost > 0 && swroom <= out) {
+        v->cold_lost_kib += lost;
+        v->oom_kib += (uint64_t)lost;
+        if (t - v->last_oom_s >= OOM_EVENT_GAP_S)
+          v->oom_kills++;
+        v->last_oom_s = t;
+      }
     } else if (cold_total > 0) {
       double f = cold_want / cold_total;
       v->cold_res_kib *= f;
       v->cold_swapped_kib *= f;
+      v->cold_lost_kib *= f;
     }
     if (v->cache_kib > v->cache_want_kib)
       v->cache_kib = v->cache_want_kib;

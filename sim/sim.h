@@ -100,6 +100,7 @@ typedef struct {
   double cache_kib;
   double cold_res_kib;      /* cold anonymous memory resident */
   double cold_swapped_kib;  /* cold anonymous memory in swap */
+  double cold_lost_kib;     /* cold memory the OOM killer took */
   double cache_evicted_kib; /* page cache squeezed out and not yet back */
   /* workload now */
   double ws_kib, cache_want_kib, iops_want, intensity;
