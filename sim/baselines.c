@@ -1,21 +1,18 @@
 /*
  * Baselines: what a Xen or KVM admin would otherwise run, each
- * reimplemented from its published description (no code of those projects
- * was used). They see the same guest samples as membal, through the same
- * pipeline delay, except xenballoond, which runs inside each guest.
+ * reimplemented from the upstream file named at its section (read, not
+ * copied: the rules are restated here in our own code), at its own
+ * cadence, with its own guest agent. They see guest samples through the
+ * same pipeline delay as membal, except xenballoond, which runs inside
+ * each guest.
  *
  *   static      equal split of the pool, no balancing
- *   xenballoond self-ballooning alone (Magenheimer 2008): each guest sets
- *               its own target to Committed_AS, never below the balloon
- *               driver's minimum target; up hysteresis 1, down 10; no
- *               coordination, so growth is first come, first served
- *   xenmm       Waldspurger's idle memory tax, tau = 0.75, every 2 s
- *   mom         MoM-style host-pressure rules, every 10 s (MoM's default
- *               policy interval)
- *   proxmox     Proxmox-style auto-ballooning: host used -> 80 %, split by
- *               shares, at most 100 MiB per VM per 10 s round
- *   qubes       qmemman-style: preferred = 1.3 x used (swap included),
- *               proportional split, 50 MiB host slack
+ *   xenballoond self-ballooning alone (Magenheimer 2008), every 1 s
+ *   xenmm       xenmm's mmserver with its default build, TAX_RATE=AUTO;
+ *               xenmm-0.75 the same with the static tax rate 0.75
+ *   mom         oVirt MoM with vdsm's 02-balloon.policy and mom.conf
+ *   proxmox     Proxmox VE auto-ballooning (pvestatd + PVE::AutoBalloon)
+ *   qubes       Qubes qmemman (algo.py + systemstate.py), event-driven
  */
 #include "sim.h"
 
@@ -42,15 +39,6 @@ static uint64_t to_kib(double v) { return v > 0 ? (uint64_t)v : 0; }
 static double field(const mb_domain_t *d, mb_field_t f) {
   return d->has_sample && mb_sample_has(&d->sample, f) ? (double)d->sample.v[f]
                                                        : -1;
-}
-
-/* What the guest uses: current - MemAvailable (its kernel's reserve
- * included); the whole domain when nothing is known. */
-static double used_of(const mb_domain_t *d) {
-  double avail = field(d, MB_F_MEMAVAILABLE);
-  if (avail < 0)
-    return (double)d->current_kib;
-  return fmax(0, (double)d->current_kib - avail);
 }
 
 /* The balloon driver's minimum target (drivers/xen/balloon.c,
@@ -116,165 +104,501 @@ static int xb_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
   return 0;
 }
 
+/* xen tools/xenballoon/xenballoond and xenballoon.conf (Xen 3.3, 2008):
+ * XENBALLOON_SELF_INTERVAL 1 s, up hysteresis 1, down 10. */
 const sim_policy_t sim_base_xenballoond = {
     .name = "xenballoond",
-    .desc = "xenballoond self-ballooning alone (Committed_AS, 1/10)",
-    .interval_s = 0,
+    .desc = "xenballoond self-ballooning alone (Committed_AS, 1/10), 1 s",
+    .interval_s = 1,
+    .agent = {.publish_s = 1, .poll_s = -1},
     .guest_local = true,
     .create = no_state,
     .destroy = no_free,
     .decide = xb_decide};
 
-/* ---- xenmm idle memory tax -------------------------------------------- */
+/* ---- xenmm ------------------------------------------------------------ */
 
-/* Min-funding revocation settles where every domain pays the same price
- * per page: shares / (active + k * idle) = 1/c with k = 1 / (1 - tau),
- * i.e. P = a + (w c - a) / k. c is found by bisection so that the clamped
- * sizes fill the pool. */
+/* wzzhang-HIT/xenmm, src/mmserver.c (build_linear_equ) and src/mmclient.c.
+ * The client reports every second MemTotal and "free" = MemFree + Cached;
+ * every 2 s the server solves x_i - x_j = tau (A_i - A_j), sum x = N, for
+ * A = MemTotal - free: x_i = N / n - tau * mean(A) + tau * A_i. No shares,
+ * no redistribution of what a maximum clips. Its default build has
+ * TAX_RATE=AUTO: tau = (xi + Amax/N - 1/n) / (Amax/N - mean(A)/N), clamped
+ * to [0, 1], where xi = reserve / N (mmserver -f, 100 MiB in its README's
+ * example); tau follows a rise at once and falls by a tenth of the gap
+ * per round. N = the pool. */
+#define XENMM_RESERVE_KIB (100 * MIB)
+
+typedef struct {
+  bool is_auto;
+  double tau, old_tau;
+} xenmm_st_t;
+
+static void *xenmm_create_with(bool is_auto, double tau) {
+  xenmm_st_t *s = calloc(1, sizeof(*s)); /* owned by the runner */
+  if (!s)
+    return NULL;
+  s->is_auto = is_auto;
+  s->tau = tau;
+  return s;
+}
+static void *xenmm_auto_create(const sim_scenario_t *scn) {
+  return xenmm_create_with(true, 0);
+}
+static void *xenmm_075_create(const sim_scenario_t *scn) {
+  return xenmm_create_with(false, 0.75);
+}
+
 static int xenmm_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
                         const mb_domain_t *d, size_t n, uint64_t *t) {
-  const double tau = 0.75, k = 1.0 / (1.0 - tau);
-  double pool = (double)pool_of(h);
-  double a[SIM_MAX_VMS], lo[SIM_MAX_VMS], hi[SIM_MAX_VMS], w[SIM_MAX_VMS];
-  if (n == 0 || n > SIM_MAX_VMS)
-    return n ? -1 : 0;
+  xenmm_st_t *s = st;
+  double a[SIM_MAX_VMS], N = (double)pool_of(h), amax = 0, amean = 0;
+  size_t k = 0;
+  if (n > SIM_MAX_VMS)
+    return -1;
   for (size_t i = 0; i < n; i++) {
-    a[i] = used_of(&d[i]);
-    w[i] = d[i].weight ? d[i].weight : 1;
-    lo[i] = fmax((double)d[i].min_kib, balloon_min_kib(d[i].max_kib));
-    hi[i] = (double)d[i].max_kib;
-    if (lo[i] > hi[i])
-      lo[i] = hi[i];
+    double tot = field(&d[i], MB_F_MEMTOTAL), fr = field(&d[i], MB_F_MEMFREE),
+           ca = field(&d[i], MB_F_CACHED);
+    t[i] = d[i].target_kib;
+    if (tot < 0 || fr < 0)
+      continue; /* its client has not reported yet */
+    a[i] = tot - (fr + fmax(ca, 0));
+    amax = fmax(amax, a[i]);
+    amean += a[i];
+    k++;
   }
-  double clo = 0, chi = pool * k + 1;
-  for (int it = 0; it < 100; it++) {
-    double c = 0.5 * (clo + chi), sum = 0;
-    for (size_t i = 0; i < n; i++)
-      sum += clampd(a[i] + (w[i] * c - a[i]) / k, lo[i], hi[i]);
-    if (sum > pool)
-      chi = c;
-    else
-      clo = c;
+  if (k == 0 || N <= 0)
+    return 0;
+  amean /= (double)k;
+  double tau = s->tau;
+  if (s->is_auto) {
+    double den = amax / N - amean / N;
+    double v =
+        den > 0
+            ? ((double)XENMM_RESERVE_KIB / N + amax / N - 1.0 / (double)k) / den
+            : 0;
+    v = clampd(v, 0, 1);
+    tau = v > s->old_tau ? v : s->old_tau - (s->old_tau - v) / 10;
+    s->old_tau = tau;
   }
-  for (size_t i = 0; i < n; i++)
-    t[i] = to_kib(clampd(a[i] + (w[i] * clo - a[i]) / k, lo[i], hi[i]));
+  double part = N / (double)k - tau * amean;
+  for (size_t i = 0; i < n; i++) {
+    if (field(&d[i], MB_F_MEMTOTAL) < 0 || field(&d[i], MB_F_MEMFREE) < 0)
+      continue;
+    t[i] = to_kib(clampd(part + tau * a[i], 0, (double)d[i].max_kib));
+  }
   return 0;
 }
 
 const sim_policy_t sim_base_xenmm = {
     .name = "xenmm",
-    .desc = "xenmm idle memory tax, tau 0.75, every 2 s",
+    .desc = "xenmm mmserver, default build: AUTO tax rate, every 2 s",
     .interval_s = 2,
-    .create = no_state,
-    .destroy = no_free,
+    .agent = {.publish_s = 1, .poll_s = -1},
+    .create = xenmm_auto_create,
+    .destroy = free,
+    .decide = xenmm_decide};
+
+const sim_policy_t sim_base_xenmm075 = {
+    .name = "xenmm-0.75",
+    .desc = "xenmm mmserver built with TAX_RATE=0.75, every 2 s",
+    .interval_s = 2,
+    .agent = {.publish_s = 1, .poll_s = -1},
+    .create = xenmm_075_create,
+    .destroy = free,
     .decide = xenmm_decide};
 
 /* ---- MoM -------------------------------------------------------------- */
 
+/* oVirt vdsm static/etc/vdsm/mom.d/02-balloon.policy with vdsm's mom.conf
+ * (policy-engine-interval and guest-monitor-interval 15 s,
+ * sample-history-length 10). Every guest and the host are averaged over
+ * the last 10 samples (StatAvg). host_free_percent = avg host free / host
+ * total. Below pressure_threshold 0.20 every guest shrinks: by at most 5 %
+ * per round, not below max(guaranteed minimum, used + guest_free_percent x
+ * current), where used = avg current - avg MemFree ("mem_unused") and
+ * guest_free_percent = 0.20 x host_free_percent / 0.20, or host_free_percent
+ * - 0.05 at or below pressure_critical 0.05. Otherwise every guest below
+ * its maximum grows by 5 % per round, at least to the same floor. Changes
+ * under 0.25 % of current are not made; a guest below its guaranteed
+ * minimum is raised to it. */
+#define MOM_HIST 10
+
+typedef struct {
+  uint32_t domid;
+  bool used;
+  unsigned n, head;
+  double cur[MOM_HIST], unused[MOM_HIST];
+} mom_dom_t;
+
+typedef struct {
+  unsigned hn, hhead;
+  double hfree[MOM_HIST];
+  mom_dom_t dom[SIM_MAX_VMS];
+} mom_st_t;
+
+static void *mom_create(const sim_scenario_t *scn) {
+  return calloc(1, sizeof(mom_st_t)); /* owned by the runner */
+}
+
+static void hist_push(double *ring, unsigned *n, unsigned *head, double v) {
+  ring[*head] = v;
+  *head = (*head + 1) % MOM_HIST;
+  if (*n < MOM_HIST)
+    (*n)++;
+}
+
+static double hist_avg(const double *ring, unsigned n) {
+  double s = 0;
+  for (unsigned i = 0; i < n; i++)
+    s += ring[i];
+  return n ? s / n : 0;
+}
+
+static mom_dom_t *mom_dom(mom_st_t *s, uint32_t domid) {
+  mom_dom_t *fresh = NULL;
+  for (size_t i = 0; i < SIM_MAX_VMS; i++) {
+    if (s->dom[i].used && s->dom[i].domid == domid)
+      return &s->dom[i];
+    if (!s->dom[i].used && !fresh)
+      fresh = &s->dom[i];
+  }
+  if (fresh) {
+    memset(fresh, 0, sizeof(*fresh));
+    fresh->used = true;
+    fresh->domid = domid;
+  }
+  return fresh;
+}
+
 static int mom_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
                       const mb_domain_t *d, size_t n, uint64_t *t) {
-  bool pressure = (double)h->free_kib < 0.20 * (double)h->total_kib;
+  mom_st_t *s = st;
+  /* forget guests that are gone */
+  for (size_t k = 0; k < SIM_MAX_VMS; k++) {
+    bool live = false;
+    for (size_t i = 0; i < n && s->dom[k].used; i++)
+      live = live || d[i].domid == s->dom[k].domid;
+    if (!live)
+      s->dom[k].used = false;
+  }
+  hist_push(s->hfree, &s->hn, &s->hhead, (double)h->free_kib);
+  double hfp = hist_avg(s->hfree, s->hn) / (double)h->total_kib;
+  bool pressure = hfp < 0.20;
+  double gfp = hfp <= 0.05 ? hfp - 0.05 : 0.20 * hfp / 0.20;
   for (size_t i = 0; i < n; i++) {
-    double cur = (double)d[i].current_kib, used = used_of(&d[i]);
-    double goal = used * 1.2, next = (double)d[i].target_kib;
-    if (!d[i].has_sample) {
-      t[i] = d[i].target_kib;
-      continue;
-    }
+    double cur = (double)d[i].current_kib, mx = (double)d[i].max_kib;
+    double gmin =
+        d[i].min_kib ? (double)d[i].min_kib : balloon_min_kib(d[i].max_kib);
+    double unused = field(&d[i], MB_F_MEMFREE);
+    mom_dom_t *md = mom_dom(s, d[i].domid);
+    t[i] = d[i].target_kib;
+    if (!md || unused < 0)
+      continue; /* no memory statistics: MoM leaves the guest alone */
+    md->cur[md->head] = cur;
+    md->unused[md->head] = unused;
+    md->head = (md->head + 1) % MOM_HIST;
+    if (md->n < MOM_HIST)
+      md->n++;
+    double used = hist_avg(md->cur, md->n) - hist_avg(md->unused, md->n);
+    double floor_kib = fmax(gmin, used + gfp * cur);
+    double next = -1;
     if (pressure) {
-      if (cur > goal)
-        next = fmax(goal, cur * 0.95);
-    } else if (cur - used < 0.20 * cur) {
-      next = cur + fmax(0.05 * cur, goal - cur);
+      double size = fmax(cur * 0.95, floor_kib);
+      if (size <= cur)
+        next = size;
+    } else if (cur < mx) {
+      next = fmin(fmax(cur * 1.05, floor_kib), mx);
     }
-    t[i] = to_kib(clampd(next, 0, (double)d[i].max_kib));
+    if (next >= 0 && fabs(next - cur) > 0.0025 * cur)
+      t[i] = to_kib(next);
+    if (cur < gmin)
+      t[i] = to_kib(gmin);
   }
   return 0;
 }
 
 const sim_policy_t sim_base_mom = {
     .name = "mom",
-    .desc = "MoM-style host-pressure rules (20 %, 5 % steps), every 10 s",
-    .interval_s = 10,
-    .create = no_state,
-    .destroy = no_free,
+    .desc = "oVirt MoM 02-balloon.policy, averaged samples, 5 %, every 15 s",
+    .interval_s = 15,
+    .agent = {.publish_s = 15, .poll_s = -1},
+    .create = mom_create,
+    .destroy = free,
     .decide = mom_decide};
 
 /* ---- Proxmox ---------------------------------------------------------- */
 
+/* Proxmox VE: pve-manager PVE/Service/pvestatd.pm (auto_balloning, every
+ * 10 s) with qemu-server's PVE/AutoBalloon.pm (compute_alg1). goal = 80 %
+ * of host memory - host used; nothing below 10 MiB either way. VMs with
+ * pressure (MemFree <= a quarter of their minimum, or below the minimum)
+ * are served first when growing; VMs with enough free memory are taken
+ * from first when shrinking; only when the preferred list makes no
+ * progress are all VMs used. Within a list the goal is spread by shares
+ * (1000 each x weight) over the room above each VM's minimum, at most
+ * 100 MiB per VM per round, repeated while some VM hits a bound. Balloon
+ * statistics are polled every 2 s (qemu-server's stats polling). */
+#define PVE_MAXCHANGE_KIB (100 * MIB)
+
+typedef struct {
+  double cur, lo, hi, shares;
+} pve_vm_t;
+
+/* Spreads `bytes` (KiB; > 0 grow, < 0 shrink) over the VMs in ids; res
+ * holds each VM's new size (starts at cur). Returns what is left. */
+static double pve_spread(const pve_vm_t *vm, const size_t *ids, size_t nid,
+                         double *res, double bytes) {
+  double rest = bytes;
+  bool done[SIM_MAX_VMS] = {false};
+  bool repeat = true;
+  double progress = 1;
+  while (fabs(rest) > 0 && repeat && progress > 0) {
+    repeat = false;
+    progress = 0;
+    double shares = 0, alloc_old = 0;
+    for (size_t k = 0; k < nid; k++) {
+      size_t i = ids[k];
+      if (done[i])
+        continue;
+      alloc_old += res[i] - vm[i].lo;
+      shares += vm[i].shares;
+    }
+    if (shares <= 0)
+      break;
+    double alloc_new = alloc_old + rest, changes = 0;
+    for (size_t k = 0; k < nid; k++) {
+      size_t i = ids[k];
+      if (done[i])
+        continue;
+      double want = vm[i].lo + floor(alloc_new / shares * vm[i].shares);
+      if (want > vm[i].hi || want < vm[i].lo) {
+        want = clampd(want, vm[i].lo, vm[i].hi);
+        repeat = true;
+      }
+      double next;
+      if (bytes > 0 && want > vm[i].cur)
+        next = fmin(vm[i].cur + PVE_MAXCHANGE_KIB, want);
+      else if (want < vm[i].cur)
+        next = fmax(vm[i].cur - PVE_MAXCHANGE_KIB, want);
+      else {
+        done[i] = true;
+        continue;
+      }
+      if (next != vm[i].cur && next != res[i]) {
+        changes += next - res[i];
+        progress += fabs(next - vm[i].cur);
+        res[i] = next;
+        repeat = true;
+      }
+    }
+    rest -= changes;
+  }
+  return rest;
+}
+
 static int pve_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
                       const mb_domain_t *d, size_t n, uint64_t *t) {
-  double total = (double)h->total_kib;
-  double used = total - (double)h->free_kib;
-  double diff = 0.80 * total - used; /* > 0: hand out, < 0: take back */
-  double step_max = 100 * MIB, shares = 0;
-  double lo[SIM_MAX_VMS];
+  pve_vm_t vm[SIM_MAX_VMS] = {{0}};
+  size_t all[SIM_MAX_VMS] = {0}, press[SIM_MAX_VMS] = {0},
+         roomy[SIM_MAX_VMS] = {0};
+  size_t na = 0, np = 0, nr = 0;
+  double res[SIM_MAX_VMS];
   if (n > SIM_MAX_VMS)
     return -1;
+  double total = (double)h->total_kib;
+  double goal = 0.80 * total - (total - (double)h->free_kib);
   for (size_t i = 0; i < n; i++) {
-    lo[i] = d[i].min_kib ? (double)d[i].min_kib : balloon_min_kib(d[i].max_kib);
-    double cur = (double)d[i].current_kib;
-    bool can = diff > 0 ? cur < (double)d[i].max_kib : cur > lo[i];
-    if (can)
-      shares += d[i].weight ? d[i].weight : 1;
+    vm[i].cur = (double)d[i].current_kib;
+    vm[i].lo =
+        d[i].min_kib ? (double)d[i].min_kib : balloon_min_kib(d[i].max_kib);
+    vm[i].hi = (double)d[i].max_kib;
+    vm[i].shares = 1000.0 * (d[i].weight ? d[i].weight : 1);
+    res[i] = vm[i].cur;
+    t[i] = d[i].target_kib;
+    all[na++] = i;
+    double fr = field(&d[i], MB_F_MEMFREE);
+    if (fr > 0.25 * vm[i].lo && vm[i].cur >= vm[i].lo)
+      roomy[nr++] = i;
+    else
+      press[np++] = i;
   }
-  for (size_t i = 0; i < n; i++) {
-    double cur = (double)d[i].current_kib;
-    bool can = diff > 0 ? cur < (double)d[i].max_kib : cur > lo[i];
-    double next = cur;
-    if (can && shares > 0) {
-      double ch = diff * (d[i].weight ? d[i].weight : 1) / shares;
-      next = cur + clampd(ch, -step_max, step_max);
-    }
-    t[i] = to_kib(clampd(next, fmin(lo[i], cur), (double)d[i].max_kib));
+  if (goal > 10 * MIB) {
+    double rest = pve_spread(vm, press, np, res, goal);
+    if (rest >= goal)
+      pve_spread(vm, all, na, res, rest);
+  } else if (goal < -10 * MIB) {
+    double rest = pve_spread(vm, roomy, nr, res, goal);
+    if (rest <= goal)
+      pve_spread(vm, all, na, res, rest);
   }
+  for (size_t i = 0; i < n; i++)
+    if (res[i] != vm[i].cur)
+      t[i] = to_kib(res[i]);
   return 0;
 }
 
 const sim_policy_t sim_base_proxmox = {
     .name = "proxmox",
-    .desc = "Proxmox-style auto-ballooning (80 % host, 100 MiB / 10 s)",
+    .desc = "Proxmox auto-ballooning (80 % host, priority lists, 100 MiB/10 s)",
     .interval_s = 10,
+    .agent = {.publish_s = 2, .poll_s = -1},
     .create = no_state,
     .destroy = no_free,
     .decide = pve_decide};
 
 /* ---- Qubes qmemman ---------------------------------------------------- */
 
+/* QubesOS qubes-core-admin qubes/qmemman/algo.py and systemstate.py. The
+ * guest's meminfo-writer (run as "meminfo-writer 30000 100000") checks
+ * every 0.1 s and writes used = MemTotal - MemFree - Cached - Buffers +
+ * swap in use when it moved by more than 30000 KiB; each write makes
+ * qmemman balance (do_balance), nothing else does. pref = max(1.3 x used,
+ * 200 MiB), at most the maximum; actual = max(current, last target); Xen's
+ * free memory counts targets not yet reached as used, and 50 MiB stays
+ * free. Enough memory: everyone gets pref plus a share of the surplus
+ * proportional to pref (what maxima clip goes to the others). Short:
+ * donors (actual above pref by 10 MiB or more) go to pref and acceptors
+ * share what that frees, in proportion to pref. A balance that moves less
+ * than 150 MiB in all is not made, unless a guest below pref would grow
+ * by more than 15 MiB or Xen's free memory is 15 MiB short of the slack. */
+#define QM_CACHE_FACTOR 1.3
+#define QM_MIN_PREF_KIB (200 * MIB)
+#define QM_FREE_LEFT_KIB (50 * MIB)
+
+static double qm_used(const mb_domain_t *d) {
+  double tot = field(d, MB_F_MEMTOTAL), fr = field(d, MB_F_MEMFREE);
+  if (tot < 0 || fr < 0)
+    return -1;
+  double used = tot - fr - fmax(field(d, MB_F_CACHED), 0) -
+                fmax(field(d, MB_F_BUFFERS), 0);
+  double stt = field(d, MB_F_SWAPTOTAL), sf = field(d, MB_F_SWAPFREE);
+  if (stt >= 0 && sf >= 0 && stt >= sf)
+    used += stt - sf;
+  return fmax(used, 0);
+}
+
+static double qm_pref(double used, double mx) {
+  return fmax(fmin(used * QM_CACHE_FACTOR, mx), QM_MIN_PREF_KIB);
+}
+
 static int qubes_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
                         const mb_domain_t *d, size_t n, uint64_t *t) {
-  double avail = (double)pool_of(h) - 50 * MIB;
-  double pref[SIM_MAX_VMS], sum = 0;
+  double pref[SIM_MAX_VMS], act[SIM_MAX_VMS], tgt[SIM_MAX_VMS];
+  bool in[SIM_MAX_VMS];
   if (n > SIM_MAX_VMS)
     return -1;
+  double unreached = 0;
   for (size_t i = 0; i < n; i++) {
-    double total = field(&d[i], MB_F_MEMTOTAL), fr = field(&d[i], MB_F_MEMFREE);
-    double ca = field(&d[i], MB_F_CACHED), bu = field(&d[i], MB_F_BUFFERS);
-    double st_ = field(&d[i], MB_F_SWAPTOTAL), sf = field(&d[i], MB_F_SWAPFREE);
-    if (total < 0 || fr < 0) {
-      pref[i] = (double)d[i].current_kib;
-    } else {
-      double used = total - fr - fmax(ca, 0) - fmax(bu, 0);
-      if (st_ >= 0 && sf >= 0 && st_ >= sf)
-        used += st_ - sf;
-      /* the guest kernel's own reserve is outside MemTotal */
-      pref[i] = 1.3 * fmax(used, 0) + fmax(0, (double)d[i].current_kib - total);
+    unreached += fmax(0, (double)d[i].target_kib - (double)d[i].current_kib);
+    t[i] = d[i].target_kib;
+  }
+  double xenfree = (double)h->free_kib - unreached;
+  double avail_free = xenfree - QM_FREE_LEFT_KIB;
+  double need_sum = 0, pref_sum = 0, pref_acc = 0;
+  for (size_t i = 0; i < n; i++) {
+    double used = qm_used(&d[i]);
+    in[i] = used >= 0;
+    if (!in[i])
+      continue;
+    pref[i] = qm_pref(used, (double)d[i].max_kib);
+    act[i] = fmax((double)d[i].current_kib, (double)d[i].target_kib);
+    tgt[i] = -1;
+    double need = pref[i] - act[i];
+    if (!(need < 0 || act[i] >= (double)d[i].max_kib))
+      pref_acc += pref[i];
+    need_sum += need;
+    pref_sum += pref[i];
+  }
+  double total_avail = avail_free - need_sum;
+  if (total_avail > 0 && pref_sum > 0) {
+    double left = 0;
+    size_t acceptors = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (!in[i])
+        continue;
+      double v = 0.999 * (pref[i] + pref[i] / pref_sum * total_avail);
+      if (v > (double)d[i].max_kib) {
+        left += v - (double)d[i].max_kib;
+        v = (double)d[i].max_kib;
+      } else {
+        acceptors++;
+      }
+      tgt[i] = v;
     }
-    sum += pref[i];
+    while (left > 0 && acceptors > 0) {
+      double nleft = 0;
+      size_t nacc = acceptors;
+      for (size_t i = 0; i < n; i++) {
+        if (!in[i] || tgt[i] >= (double)d[i].max_kib)
+          continue;
+        double bonus = floor(0.999 * left / (double)acceptors);
+        if (tgt[i] + bonus >= (double)d[i].max_kib) {
+          nleft += tgt[i] + bonus - (double)d[i].max_kib;
+          tgt[i] = (double)d[i].max_kib;
+          nacc--;
+        } else {
+          tgt[i] += bonus;
+        }
+      }
+      if (nleft >= left)
+        break; /* rounding: nothing more to place */
+      left = nleft;
+      acceptors = nacc;
+    }
+  } else {
+    double squeezed = avail_free;
+    for (size_t i = 0; i < n; i++) {
+      if (!in[i])
+        continue;
+      double need = pref[i] - act[i];
+      bool donor = need < 0 || act[i] >= (double)d[i].max_kib;
+      if (donor && -need >= 10 * MIB) {
+        squeezed += -need;
+        tgt[i] = pref[i];
+      }
+    }
+    if (squeezed >= 0 && pref_acc > 0)
+      for (size_t i = 0; i < n; i++) {
+        double need = in[i] ? pref[i] - act[i] : 0;
+        if (!in[i] || need < 0 || act[i] >= (double)d[i].max_kib)
+          continue;
+        tgt[i] = fmin(0.999 * (act[i] + pref[i] / pref_acc * squeezed),
+                      (double)d[i].max_kib);
+      }
   }
-  for (size_t i = 0; i < n; i++) {
-    double v = sum <= 0       ? 0
-               : sum <= avail ? pref[i] + (avail - sum) * pref[i] / sum
-                              : avail * pref[i] / sum;
-    t[i] = to_kib(clampd(v, 0, (double)d[i].max_kib));
+  /* is_balance_req_significant */
+  bool significant = QM_FREE_LEFT_KIB - xenfree > 15 * MIB;
+  double moved = 0;
+  for (size_t i = 0; i < n && !significant; i++) {
+    if (!in[i] || tgt[i] < 0)
+      continue;
+    double last = (double)d[i].target_kib, change = tgt[i] - last;
+    moved += fabs(change);
+    if (last > 0 && last < pref[i] && change > 15 * MIB)
+      significant = true;
   }
+  if (!significant && moved + fabs(xenfree - QM_FREE_LEFT_KIB) <= 150 * MIB)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (in[i] && tgt[i] >= 0)
+      t[i] = to_kib(tgt[i]);
   return 0;
 }
 
 const sim_policy_t sim_base_qubes = {
     .name = "qubes",
-    .desc = "Qubes-qmemman-style (1.3 x used incl. swap, 50 MiB slack)",
-    .interval_s = 0,
+    .desc = "Qubes qmemman (pref 1.3 x used, donors/acceptors), on each "
+            "meminfo write",
+    .interval_s = -1,
+    .urgent = true,
+    .boot_requests = true,
+    .agent = {.publish_s = 1e9,
+              .read_s = 0,
+              .poll_s = 0.1,
+              .urgent_min_s = -1,
+              .urgent_pps = 1e12,
+              .change_kib = 30000},
     .create = no_state,
     .destroy = no_free,
     .decide = qubes_decide};

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,11 +33,226 @@
 
 static const char *const short_set[] = {"mono", "cagma", NULL};
 
+/* The policies of this run: sim_policies, then one row per --config. */
+static const sim_policy_t *pols[NPOL + 1];
+
 typedef struct {
   sim_scenario_t *scn;
   sim_result_t res[NPOL];
   bool ran[NPOL];
+  double unavoidable; /* swap pages no allocation avoids (ref_unbounded) */
+  sim_oracle_params_t oracle; /* the rule the oracle's search kept */
+  unsigned oracle_tried;
 } scn_run_t;
+
+/* ---- the unavoidable part of the swap ---------------------------------- */
+
+/* Every VM at its maximum on a host with room for all maxima at once: what
+ * still swaps (demand above a VM's Max, the boot before the balloon has
+ * grown) no allocation rule can avoid. */
+static void *ref_create(const sim_scenario_t *scn) {
+  static int dummy;
+  return &dummy;
+}
+static void ref_free(void *st) {}
+static int ref_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
+                      const mb_domain_t *d, size_t n, uint64_t *t) {
+  for (size_t i = 0; i < n; i++)
+    t[i] = d[i].max_kib;
+  return 0;
+}
+static const sim_policy_t ref_unbounded = {.name = "unbounded",
+                                           .desc = "every VM at its maximum",
+                                           .interval_s = 0.5,
+                                           .no_delay = true,
+                                           .create = ref_create,
+                                           .destroy = ref_free,
+                                           .decide = ref_decide};
+
+static int unavoidable_swap(const sim_scenario_t *scn, double *pages, char *err,
+                            size_t errlen) {
+  sim_scenario_t *big = malloc(sizeof(*big)); /* owned */
+  sim_result_t r;
+  if (!big) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  *big = *scn;
+  uint64_t sum = big->reserve_kib;
+  for (size_t i = 0; i < big->nvms; i++)
+    sum += big->vm[i].fixed ? big->vm[i].mem_kib : big->vm[i].max_kib;
+  big->total_kib = sum;
+  int rc = sim_run(big, &ref_unbounded, big->seed, NULL, NULL, &r, err, errlen);
+  *pages = r.swap_pages;
+  free(big);
+  return rc;
+}
+
+/* ---- --config: membal rows with other settings -------------------------- */
+
+typedef struct {
+  char label[MB_NAME_LEN];
+  mb_config_t cfg;
+  sim_policy_t pol;
+} cfg_row_t;
+
+static int cfg_num(const char *path, unsigned ln, const char *key,
+                   const char *v, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  while (*end == ' ' || *end == '\t')
+    end++;
+  if (end == v || *end || errno || !(d >= lo && d <= hi)) {
+    fprintf(stderr,
+            "membal-bench: %s:%u: %s: '%s' is not a number in "
+            "[%g, %g]\n",
+            path, ln, key, v, lo, hi);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
+
+/* A file of "Key value" lines with membal's option names (sizes in KiB,
+ * times in seconds): the policy and envelope options of <Plugin membal>,
+ * plus Period, Interval (collectd's: guest records and vmmem reads) and
+ * guestmem's UrgentPollInterval / UrgentMinInterval. */
+static int cfg_load(const char *path, cfg_row_t *row) {
+  FILE *f = fopen(path, "r");
+  char line[512];
+  unsigned ln = 0;
+  int rc = -1;
+  double period = SIM_MEMBAL_PERIOD_S, interval = -1;
+  sim_agent_t agent = SIM_MEMBAL_AGENT;
+  if (!f) {
+    fprintf(stderr, "membal-bench: %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  mb_config_default(&row->cfg);
+  while (fgets(line, sizeof(line), f)) {
+    ln++;
+    char *h = strchr(line, '#');
+    if (h)
+      *h = 0;
+    char key[64], val[128];
+    int nf = sscanf(line, " %63s %127[^\r\n]", key, val);
+    if (nf <= 0)
+      continue;
+    if (nf != 2) {
+      fprintf(stderr, "membal-bench: %s:%u: expected 'Key value'\n", path, ln);
+      goto out;
+    }
+    char *q = val; /* quotes are optional */
+    size_t l = strlen(q);
+    while (l && (q[l - 1] == ' ' || q[l - 1] == '\t'))
+      q[--l] = 0;
+    if (l >= 2 && q[0] == '"' && q[l - 1] == '"') {
+      q[l - 1] = 0;
+      q++;
+    }
+    double d;
+    mb_config_t *c = &row->cfg;
+#define NUM(lo, hi)                                                            \
+  if (cfg_num(path, ln, key, q, lo, hi, &d))                                   \
+  goto out
+    if (!strcasecmp(key, "Policy")) {
+      if (!strcasecmp(q, "cagma"))
+        c->kind = MB_POLICY_CAGMA;
+      else if (!strcasecmp(q, "tax"))
+        c->kind = MB_POLICY_TAX;
+      else if (!strcasecmp(q, "selfballoon"))
+        c->kind = MB_POLICY_SELFBALLOON;
+      else {
+        fprintf(stderr, "membal-bench: %s:%u: Policy: unknown '%s'\n", path, ln,
+                q);
+        goto out;
+      }
+    } else if (!strcasecmp(key, "TaxRate")) {
+      if (!strcasecmp(q, "auto"))
+        c->tax.tau_auto = true;
+      else {
+        NUM(0, 1);
+        c->tax.tau = d;
+      }
+    } else if (!strcasecmp(key, "CmaMarginFraction")) {
+      NUM(0, 10);
+      c->cagma.margin_frac = d;
+    } else if (!strcasecmp(key, "CmaMarginMin")) {
+      NUM(0, 1e12);
+      c->cagma.margin_min_kib = (uint64_t)d;
+    } else if (!strcasecmp(key, "SwapThreshold")) {
+      NUM(0, 1e9);
+      c->cagma.swap_threshold_pps = d;
+    } else if (!strcasecmp(key, "MajorFaultThreshold")) {
+      NUM(0, 1e9);
+      c->cagma.majflt_threshold_ps = d;
+    } else if (!strcasecmp(key, "ForecastHorizon")) {
+      NUM(0, 600);
+      c->cagma.forecast_s = d;
+    } else if (!strcasecmp(key, "UpHysteresis")) {
+      NUM(1, 1000);
+      c->selfballoon.up_hysteresis = (unsigned)d;
+    } else if (!strcasecmp(key, "DownHysteresis")) {
+      NUM(1, 1000);
+      c->selfballoon.down_hysteresis = (unsigned)d;
+    } else if (!strcasecmp(key, "StepCap")) {
+      NUM(0, 1e12);
+      c->step_cap_kib = (uint64_t)d;
+    } else if (!strcasecmp(key, "DeadBand")) {
+      NUM(0, 1e12);
+      c->deadband_kib = (uint64_t)d;
+    } else if (!strcasecmp(key, "StaleAfter")) {
+      NUM(0.1, 86400);
+      c->stale_after_s = d;
+    } else if (!strcasecmp(key, "Period")) {
+      NUM(0.1, 86400);
+      period = d;
+    } else if (!strcasecmp(key, "Interval")) {
+      NUM(0.1, 86400);
+      interval = d;
+    } else if (!strcasecmp(key, "UrgentPollInterval")) {
+      NUM(0, 3600);
+      agent.poll_s = d > 0 ? d : -1;
+    } else if (!strcasecmp(key, "UrgentMinInterval")) {
+      NUM(0, 3600);
+      agent.urgent_min_s = d > 0 ? d : -1;
+    } else {
+      fprintf(stderr, "membal-bench: %s:%u: unknown option %s\n", path, ln,
+              key);
+      goto out;
+    }
+#undef NUM
+  }
+  char err[256];
+  if (mb_config_validate(&row->cfg, err, sizeof(err))) {
+    fprintf(stderr, "membal-bench: %s: %s\n", path, err);
+    goto out;
+  }
+  if (interval > 0) {
+    agent.publish_s = agent.read_s = interval;
+    /* Period defaults to 3 x Interval, as in the plugin */
+    if (period == SIM_MEMBAL_PERIOD_S)
+      period = 3 * interval;
+  }
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  snprintf(row->label, sizeof(row->label), "cfg:%.*s", (int)strcspn(base, "."),
+           base);
+  row->pol = (sim_policy_t){.name = row->label,
+                            .desc = "membal with --config settings",
+                            .interval_s = period,
+                            .urgent = true,
+                            .agent = agent,
+                            .create_arg = sim_membal_create_arg,
+                            .arg = &row->cfg,
+                            .destroy = sim_membal_destroy,
+                            .decide = sim_membal_decide};
+  rc = 0;
+out:
+  fclose(f);
+  return rc;
+}
 
 /* ---- time series for plots -------------------------------------------- */
 
@@ -250,12 +466,12 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
                               "e377c2", "2ca02c", "7f7f7f", "7f7f7f"};
   snprintf(rrdf, sizeof(rrdf), "%s/%s-swap.rrd", dir, scn->name);
   snprintf(png, sizeof(png), "%s/%s-swap.png", dir, scn->name);
-  for (int p = 0; sim_policies[p]; p++)
+  for (int p = 0; pols[p]; p++)
     if (swap[p] && rows[p] > n)
       n = rows[p];
   if (n == 0)
     return 0;
-  for (int p = 0; sim_policies[p]; p++)
+  for (int p = 0; pols[p]; p++)
     ADD("DS:p%d:GAUGE:5:0:U", p);
   ADD("RRA:AVERAGE:0.5:1:%zu", n + 10);
   if (rrd_fresh(rrdf, &args) != 0)
@@ -264,7 +480,7 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
     char line[1024];
     size_t o = (size_t)snprintf(line, sizeof(line), "%lu",
                                 (unsigned long)(RRD_BASE + 1 + r));
-    for (int p = 0; sim_policies[p] && o < sizeof(line) - 32; p++) {
+    for (int p = 0; pols[p] && o < sizeof(line) - 32; p++) {
       if (swap[p] && r < rows[p])
         o += (size_t)snprintf(line + o, sizeof(line) - o, ":%.0f", swap[p][r]);
       else
@@ -278,12 +494,11 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
            scn->name);
   if (graph_head(&args, png, n, title, "pages", false) != 0)
     goto out;
-  for (int p = 0; sim_policies[p]; p++) {
+  for (int p = 0; pols[p]; p++) {
     if (!swap[p])
       continue;
     ADD("DEF:p%d=%s:p%d:AVERAGE", p, rrdf, p);
-    ADD("LINE%d:p%d#%s:%s", p == 0 ? 3 : 1, p, cols[p % 12],
-        sim_policies[p]->name);
+    ADD("LINE%d:p%d#%s:%s", p == 0 ? 3 : 1, p, cols[p % 12], pols[p]->name);
   }
   if (graph_finish(&args, png) != 0)
     goto out;
@@ -298,8 +513,8 @@ out:
 /* ---- tables ------------------------------------------------------------ */
 
 static int pol_index(const char *name) {
-  for (int i = 0; sim_policies[i]; i++)
-    if (!strcmp(sim_policies[i]->name, name))
+  for (int i = 0; pols[i]; i++)
+    if (!strcmp(pols[i]->name, name))
       return i;
   return -1;
 }
@@ -311,78 +526,202 @@ static void fmt_ratio(char *b, size_t n, double a, double ref) {
     snprintf(b, n, a > 0 ? "inf" : "1.00");
 }
 
+/* One row's cells, shared by the terminal and the markdown table. */
+typedef struct {
+  char name[MB_NAME_LEN], swap[24], avoid[24], xo[16], oom[32], slow[16],
+      p99[16], psi[16], moved[24], rps[16], boot[24], idle[16];
+} cells_t;
+
+static void row_cells(const scn_run_t *sr, int p, double oracle_avoid,
+                      cells_t *c) {
+  const sim_result_t *r = &sr->res[p];
+  double avoid = fmax(0, r->swap_pages - sr->unavoidable);
+  snprintf(c->name, sizeof(c->name), "%s", pols[p]->name);
+  snprintf(c->swap, sizeof(c->swap), "%.0f", r->swap_pages);
+  snprintf(c->avoid, sizeof(c->avoid), "%.0f", avoid);
+  fmt_ratio(c->xo, sizeof(c->xo), avoid, oracle_avoid);
+  snprintf(c->oom, sizeof(c->oom), "%llu/%llu",
+           (unsigned long long)r->oom_kills, (unsigned long long)r->oom_mib);
+  snprintf(c->slow, sizeof(c->slow), "%.2f", r->slowdown_mean);
+  snprintf(c->p99, sizeof(c->p99), "%.1f", r->slowdown_p99);
+  snprintf(c->psi, sizeof(c->psi), "%.1f", r->psi_some_pct);
+  snprintf(c->moved, sizeof(c->moved), "%.0f", r->balloon_mib_moved);
+  snprintf(c->rps, sizeof(c->rps), "%.2f", r->rounds_per_s);
+  snprintf(c->boot, sizeof(c->boot), "%llu/%.0f",
+           (unsigned long long)r->boot_failed, r->boot_wait_s);
+  snprintf(c->idle, sizeof(c->idle), "%.0f", r->idle_mib);
+}
+
 static void print_table(FILE *f, const scn_run_t *sr, bool md) {
   const sim_scenario_t *scn = sr->scn;
-  int io = pol_index("oracle"), is = pol_index("static");
-  double oracle = sr->ran[io] ? sr->res[io].swap_pages : -1;
-  double st = sr->ran[is] ? sr->res[is].swap_pages : -1;
-  bool disk = false;
-  for (int p = 0; sim_policies[p]; p++)
-    if (sr->ran[p] && sr->res[p].diskvm_iops_free > 0)
-      disk = true;
+  int io = pol_index("oracle");
+  double oracle_avoid = io >= 0 && sr->ran[io]
+                            ? fmax(0, sr->res[io].swap_pages - sr->unavoidable)
+                            : -1;
+  char rule[160] = "";
+  if (io >= 0 && sr->ran[io])
+    snprintf(
+        rule, sizeof(rule),
+        "oracle: best of %u rules: lookahead %.0f s, margin %.0f %%, "
+        "serve %s, %s",
+        sr->oracle_tried, sr->oracle.lookahead_s, 100 * sr->oracle.margin_frac,
+        sim_oracle_order_name(sr->oracle.order),
+        sr->oracle.boot_reserve ? "holds memory for boots" : "no boot reserve");
   if (md) {
-    fprintf(f, "\n**%s** — %s\n\n", scn->name, scn->title);
-    fprintf(f, "| policy | swap I/O pages | ×oracle | ×static | slowdown "
-               "mean | p99 | disk ms | disk-VM IOPS | idle MiB | balloon "
-               "changes | react cover/decide max s | boot wait s |\n");
+    fprintf(f, "\n### %s\n\n%s (%.0f s; unavoidable swap %.0f pages; %s)\n\n",
+            scn->name, scn->title, scn->duration_s, sr->unavoidable, rule);
+    fprintf(f, "| policy | swap pages | avoidable | ×oracle | OOM kills/MiB "
+               "| slowdown | p99 | PSI some %% | balloon MiB | rounds/s | boot "
+               "failed/wait s | idle MiB |\n");
     fprintf(f, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   } else {
-    fprintf(f, "\n== %s: %s (%.0f s, interval %.1f s)\n", scn->name, scn->title,
-            scn->duration_s, scn->interval_s);
-    fprintf(f, "%-12s %12s %8s %8s %8s %8s %8s %14s %8s %7s %13s %6s\n",
-            "policy", "swap_pages", "x_oracle", "x_static", "slow_avg",
-            "slow_p99", "disk_ms", "diskvm_iops", "idle_MiB", "changes",
-            "react_cov/dec", "oom_MiB");
+    fprintf(f, "\n== %s: %s (%.0f s, unavoidable swap %.0f pages)\n   %s\n",
+            scn->name, scn->title, scn->duration_s, sr->unavoidable, rule);
+    fprintf(f, "%-12s %9s %9s %6s %9s %6s %6s %5s %8s %5s %9s %6s\n", "policy",
+            "swap_pg", "avoidable", "x_orc", "oom_n/MiB", "slow", "p99", "psi%",
+            "moved_Mi", "rnd/s", "boot_f/w", "idle");
   }
-  for (int p = 0; sim_policies[p]; p++) {
+  for (int p = 0; pols[p]; p++) {
     if (!sr->ran[p])
       continue;
-    const sim_result_t *r = &sr->res[p];
-    char xo[16], xs[16], iops[32];
-    fmt_ratio(xo, sizeof(xo), r->swap_pages, oracle);
-    fmt_ratio(xs, sizeof(xs), r->swap_pages, st);
-    if (disk && r->diskvm_iops_free > 0)
-      snprintf(iops, sizeof(iops), "%.1f (%.0f%%)", r->diskvm_iops,
-               100 * r->diskvm_iops / r->diskvm_iops_free);
-    else
-      snprintf(iops, sizeof(iops), "-");
+    cells_t c;
+    row_cells(sr, p, oracle_avoid, &c);
     if (md)
       fprintf(f,
-              "| %s | %.0f | %s | %s | %.3f | %.2f | %.1f | %s | %.0f | "
-              "%llu | %.1f / %.1f | %.0f |\n",
-              sim_policies[p]->name, r->swap_pages, xo, xs, r->slowdown_mean,
-              r->slowdown_p99, r->disk_resp_ms, iops, r->idle_mib,
-              (unsigned long long)r->balloon_changes, r->react_cover_max_s,
-              r->react_decide_max_s, r->boot_wait_s);
+              "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+              c.name, c.swap, c.avoid, c.xo, c.oom, c.slow, c.p99, c.psi,
+              c.moved, c.rps, c.boot, c.idle);
     else
-      fprintf(f,
-              "%-12s %12.0f %8s %8s %8.3f %8.2f %8.1f %14s %8.0f %7llu "
-              "%6.1f/%-6.1f %9.0f %6llu\n",
-              sim_policies[p]->name, r->swap_pages, xo, xs, r->slowdown_mean,
-              r->slowdown_p99, r->disk_resp_ms, iops, r->idle_mib,
-              (unsigned long long)r->balloon_changes, r->react_cover_max_s,
-              r->react_decide_max_s, r->boot_wait_s,
-              (unsigned long long)r->oom_mib);
+      fprintf(f, "%-12s %9s %9s %6s %9s %6s %6s %5s %8s %5s %9s %6s\n", c.name,
+              c.swap, c.avoid, c.xo, c.oom, c.slow, c.p99, c.psi, c.moved,
+              c.rps, c.boot, c.idle);
   }
 }
 
 static void csv_rows(FILE *f, const scn_run_t *sr) {
-  for (int p = 0; sim_policies[p]; p++) {
+  for (int p = 0; pols[p]; p++) {
     if (!sr->ran[p])
       continue;
     const sim_result_t *r = &sr->res[p];
     fprintf(f,
             "%s,%s,%.0f,%.0f,%.0f,%.4f,%.4f,%.3f,%.2f,%.2f,%.1f,%llu,%.1f,"
-            "%.1f,%.1f,%u,%llu,%llu,%.1f\n",
-            sr->scn->name, sim_policies[p]->name, r->swap_pages,
-            r->swapin_pages, r->swapout_pages, r->slowdown_mean,
-            r->slowdown_p99, r->disk_resp_ms, r->diskvm_iops,
-            r->diskvm_iops_free, r->idle_mib,
+            "%.1f,%.1f,%u,%llu,%llu,%.1f,%.0f,%llu,%.1f,%.3f,%.2f,%.2f,%.0f,"
+            "%llu\n",
+            sr->scn->name, pols[p]->name, r->swap_pages, r->swapin_pages,
+            r->swapout_pages, r->slowdown_mean, r->slowdown_p99,
+            r->disk_resp_ms, r->diskvm_iops, r->diskvm_iops_free, r->idle_mib,
             (unsigned long long)r->balloon_changes, r->react_cover_max_s,
             r->react_cover_mean_s, r->react_decide_max_s, r->react_events,
             (unsigned long long)r->oom_mib, (unsigned long long)r->rounds,
-            r->boot_wait_s);
+            r->boot_wait_s, sr->unavoidable, (unsigned long long)r->oom_kills,
+            r->balloon_mib_moved, r->rounds_per_s, r->psi_some_pct,
+            r->psi_full_pct, r->refault_pages,
+            (unsigned long long)r->boot_failed);
   }
+}
+
+/* ---- the committed results file --------------------------------------- */
+
+/* First line of a command's output, or "" (the commit for the doc). */
+static void cmd_line(const char *cmd, char *buf, size_t n) {
+  buf[0] = 0;
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return;
+  if (fgets(buf, (int)n, p))
+    buf[strcspn(buf, "\r\n")] = 0;
+  else
+    buf[0] = 0;
+  pclose(p);
+}
+
+/* Avoidable swap of every policy over the oracle's, per scenario: the
+ * summary at the top of the doc. */
+static void summary(FILE *f, const scn_run_t *runs, size_t nr) {
+  int io = pol_index("oracle");
+  fprintf(f, "| scenario |");
+  for (int p = 0; pols[p]; p++)
+    if (p != io)
+      fprintf(f, " %s |", pols[p]->name);
+  fprintf(f, "\n|---|");
+  for (int p = 0; pols[p]; p++)
+    if (p != io)
+      fprintf(f, "--:|");
+  fprintf(f, "\n");
+  for (size_t k = 0; k < nr; k++) {
+    const scn_run_t *sr = &runs[k];
+    double oa = io >= 0 && sr->ran[io]
+                    ? fmax(0, sr->res[io].swap_pages - sr->unavoidable)
+                    : -1;
+    /* a row that failed to boot a VM or killed processes cannot be best */
+    double best = INFINITY;
+    for (int p = 0; pols[p]; p++)
+      if (p != io && sr->ran[p] && !sr->res[p].boot_failed &&
+          !sr->res[p].oom_kills)
+        best = fmin(best, fmax(0, sr->res[p].swap_pages - sr->unavoidable));
+    fprintf(f, "| %s |", sr->scn->name);
+    for (int p = 0; pols[p]; p++) {
+      if (p == io)
+        continue;
+      if (!sr->ran[p]) {
+        fprintf(f, " - |");
+        continue;
+      }
+      char b[16];
+      double av = fmax(0, sr->res[p].swap_pages - sr->unavoidable);
+      fmt_ratio(b, sizeof(b), av, oa);
+      bool failed = sr->res[p].oom_kills || sr->res[p].boot_failed;
+      fprintf(f, av <= best && !failed ? " **%s**%s%s |" : " %s%s%s |", b,
+              sr->res[p].oom_kills ? "†" : "",
+              sr->res[p].boot_failed ? "‡" : "");
+    }
+    fprintf(f, "\n");
+  }
+}
+
+static int write_doc(const char *path, int argc, char **argv,
+                     const scn_run_t *runs, size_t nr, double seed) {
+  FILE *f = fopen(path, "w");
+  char commit[64], dirty[64];
+  if (!f) {
+    fprintf(stderr, "membal-bench: %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  cmd_line("git rev-parse --short=12 HEAD 2>/dev/null", commit, sizeof(commit));
+  cmd_line("git status --porcelain --untracked-files=no 2>/dev/null | head -1",
+           dirty, sizeof(dirty));
+  fprintf(f, "# membal benchmark results\n\n");
+  fprintf(f,
+          "Generated by `membal-bench` (sim/bench.c); do not edit. "
+          "Commit `%s%s`, seed %s. Command:\n\n    ",
+          commit[0] ? commit : "unknown",
+          dirty[0] ? " + uncommitted changes" : "",
+          seed >= 0 ? "given" : "of each scenario");
+  for (int i = 0; i < argc; i++)
+    fprintf(f, "%s%s", i ? " " : "", i == 0 ? "membal-bench" : argv[i]);
+  fprintf(f, "\n\nWhat the columns mean, the model and every policy's rule "
+             "and cadence: sim/README.md. membal's rows (cagma, tax, "
+             "selfballoon) run at its shipped defaults (guest records every "
+             "10 s, a round every 30 s and on each urgent record, at most "
+             "one urgent record per second per guest); `cfg:` rows are "
+             "membal with another configuration (`--config`).\n\n");
+  fprintf(f, "## Summary: avoidable swap over the oracle's\n\n"
+             "Swap I/O pages minus what no allocation avoids (every VM at "
+             "its maximum on a host big enough for all), divided by the "
+             "oracle's; lower is better, bold is the best non-oracle row, † "
+             "marks rows with OOM kills, ‡ rows where a VM never booted "
+             "(a VM that does not run does not swap: such a row is never "
+             "best), `inf` a policy that swaps where the oracle does "
+             "not.\n\n");
+  summary(f, runs, nr);
+  fprintf(f, "\n## Per scenario\n");
+  for (size_t k = 0; k < nr; k++)
+    print_table(f, &runs[k], true);
+  if (fclose(f)) {
+    fprintf(stderr, "membal-bench: %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- ordering check ---------------------------------------------------- */
@@ -659,7 +998,13 @@ static bool in_short(const char *name) {
 
 int main(int argc, char **argv) {
   const char *dir = NULL, *out = "bench-out", *check = NULL, *only = NULL;
+  const char *doc = NULL;
+  double oracle_rules = -1;
   bool shortset = false, noplot = false, cost = false, cg = false;
+  static cfg_row_t cfgs[NPOL];
+  size_t ncfg = 0, npol = 0;
+  for (; sim_policies[npol]; npol++)
+    pols[npol] = sim_policies[npol];
   double seed = -1;
   double cost_one = -1, rounds = 3;
   for (int i = 1; i < argc; i++) {
@@ -681,7 +1026,22 @@ int main(int argc, char **argv) {
       only = v, i++;
     else if (v && !strcmp(o, "--check"))
       check = v, i++;
-    else if (v && !strcmp(o, "--seed")) {
+    else if (v && !strcmp(o, "--doc"))
+      doc = v, i++;
+    else if (v && !strcmp(o, "--oracle-rules")) {
+      if (opt_num(o, v, 1, SIM_ORACLE_RULES, &oracle_rules))
+        return 2;
+      i++;
+    } else if (v && !strcmp(o, "--config")) {
+      if (npol >= NPOL) {
+        fprintf(stderr, "membal-bench: too many --config\n");
+        return 2;
+      }
+      if (cfg_load(v, &cfgs[ncfg]))
+        return 2;
+      pols[npol++] = &cfgs[ncfg++].pol;
+      i++;
+    } else if (v && !strcmp(o, "--seed")) {
       if (opt_num(o, v, 0, 4e9, &seed))
         return 2;
       i++;
@@ -697,10 +1057,14 @@ int main(int argc, char **argv) {
       fprintf(stderr,
               "usage: membal-bench [--scenarios DIR] [--out DIR] [--seed N] "
               "[--short] [--only SCN,...] [--check FILE] [--no-plot]\n"
+              "                   [--config FILE]... [--doc FILE] "
+              "[--oracle-rules N]\n"
               "       membal-bench --cost [--callgrind]\n");
       return 2;
     }
   }
+  if (oracle_rules < 0)
+    oracle_rules = shortset ? 4 : SIM_ORACLE_RULES;
   if (cost_one > 0)
     return cost_rounds((size_t)cost_one, (unsigned)rounds, NULL) ? 1 : 0;
   if (cost)
@@ -748,7 +1112,9 @@ int main(int argc, char **argv) {
                "slowdown_mean,slowdown_p99,disk_resp_ms,diskvm_iops,"
                "diskvm_iops_alone,idle_mib,balloon_changes,react_cover_max_s,"
                "react_cover_mean_s,react_decide_max_s,react_events,oom_mib,"
-               "rounds,boot_wait_s\n");
+               "rounds,boot_wait_s,unavoidable_pages,oom_kills,"
+               "balloon_mib_moved,rounds_per_s,psi_some_pct,psi_full_pct,"
+               "refault_pages,boot_failed\n");
   for (size_t k = 0; k < nn; k++) {
     snprintf(path, sizeof(path), "%s/%s", dir, names[k]);
     sim_scenario_t *scn = sim_scenario_load(path, err, sizeof(err));
@@ -766,21 +1132,44 @@ int main(int argc, char **argv) {
       scn->seed = (uint64_t)seed;
     scn_run_t *sr = &runs[nr++];
     sr->scn = scn;
+    if (unavoidable_swap(scn, &sr->unavoidable, err, sizeof(err))) {
+      fprintf(stderr, "membal-bench: %s/unbounded: %s\n", scn->name, err);
+      rc = 1;
+    }
     float *swap[NPOL] = {NULL}; /* owned */
     size_t swap_rows[NPOL] = {0};
-    for (int p = 0; sim_policies[p]; p++) {
+    for (int p = 0; pols[p]; p++) {
       series_t ser = {0};
       ser.nvm = scn->nvms;
       char cpath[1024];
       snprintf(cpath, sizeof(cpath), "%s/%s-%s.csv", out, scn->name,
-               sim_policies[p]->name);
+               pols[p]->name);
       ser.csv = shortset ? NULL : fopen(cpath, "w");
       if (ser.csv)
         sim_csv_header(ser.csv, scn);
-      if (sim_run(scn, sim_policies[p], scn->seed, series_obs, &ser,
-                  &sr->res[p], err, sizeof(err))) {
-        fprintf(stderr, "membal-bench: %s/%s: %s\n", scn->name,
-                sim_policies[p]->name, err);
+      const sim_policy_t *run_pol = pols[p];
+      sim_policy_t searched;
+      if (pols[p] == &sim_policy_oracle) {
+        /* the reference: the best rule of the oracle's family, run once
+         * more for the per-second outputs */
+        sim_result_t best;
+        if (sim_oracle_search(scn, scn->seed, (unsigned)oracle_rules,
+                              &sr->oracle, &best, &sr->oracle_tried, err,
+                              sizeof(err))) {
+          fprintf(stderr, "membal-bench: %s/oracle search: %s\n", scn->name,
+                  err);
+          rc = 1;
+          continue;
+        }
+        searched = sim_policy_oracle;
+        searched.create_arg = sim_oracle_create_arg;
+        searched.arg = &sr->oracle;
+        run_pol = &searched;
+      }
+      if (sim_run(scn, run_pol, scn->seed, series_obs, &ser, &sr->res[p], err,
+                  sizeof(err))) {
+        fprintf(stderr, "membal-bench: %s/%s: %s\n", scn->name, pols[p]->name,
+                err);
         rc = 1;
       } else {
         sr->ran[p] = true;
@@ -789,7 +1178,7 @@ int main(int argc, char **argv) {
         fclose(ser.csv);
 #ifdef SIM_HAVE_RRD
       if (!noplot && !shortset && sr->ran[p] && ser.rows &&
-          plot(out, scn, sim_policies[p], &ser))
+          plot(out, scn, pols[p], &ser))
         rc = 1;
 #else
       (void)noplot;
@@ -817,6 +1206,8 @@ int main(int argc, char **argv) {
   fclose(csv);
   fclose(md);
   if (check && check_order(check, runs, nr))
+    rc = 1;
+  if (doc && write_doc(doc, argc, argv, runs, nr, seed))
     rc = 1;
   for (size_t i = 0; i < nr; i++)
     free(runs[i].scn);

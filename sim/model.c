@@ -13,6 +13,14 @@
  * 1 / (1 + fault demand * response time). Faults and the disk-bound VMs'
  * own I/O are closed loops, so the disk's response time is the fixed point
  * of load(R) and R(load); it is found by bisection.
+ *
+ * Cold anonymous memory (scenario key cold=share) is anon outside the
+ * working set: the guest's reclaim evicts it first (after the page cache),
+ * and its pages are touched COLD_TOUCH times as often as hot ones. Page
+ * cache squeezed out by a shrinking memory is remembered: file reads that
+ * miss on it are workingset refaults. The stall share of each step is
+ * counted as /proc/pressure/memory would: "some" for the progress lost to
+ * memory, "full" for reclaim stalls, which stop every task.
  */
 #include "sim.h"
 
@@ -38,6 +46,12 @@
 /* The toolstack gives up waiting for free memory for a new domain after
  * this long and boots it with what there is. */
 #define BOOT_PATIENCE_S 60.0
+/* A cold page is accessed this often relative to a working-set page. */
+#define COLD_TOUCH 0.01
+/* Decay of the PSI averages (the kernel's avg10). */
+#define PSI_WINDOW_S 10.0
+/* OOM kills closer together than this are one event. */
+#define OOM_EVENT_GAP_S 1.0
 
 static uint64_t mix64(uint64_t x) {
   x ^= x >> 30;
@@ -63,6 +77,14 @@ double sim_model_ws_at(const sim_model_t *m, size_t i, double t) {
   return ws < 0 ? 0 : ws;
 }
 
+double sim_model_cold_at(const sim_model_t *m, size_t i, double t) {
+  const sim_trace_t *tr = &m->scn->vm[i].tr[SIM_TR_COLD];
+  if (tr->n > 0)
+    return fmax(0, sim_trace_at(tr, t));
+  double f = m->scn->vm[i].cold_share;
+  return f > 0 ? sim_model_ws_at(m, i, t) * f / (1 - f) : 0;
+}
+
 double sim_model_need_at(const sim_model_t *m, size_t i, double t) {
   return sim_model_ws_at(m, i, t) + (double)m->scn->vm[i].base_kib;
 }
@@ -81,8 +103,10 @@ double sim_model_balloon_floor(const sim_model_t *m, size_t i) {
   const sim_vm_t *v = &m->vm[i];
   double floor_kib = (double)s->base_kib + FLOOR_SLACK_KIB;
   /* with swap full nothing more can be evicted */
-  if (v->swapped_kib >= (double)s->swap_kib - SIM_PAGE_KIB)
-    floor_kib = fmax(floor_kib, (double)s->base_kib + v->anon_res_kib);
+  if (v->swapped_kib + v->cold_swapped_kib >=
+      (double)s->swap_kib - SIM_PAGE_KIB)
+    floor_kib = fmax(floor_kib,
+                     (double)s->base_kib + v->anon_res_kib + v->cold_res_kib);
   return floor_kib;
 }
 
@@ -113,29 +137,44 @@ static double wb_budget(const sim_model_t *m, double dt) {
   return iops * WB_PAGES_PER_IO * SIM_PAGE_KIB * dt;
 }
 
-static void fit_memory(sim_vm_t *v, const sim_vm_spec_t *s,
+/* Makes what the guest holds fit its memory: page cache first, then cold
+ * anonymous pages, then the working set go out; what swap cannot take is
+ * lost to the OOM killer. */
+static void fit_memory(sim_model_t *m, sim_vm_t *v, const sim_vm_spec_t *s,
                        double *swapout_kib) {
   double usable = v->current_kib - (double)s->base_kib;
   if (usable < 0)
     usable = 0;
-  double over = v->anon_res_kib + v->cache_kib - usable;
+  double over = v->anon_res_kib + v->cold_res_kib + v->cache_kib - usable;
   if (over <= 0)
     return;
   double c = fmin(v->cache_kib, over);
   v->cache_kib -= c;
+  v->cache_evicted_kib += c;
   over -= c;
   if (over <= 0)
     return;
-  double room = (double)s->swap_kib - v->swapped_kib;
+  double room = (double)s->swap_kib - v->swapped_kib - v->cold_swapped_kib;
   if (room < 0)
     room = 0;
-  double out = fmin(over, room);
-  v->anon_res_kib -= over;
-  v->swapped_kib += out;
+  double cold = fmin(v->cold_res_kib, over);
+  double cold_out = fmin(cold, room);
+  v->cold_res_kib -= cold;
+  v->cold_swapped_kib += cold_out;
+  room -= cold_out;
+  double hot = over - cold;
+  double hot_out = fmin(hot, room);
+  v->anon_res_kib -= hot;
+  v->swapped_kib += hot_out;
+  double out = cold_out + hot_out;
   v->pswpout += out / SIM_PAGE_KIB;
   *swapout_kib += out;
-  if (over > out)
+  if (over > out) {
     v->oom_kib += (uint64_t)(over - out);
+    if (m->t - v->last_oom_s >= OOM_EVENT_GAP_S)
+      v->oom_kills++;
+    v->last_oom_s = m->t;
+  }
 }
 
 double sim_model_claims_kib(const sim_model_t *m) {
@@ -168,8 +207,13 @@ static void boot(sim_model_t *m, size_t i) {
   /* what does not fit is allocated by the next steps, swapping out as the
    * working set is built (and counted) */
   v->anon_res_kib = fmin(v->ws_kib, usable);
+  v->cold_res_kib =
+      fmin(sim_model_cold_at(m, i, m->t), fmax(0, usable - v->anon_res_kib));
   v->progress = 1;
   v->last_pub_s = -1e9;
+  v->last_urgent_s = -1e9;
+  v->last_oom_s = -1e9;
+  v->last_poll_s = m->t;
 }
 
 void sim_model_init(sim_model_t *m, const sim_scenario_t *scn, uint64_t seed) {
@@ -241,7 +285,8 @@ void sim_model_step(sim_model_t *m, double dt) {
     double lo = fmax(v->target_kib, sim_model_balloon_floor(m, i));
     double d = fmin(scn->shrink_kibps * dt, v->current_kib - lo);
     double usable = v->current_kib - (double)scn->vm[i].base_kib;
-    double spare = fmax(0, usable - v->anon_res_kib); /* free + cache */
+    double spare =
+        fmax(0, usable - v->anon_res_kib - v->cold_res_kib); /* free + cache */
     if (d > spare) {
       double sw = fmin(d - spare, budget);
       budget -= sw;
@@ -297,22 +342,63 @@ void sim_model_step(sim_model_t *m, double dt) {
       v->anon_res_kib *= f;
       v->swapped_kib *= f;
     }
+    /* cold anonymous memory follows its share of anon; what does not fit
+     * beside the rest goes to swap as the write-back allows */
+    double cold_want = sim_model_cold_at(m, i, t);
+    double cold_total =
+        v->cold_res_kib + v->cold_swapped_kib + v->cold_lost_kib;
+    if (cold_want > cold_total) {
+      double add = cold_want - cold_total;
+      double usable = v->current_kib - (double)s->base_kib;
+      double room = fmax(0, usable - v->anon_res_kib - v->cold_res_kib);
+      double in = fmin(add, room);
+      double swroom =
+          fmax(0, (double)s->swap_kib - v->swapped_kib - v->cold_swapped_kib);
+      double out = fmin(fmin(add - in, budget), swroom);
+      budget -= out;
+      v->cold_res_kib += in;
+      v->cold_swapped_kib += out;
+      v->pswpout += out / SIM_PAGE_KIB;
+      open_kib += out;
+      /* memory and swap full: the OOM killer takes what is left */
+      double lost = add - in - out;
+      if (lost > 0 && swroom <= out) {
+        v->cold_lost_kib += lost;
+        v->oom_kib += (uint64_t)lost;
+        if (t - v->last_oom_s >= OOM_EVENT_GAP_S)
+          v->oom_kills++;
+        v->last_oom_s = t;
+      }
+    } else if (cold_total > 0) {
+      double f = cold_want / cold_total;
+      v->cold_res_kib *= f;
+      v->cold_swapped_kib *= f;
+      v->cold_lost_kib *= f;
+    }
     if (v->cache_kib > v->cache_want_kib)
       v->cache_kib = v->cache_want_kib;
+    /* evicted cache beyond the appetite is not missed */
+    v->cache_evicted_kib =
+        fmin(v->cache_evicted_kib, fmax(0, v->cache_want_kib - v->cache_kib));
     double so = 0;
-    fit_memory(v, s, &so);
+    fit_memory(m, v, s, &so);
     open_kib += so;
     v->swapout_ps = so / SIM_PAGE_KIB / dt;
 
     double ws = v->anon_res_kib + v->swapped_kib;
     double p = ws > 0 ? v->swapped_kib / ws : 0;
     double usable = v->current_kib - (double)s->base_kib;
-    ld[i].a = v->intensity * p;
+    /* hot faults, plus the rare touches of cold pages in swap */
+    ld[i].a =
+        v->intensity * p +
+        (ws > 0 ? v->intensity * COLD_TOUCH * v->cold_swapped_kib / ws : 0);
     ld[i].fm =
         v->cache_want_kib > 0
             ? s->file_rate * fmax(0, 1 - v->cache_kib / v->cache_want_kib)
             : 0;
-    ld[i].e = (p > 0 && usable - v->anon_res_kib < 1024) ? 1 : 0;
+    ld[i].e = (ld[i].a > 0 && usable - v->anon_res_kib - v->cold_res_kib < 1024)
+                  ? 1
+                  : 0;
     ld[i].d = v->iops_want;
     ld[i].qd = s->queue_depth;
   }
@@ -344,8 +430,8 @@ void sim_model_step(sim_model_t *m, double dt) {
       continue;
     double x = 1.0 / (1.0 + (ld[i].a + ld[i].fm) * R);
     double faults = ld[i].a * x; /* pages/s */
-    double fin_kib =
-        fmin(faults * dt * SIM_PAGE_KIB * SWAP_RA_PAGES, v->swapped_kib);
+    double fin_kib = fmin(faults * dt * SIM_PAGE_KIB * SWAP_RA_PAGES,
+                          v->swapped_kib + v->cold_swapped_kib);
     v->pswpin += fin_kib / SIM_PAGE_KIB;
     if (ld[i].e > 0) {
       /* one in, one out: the resident set does not grow */
@@ -353,19 +439,38 @@ void sim_model_step(sim_model_t *m, double dt) {
       v->swapout_ps += faults;
       m->wb_backlog_io += fin_kib / SIM_PAGE_KIB / WB_PAGES_PER_IO;
     } else {
-      v->swapped_kib -= fin_kib;
-      v->anon_res_kib += fin_kib;
+      double hot_in = fmin(fin_kib, v->swapped_kib);
+      double cold_in = fmin(fin_kib - hot_in, v->cold_swapped_kib);
+      v->swapped_kib -= hot_in;
+      v->anon_res_kib += hot_in;
+      v->cold_swapped_kib -= cold_in;
+      v->cold_res_kib += cold_in;
     }
     v->fault_ps = faults;
     v->pgmajfault += (faults + ld[i].fm * x) * dt;
     v->pgfault += v->intensity * x * dt * 0.05 + faults * dt;
     /* the page cache fills from file reads (misses), at least slowly */
     double usable = v->current_kib - (double)s->base_kib;
-    double room = usable - v->anon_res_kib - v->cache_kib;
+    double room = usable - v->anon_res_kib - v->cold_res_kib - v->cache_kib;
     double grow = fmin(v->cache_want_kib - v->cache_kib,
                        (ld[i].fm * x + 256) * SIM_PAGE_KIB * dt);
-    if (room > 0 && grow > 0)
-      v->cache_kib += fmin(room, grow);
+    /* misses on pages that were squeezed out are refaults */
+    double gap = v->cache_want_kib - v->cache_kib;
+    double refault_share = gap > 0 ? fmin(1, v->cache_evicted_kib / gap) : 0;
+    v->workingset_refault += ld[i].fm * x * dt * refault_share;
+    if (room > 0 && grow > 0) {
+      double g = fmin(room, grow);
+      v->cache_kib += g;
+      v->cache_evicted_kib = fmax(0, v->cache_evicted_kib - g);
+    }
+    /* pressure stall: progress lost to memory (not to own disk I/O) */
+    double some = fmin(1, fmax(0, 1 - x * v->alloc_ratio));
+    double full = fmin(1, fmax(0, 1 - v->alloc_ratio));
+    double k = 1 - exp(-dt / PSI_WINDOW_S);
+    v->psi_some_total_us += some * dt * 1e6;
+    v->psi_full_total_us += full * dt * 1e6;
+    v->psi_some_avg10 += (100 * some - v->psi_some_avg10) * k;
+    v->psi_full_avg10 += (100 * full - v->psi_full_avg10) * k;
     double prog = x * v->alloc_ratio;
     v->iops_done = 0;
     v->iops_free = 0;
@@ -376,32 +481,81 @@ void sim_model_step(sim_model_t *m, double dt) {
       prog *= v->iops_done / v->iops_free;
     }
     double late = 0;
-    fit_memory(v, s, &late); /* faults may have overfilled it */
+    fit_memory(m, v, s, &late); /* faults may have overfilled it */
     m->wb_backlog_io += late / SIM_PAGE_KIB / WB_PAGES_PER_IO;
     v->progress = prog;
     v->work += prog * dt;
   }
 }
 
-bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent) {
-  const sim_scenario_t *scn = m->scn;
+void sim_agent_resolve(const sim_scenario_t *scn, const sim_agent_t *in,
+                       sim_agent_t *out) {
+  static const sim_agent_t none;
+  *out = in ? *in : none;
+  if (out->publish_s <= 0)
+    out->publish_s = scn->interval_s;
+  if (out->poll_s == 0)
+    out->poll_s = scn->urgent_check_s;
+  if (out->urgent_min_s == 0)
+    out->urgent_min_s = scn->urgent_min_s;
+  if (out->urgent_pps <= 0)
+    out->urgent_pps = scn->urgent_pps;
+}
+
+/* What qmemman's guest side (meminfo-writer) reports as used: MemTotal -
+ * MemFree - Cached - Buffers + swap in use. */
+static double qubes_used_kib(const sim_model_t *m, size_t i) {
+  mb_sample_t s;
+  sim_model_sample(m, i, &s);
+  double used = (double)s.v[MB_F_MEMTOTAL] - (double)s.v[MB_F_MEMFREE] -
+                (double)s.v[MB_F_CACHED] - (double)s.v[MB_F_BUFFERS];
+  return used + (double)s.v[MB_F_SWAPTOTAL] - (double)s.v[MB_F_SWAPFREE];
+}
+
+/* The guest agent's urgent path as guestmem has it: every poll_s it rates
+ * the counters over the last poll window and publishes at once when swap
+ * (or major faults) cross the threshold, at most once per urgent_min_s. */
+bool sim_model_publish_due_agent(sim_model_t *m, size_t i,
+                                 const sim_agent_t *ag, bool *urgent) {
   sim_vm_t *v = &m->vm[i];
   *urgent = false;
   if (!v->present)
     return false;
-  double since = m->t - v->last_pub_s;
-  bool due = since >= scn->interval_s - 1e-6;
-  if (!due && scn->urgent_check_s > 0 && since >= scn->urgent_check_s - 1e-6) {
-    double sw = v->pswpin + v->pswpout - v->swap_at_pub;
-    if (sw / since >= scn->urgent_pps && sw >= 1)
+  double t = m->t;
+  bool due = t - v->last_pub_s >= ag->publish_s - 1e-6;
+  if (ag->poll_s > 0 && t - v->last_poll_s >= ag->poll_s - 1e-6) {
+    double win = t - v->last_poll_s;
+    double sw = v->pswpin + v->pswpout - v->swap_at_poll;
+    double mf = v->pgmajfault - v->majflt_at_poll;
+    bool fire = (sw >= 1 && sw / win >= ag->urgent_pps) ||
+                (ag->urgent_majflt_ps > 0 && mf / win > ag->urgent_majflt_ps);
+    if (ag->change_kib > 0 &&
+        fabs(qubes_used_kib(m, i) - v->used_at_pub) > ag->change_kib)
+      fire = true;
+    v->last_poll_s = t;
+    v->swap_at_poll = v->pswpin + v->pswpout;
+    v->majflt_at_poll = v->pgmajfault;
+    bool limited =
+        ag->urgent_min_s > 0 && t - v->last_urgent_s < ag->urgent_min_s - 1e-6;
+    if (fire && !limited) {
       due = *urgent = true;
+      v->last_urgent_s = t;
+    }
   }
   if (due) {
     v->seq++;
-    v->last_pub_s = m->t;
+    v->last_pub_s = t;
     v->swap_at_pub = v->pswpin + v->pswpout;
+    if (ag->change_kib > 0)
+      v->used_at_pub = qubes_used_kib(m, i);
   }
   return due;
+}
+
+bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent) {
+  sim_agent_t ag;
+  sim_agent_resolve(m->scn, NULL, &ag);
+  return sim_model_publish_due_agent(m, i, &ag, urgent);
 }
 
 static void put(mb_sample_t *s, mb_field_t f, double v) {
@@ -419,7 +573,8 @@ void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out) {
          ptables = 0.10 * base, kstack = 0.05 * base;
   double total = v->current_kib - reserved;
   double cached = 0.97 * v->cache_kib, buffers = 0.03 * v->cache_kib;
-  double anon = v->anon_res_kib + daemons;
+  double hot = v->anon_res_kib + daemons;
+  double anon = hot + v->cold_res_kib; /* cold pages are anon too */
   double free_kib = total - anon - cached - buffers - slab - ptables - kstack;
   if (free_kib < 0)
     free_kib = 0;
@@ -429,14 +584,17 @@ void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out) {
   put(out, MB_F_BUFFERS, buffers);
   put(out, MB_F_CACHED, cached);
   put(out, MB_F_SWAPCACHED, 0);
-  put(out, MB_F_ACTIVE_ANON, 0.8 * anon);
-  put(out, MB_F_INACTIVE_ANON, 0.2 * anon);
+  /* cold pages age onto the inactive list */
+  put(out, MB_F_ACTIVE_ANON, 0.8 * hot);
+  put(out, MB_F_INACTIVE_ANON, 0.2 * hot + v->cold_res_kib);
   put(out, MB_F_ACTIVE_FILE, 0.5 * (cached + buffers));
   put(out, MB_F_INACTIVE_FILE, 0.5 * (cached + buffers));
-  put(out, MB_F_ACTIVE, 0.8 * anon + 0.5 * (cached + buffers));
-  put(out, MB_F_INACTIVE, 0.2 * anon + 0.5 * (cached + buffers));
+  put(out, MB_F_ACTIVE, 0.8 * hot + 0.5 * (cached + buffers));
+  put(out, MB_F_INACTIVE,
+      0.2 * hot + v->cold_res_kib + 0.5 * (cached + buffers));
   put(out, MB_F_SWAPTOTAL, (double)s->swap_kib);
-  put(out, MB_F_SWAPFREE, (double)s->swap_kib - v->swapped_kib);
+  put(out, MB_F_SWAPFREE,
+      (double)s->swap_kib - v->swapped_kib - v->cold_swapped_kib);
   put(out, MB_F_DIRTY, 0.01 * cached);
   put(out, MB_F_ANONPAGES, anon);
   put(out, MB_F_SHMEM, 0.01 * base);
@@ -446,7 +604,9 @@ void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out) {
   put(out, MB_F_KERNELSTACK, kstack);
   put(out, MB_F_PAGETABLES, ptables);
   put(out, MB_F_COMMITTED_AS,
-      (v->anon_res_kib + v->swapped_kib + daemons) * s->commit_factor);
+      (v->anon_res_kib + v->swapped_kib + v->cold_res_kib +
+       v->cold_swapped_kib + daemons) *
+          s->commit_factor);
   put(out, MB_F_PSWPIN, floor(v->pswpin));
   put(out, MB_F_PSWPOUT, floor(v->pswpout));
   put(out, MB_F_PGMAJFAULT, floor(v->pgmajfault));

@@ -2,9 +2,21 @@
  * membal's own policies as the simulator runs them: exactly the round
  * module the membal plugin calls (mb_round_compute: mb_policy_compute plus
  * the plan, grows held to what the shrinks free, grants and holds) with
- * the documented defaults (mb_round_config_default), nothing tuned. The
- * runner's reserve (host reserve, toolstack claims, unmanaged VMs) is the
- * round's fixed reserve.
+ * the documented defaults (mb_round_config_default), nothing tuned, at the
+ * cadence membal ships with:
+ * - guestmem publishes every collectd Interval (10 s, collectd's default;
+ *   collectd.conf.d/guest.conf sets none) and checks /proc/vmstat every
+ *   UrgentPollInterval 0.2 s: swap above SwapThreshold 64 pages/s or major
+ *   faults above 256/s publish an urgent record, at most one per
+ *   UrgentMinInterval 1 s (plugins/guestmem.c);
+ * - vmmem reads the records every Interval (10 s); its watch passes an
+ *   urgent record on at once;
+ * - membal runs a round every Period = 3 x Interval = 30 s and at once on
+ *   an urgent record (plugins/membal.c, mb_period_s and mb_thread);
+ * - the dead band, stale limit and margins are mb_config_default's.
+ * The runner's reserve (host reserve, toolstack claims, unmanaged VMs) is
+ * the round's fixed reserve. membal-bench --config FILE adds rows for other
+ * settings (sim/bench.c).
  */
 #include "round.h"
 #include "sim.h"
@@ -23,12 +35,12 @@ typedef struct {
   bool trace;
 } membal_st_t;
 
-static void *membal_create(mb_policy_kind_t kind) {
+static void *membal_create_cfg(const mb_config_t *cfg) {
   membal_st_t *s = calloc(1, sizeof(*s)); /* owned by the runner */
   if (!s)
     return NULL;
   mb_round_config_default(&s->cfg);
-  s->cfg.policy.kind = kind;
+  s->cfg.policy = *cfg;
   s->cfg.reserve_auto = false;
   if (mb_round_state_init(&s->st, &s->cfg, SIM_MAX_VMS) != 0) {
     free(s);
@@ -39,11 +51,22 @@ static void *membal_create(mb_policy_kind_t kind) {
   return s;
 }
 
-static void membal_destroy(void *st) {
+void sim_membal_destroy(void *st) {
   membal_st_t *s = st;
   if (s != NULL)
     mb_round_state_dispose(&s->st);
   free(s);
+}
+
+static void *membal_create(mb_policy_kind_t kind) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  cfg.kind = kind;
+  return membal_create_cfg(&cfg);
+}
+
+void *sim_membal_create_arg(const sim_scenario_t *scn, const void *arg) {
+  return membal_create_cfg(arg);
 }
 
 static void *cagma_create(const sim_scenario_t *scn) {
@@ -56,8 +79,8 @@ static void *self_create(const sim_scenario_t *scn) {
   return membal_create(MB_POLICY_SELFBALLOON);
 }
 
-static int membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
-                         const mb_domain_t *doms, size_t n, uint64_t *targets) {
+int sim_membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
+                      const mb_domain_t *doms, size_t n, uint64_t *targets) {
   membal_st_t *s = st;
   if (n > SIM_MAX_VMS)
     return -1;
@@ -92,39 +115,36 @@ static int membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
 const sim_policy_t sim_policy_cagma = {
     .name = "cagma",
     .desc = "membal cagma (default policy), library defaults",
-    .interval_s = 0,
+    .interval_s = SIM_MEMBAL_PERIOD_S,
     .urgent = true,
+    .agent = SIM_MEMBAL_AGENT,
     .create = cagma_create,
-    .destroy = membal_destroy,
-    .decide = membal_decide};
+    .destroy = sim_membal_destroy,
+    .decide = sim_membal_decide};
 const sim_policy_t sim_policy_tax = {
     .name = "tax",
     .desc = "membal idle memory tax, library defaults",
-    .interval_s = 0,
+    .interval_s = SIM_MEMBAL_PERIOD_S,
     .urgent = true,
+    .agent = SIM_MEMBAL_AGENT,
     .create = tax_create,
-    .destroy = membal_destroy,
-    .decide = membal_decide};
+    .destroy = sim_membal_destroy,
+    .decide = sim_membal_decide};
 const sim_policy_t sim_policy_selfballoon = {
     .name = "selfballoon",
     .desc = "membal selfballoon (dom0-coordinated), library defaults",
-    .interval_s = 0,
+    .interval_s = SIM_MEMBAL_PERIOD_S,
     .urgent = true,
+    .agent = SIM_MEMBAL_AGENT,
     .create = self_create,
-    .destroy = membal_destroy,
-    .decide = membal_decide};
+    .destroy = sim_membal_destroy,
+    .decide = sim_membal_decide};
 
-const sim_policy_t *const sim_policies[] = {&sim_policy_cagma,
-                                            &sim_policy_tax,
-                                            &sim_policy_selfballoon,
-                                            &sim_base_static,
-                                            &sim_base_xenballoond,
-                                            &sim_base_xenmm,
-                                            &sim_base_mom,
-                                            &sim_base_proxmox,
-                                            &sim_base_qubes,
-                                            &sim_policy_oracle,
-                                            NULL};
+const sim_policy_t *const sim_policies[] = {
+    &sim_policy_cagma,  &sim_policy_tax,       &sim_policy_selfballoon,
+    &sim_base_static,   &sim_base_xenballoond, &sim_base_xenmm,
+    &sim_base_xenmm075, &sim_base_mom,         &sim_base_proxmox,
+    &sim_base_qubes,    &sim_policy_oracle,    NULL};
 
 const sim_policy_t *sim_policy_find(const char *name) {
   for (size_t i = 0; sim_policies[i]; i++)

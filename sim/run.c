@@ -16,7 +16,8 @@
 #define RING 64
 
 typedef struct {
-  double t;
+  double t;     /* published */
+  double vis_t; /* reaches the policy */
   mb_sample_t s;
 } pub_t;
 
@@ -62,15 +63,23 @@ static int cmp_d(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Newest published sample at most `delay` old; true when it is new. */
-static bool refresh_view(view_t *v, double now, double delay) {
+/* When a sample published at t reaches the policy: after the pipeline
+ * delay, and for a regular record at dom0's next read (vmmem reads every
+ * interval; an urgent record comes through its watch at once). */
+static double visible_at(double t, bool urgent, double delay, double read_s) {
+  double v = t + delay;
+  if (!urgent && read_s > 0)
+    v = ceil(v / read_s - 1e-9) * read_s;
+  return v;
+}
+
+/* Newest published sample that has reached the policy; true when new. */
+static bool refresh_view(view_t *v, double now) {
   const pub_t *best = NULL;
   for (unsigned k = 0; k < v->count; k++) {
     const pub_t *p = &v->ring[(v->head + RING - 1 - k) % RING];
-    if (p->t <= now - delay + 1e-9) {
+    if (p->vis_t <= now + 1e-9 && (!best || p->t > best->t))
       best = p;
-      break;
-    }
   }
   if (!best || (v->have_cur && best->s.seq == v->cur.seq))
     return false;
@@ -115,7 +124,7 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
     snprintf(err, errlen, "out of memory");
     goto out;
   }
-  pst = pol->create(scn);
+  pst = pol->create_arg ? pol->create_arg(scn, pol->arg) : pol->create(scn);
   if (!pst) {
     snprintf(err, errlen, "%s: cannot create policy state", pol->name);
     goto out;
@@ -123,13 +132,19 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   sim_model_init(m, scn, seed);
   size_t n = scn->nvms;
   double dt = scn->dt_s;
-  double interval = pol->interval_s > 0 ? pol->interval_s : scn->interval_s;
+  double interval = pol->interval_s > 0   ? pol->interval_s
+                    : pol->interval_s < 0 ? INFINITY
+                                          : scn->interval_s;
   double delay = (pol->guest_local || pol->no_delay) ? 0 : scn->delay_s;
+  sim_agent_t agent;
+  sim_agent_resolve(scn, &pol->agent, &agent);
+  double read_s = (pol->guest_local || pol->no_delay) ? 0 : agent.read_s;
   long steps = lround(scn->duration_s / dt);
   long per_sec = lround(1.0 / dt);
   double next_round = interval;
   double disk_sum = 0, idle_sum = 0, iops_sum = 0, iops_free_sum = 0;
   bool seen[SIM_MAX_VMS] = {false};
+  double prev_cur[SIM_MAX_VMS] = {0};
   for (size_t i = 0; i < n; i++) {
     r->v[i].last_target = (uint64_t)m->vm[i].target_kib;
     r->v[i].ev_decided = -1;
@@ -153,18 +168,25 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
         seen[i] = true;
         v->last_target = (uint64_t)m->vm[i].target_kib;
         v->work_mark = m->vm[i].work;
+        prev_cur[i] = m->vm[i].current_kib;
+      }
+      if (!scn->vm[i].fixed) {
+        res->balloon_mib_moved +=
+            fabs(m->vm[i].current_kib - prev_cur[i]) / 1024.0;
+        prev_cur[i] = m->vm[i].current_kib;
       }
       bool urgent;
-      if (sim_model_publish_due(m, i, &urgent)) {
+      if (sim_model_publish_due_agent(m, i, &agent, &urgent)) {
         pub_t *p = &v->ring[v->head];
         sim_model_sample(m, i, &p->s);
         p->s.urgent = urgent;
         p->t = t;
+        p->vis_t = visible_at(t, urgent, delay, read_s);
         v->head = (v->head + 1) % RING;
         if (v->count < RING)
           v->count++;
       }
-      if (!scn->vm[i].fixed && refresh_view(v, t, delay) && v->cur.urgent)
+      if (!scn->vm[i].fixed && refresh_view(v, t) && v->cur.urgent)
         urgent_arrived = true;
     }
 
@@ -180,8 +202,12 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
       size_t map[SIM_MAX_VMS], nd = 0;
       memset(&host, 0, sizeof(host));
       host.total_kib = scn->total_kib;
-      /* the toolstack's reservation for domains being built */
-      host.reserve_kib = scn->reserve_kib + (uint64_t)sim_model_claims_kib(m);
+      /* A domain being built is known only to a balancer the toolstack
+       * asks for its memory (qmemman); membal has no such request, the
+       * others neither: they see the memory it holds once it runs. */
+      host.reserve_kib = scn->reserve_kib;
+      if (pol->boot_requests)
+        host.reserve_kib += (uint64_t)sim_model_claims_kib(m);
       host.free_kib = (uint64_t)sim_model_host_free(m);
       for (size_t i = 0; i < n; i++) {
         if (!m->vm[i].present)
@@ -270,25 +296,38 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   for (size_t i = 0; i < n; i++)
     if (r->v[i].uncovered)
       react_close(&r->v[i], res, r, m->t);
-  double sd_sum = 0;
+  double sd_sum = 0, psi_some = 0, psi_full = 0;
   unsigned sd_n = 0;
   for (size_t i = 0; i < n; i++) {
     const sim_vm_t *vm = &m->vm[i];
     res->swapin_pages += floor(vm->pswpin);
     res->swapout_pages += floor(vm->pswpout);
     res->oom_mib += vm->oom_kib / 1024;
+    res->oom_kills += vm->oom_kills;
+    res->refault_pages += floor(vm->workingset_refault);
     res->boot_wait_s += vm->boot_wait_s;
+    if (!vm->ever && !scn->vm[i].fixed && scn->vm[i].start_s < m->t) {
+      /* never started: it waited the whole time it was due */
+      double until = scn->vm[i].stop_s >= 0 ? scn->vm[i].stop_s : m->t;
+      res->boot_failed++;
+      res->boot_wait_s += until - scn->vm[i].start_s;
+    }
     if (!vm->ever || scn->vm[i].fixed)
       continue;
     double end = vm->present ? m->t : scn->vm[i].stop_s;
     double elapsed = end - vm->booted_at;
     if (elapsed > 0 && vm->work > 0) {
       sd_sum += elapsed / vm->work;
+      psi_some += vm->psi_some_total_us / 1e6 / elapsed;
+      psi_full += vm->psi_full_total_us / 1e6 / elapsed;
       sd_n++;
     }
   }
   res->swap_pages = res->swapin_pages + res->swapout_pages;
   res->slowdown_mean = sd_n ? sd_sum / sd_n : 1;
+  res->psi_some_pct = sd_n ? 100 * psi_some / sd_n : 0;
+  res->psi_full_pct = sd_n ? 100 * psi_full / sd_n : 0;
+  res->rounds_per_s = (double)res->rounds / scn->duration_s;
   if (r->nslow) {
     qsort(r->slow, r->nslow, sizeof(double), cmp_d);
     size_t k = (size_t)ceil(0.99 * (double)r->nslow) - 1;

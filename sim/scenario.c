@@ -117,6 +117,8 @@ static int vm_attr(pctx_t *p, sim_vm_spec_t *vm, char *k, char *v) {
     return parse_num(p, v, 0, 1e6, &vm->file_rate);
   if (!strcmp(k, "qd"))
     return parse_num(p, v, 1, 1024, &vm->queue_depth);
+  if (!strcmp(k, "cold"))
+    return parse_num(p, v, 0, 0.9, &vm->cold_share);
   if (!strcmp(k, "noise"))
     return parse_num(p, v, 0, 0.5, &vm->noise);
   if (!strcmp(k, "start"))
@@ -147,7 +149,7 @@ static int parse_trace(pctx_t *p, sim_trace_t *tr, sim_trace_kind_t kind,
     double t = 0, v = 0;
     if (parse_num(p, tok[i], 0, 1e9, &t))
       return -1;
-    if (kind == SIM_TR_WS || kind == SIM_TR_CACHE) {
+    if (kind == SIM_TR_WS || kind == SIM_TR_CACHE || kind == SIM_TR_COLD) {
       uint64_t kib;
       if (parse_size(p, colon + 1, &kib))
         return -1;
@@ -226,6 +228,7 @@ static void defaults(sim_scenario_t *s) {
   s->delay_s = 0.5;
   s->urgent_check_s = 0.25;
   s->urgent_pps = 64;
+  s->urgent_min_s = 1; /* guestmem's UrgentMinInterval */
   s->dt_s = 0.1;
   s->disk_iops = 150;
   s->shrink_kibps = 45 * 1024;
@@ -296,6 +299,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
               {"delay", &s->delay_s, 0, 3600},
               {"urgent_check", &s->urgent_check_s, 0, 3600},
               {"urgent_pps", &s->urgent_pps, 0, 1e9},
+              {"urgent_min", &s->urgent_min_s, 0, 3600},
               {"step", &s->dt_s, 0.01, 1}};
   for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
     if (!strcmp(d, nums[i].k)) {
@@ -364,7 +368,7 @@ static int parse_line(pctx_t *p, sim_scenario_t *s, char *line) {
     return 0;
   }
   static const char *const trn[SIM_TR_COUNT] = {"ws", "cache", "iops",
-                                                "intensity"};
+                                                "intensity", "cold"};
   for (int k = 0; k < SIM_TR_COUNT; k++) {
     if (strcmp(d, trn[k]))
       continue;

@@ -26,6 +26,7 @@ typedef enum {
   SIM_TR_CACHE,     /* file-cache appetite, KiB */
   SIM_TR_IOPS,      /* own disk I/O demand, I/O per second */
   SIM_TR_INTENSITY, /* working-set accesses per second at full speed */
+  SIM_TR_COLD,      /* cold anonymous memory, KiB (else cold_share) */
   SIM_TR_COUNT
 } sim_trace_kind_t;
 
@@ -51,6 +52,8 @@ typedef struct {
                            page cache go to the shared disk */
   double queue_depth;   /* outstanding I/Os of its own disk I/O */
   double noise;         /* relative jitter of ws, new value every second */
+  double cold_share;    /* share of its anonymous memory outside the working
+                           set, touched rarely (a JVM's old heap) */
   bool fixed;           /* not managed (a static hog): reserve for policies */
   double start_s;       /* boots at (0 = at start) */
   double stop_s;        /* destroyed at (< 0: never) */
@@ -65,6 +68,7 @@ typedef struct {
   double delay_s;        /* guest sample to policy: pipeline delay */
   double urgent_check_s; /* guest checks swap counters this often (0: off) */
   double urgent_pps;     /* swap pages/s that make the guest publish early */
+  double urgent_min_s;   /* at most one urgent record per (guestmem: 1 s) */
   double dt_s;           /* model step */
   uint64_t total_kib;    /* host physical memory */
   uint64_t reserve_kib;  /* dom0 + hypervisor */
@@ -94,10 +98,22 @@ typedef struct {
   double anon_res_kib; /* working set resident */
   double swapped_kib;  /* working set in swap */
   double cache_kib;
+  double cold_res_kib;      /* cold anonymous memory resident */
+  double cold_swapped_kib;  /* cold anonymous memory in swap */
+  double cold_lost_kib;     /* cold memory the OOM killer took */
+  double cache_evicted_kib; /* page cache squeezed out and not yet back */
   /* workload now */
   double ws_kib, cache_want_kib, iops_want, intensity;
   /* vmstat counters */
   double pswpin, pswpout, pgmajfault, pgfault;
+  double workingset_refault; /* file pages read again after eviction */
+  /* memory pressure stall, as /proc/pressure/memory would count it:
+   * "some" = share of time the workload waited on memory (faults, file
+   * misses, reclaim), "full" = share all its tasks did (reclaim stalls) */
+  double psi_some_total_us, psi_full_total_us;
+  double psi_some_avg10, psi_full_avg10; /* percent, 10 s decay */
+  uint64_t oom_kills; /* times the guest ran out of swap and memory */
+  double last_oom_s;
   /* last step */
   double progress;   /* 1 = unconstrained speed */
   double fault_ps;   /* swap-in faults per second */
@@ -114,6 +130,11 @@ typedef struct {
   double last_pub_s;
   double swap_at_pub; /* pswpin + pswpout when last published */
   bool urgent_pending;
+  double last_poll_s;    /* the agent's last check of its counters */
+  double swap_at_poll;   /* pswpin + pswpout then */
+  double majflt_at_poll; /* pgmajfault then */
+  double last_urgent_s;  /* last urgent record */
+  double used_at_pub;    /* qmemman's "used" figure when last published */
 } sim_vm_t;
 
 typedef struct {
@@ -131,6 +152,8 @@ void sim_model_init(sim_model_t *m, const sim_scenario_t *scn, uint64_t seed);
 void sim_model_step(sim_model_t *m, double dt);
 /* Working set of VM i at time t (trace + deterministic noise). */
 double sim_model_ws_at(const sim_model_t *m, size_t i, double t);
+/* Cold anonymous memory of VM i at time t (share of anon outside ws). */
+double sim_model_cold_at(const sim_model_t *m, size_t i, double t);
 /* Memory the VM needs to run without swapping at time t: ws + base. */
 double sim_model_need_at(const sim_model_t *m, size_t i, double t);
 /* Host free memory: total - reserve - sum of current. */
@@ -143,8 +166,30 @@ double sim_model_balloon_floor(const sim_model_t *m, size_t i);
 void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out);
 /* Sets a target, clamping it to [floor, max]. Returns 1 when clamped. */
 int sim_model_set_target(sim_model_t *m, size_t i, double target_kib);
+/* The guest agent and the dom0 collector a policy runs with: how often
+ * guests publish, when dom0 reads, and what makes a guest publish early. */
+typedef struct {
+  double publish_s;    /* guest publishes every (0: scenario interval) */
+  double read_s;       /* dom0 reads records every (0: at once after
+                          the scenario's delay; urgent ones always are) */
+  double poll_s;       /* guest checks its counters every (0: scenario's
+                          urgent_check; < 0: never) */
+  double urgent_min_s; /* at most one urgent record per (0: scenario's
+                          urgent_min; < 0: no limit) */
+  double urgent_pps;   /* swap pages/s that make it urgent (0: scenario's) */
+  double urgent_majflt_ps; /* major faults/s that do (0: not checked) */
+  double change_kib;       /* publish when "used" moved more (0: not checked;
+                              Qubes' meminfo-writer) */
+} sim_agent_t;
+
+/* The agent with every 0 replaced by the scenario's value. */
+void sim_agent_resolve(const sim_scenario_t *scn, const sim_agent_t *in,
+                       sim_agent_t *out);
 /* Guest-side publishing: returns true when VM i publishes at this step
- * (interval elapsed, or urgent swap activity); *urgent set accordingly. */
+ * (interval elapsed, or urgent activity); *urgent set accordingly.
+ * sim_model_publish_due uses the scenario's agent. */
+bool sim_model_publish_due_agent(sim_model_t *m, size_t i,
+                                 const sim_agent_t *ag, bool *urgent);
 bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent);
 
 /* ---- policies --------------------------------------------------------- */
@@ -157,16 +202,38 @@ typedef struct {
 typedef struct {
   const char *name;
   const char *desc;
-  double interval_s; /* 0: scenario interval */
-  bool urgent;       /* also runs when a guest publishes an urgent record */
-  bool guest_local;  /* runs inside each guest: sees its sample at once */
-  bool no_delay;     /* sees the truth at once (oracle) */
+  double interval_s;  /* 0: scenario interval; < 0: no periodic rounds */
+  bool urgent;        /* also runs when a guest publishes an urgent record */
+  sim_agent_t agent;  /* guest agent and collector (zeros: scenario's) */
+  bool guest_local;   /* runs inside each guest: sees its sample at once */
+  bool no_delay;      /* sees the truth at once (oracle) */
+  bool boot_requests; /* the toolstack asks it for a booting VM's memory
+                         (qmemman's request); others learn nothing */
   void *(*create)(const sim_scenario_t *scn);
+  /* instead of create when set: a policy built from arg (--config rows) */
+  void *(*create_arg)(const sim_scenario_t *scn, const void *arg);
+  const void *arg;
   void (*destroy)(void *st);
   /* targets[i] for doms[i]; return < 0 on error */
   int (*decide)(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
                 const mb_domain_t *doms, size_t n, uint64_t *targets);
 } sim_policy_t;
+
+/* membal's shipped cadence (sim/policies.c says where each figure comes
+ * from): guest records every 10 s, read every 10 s, urgent check every
+ * 0.2 s, at most one urgent record per second; a round every 30 s. */
+#define SIM_MEMBAL_PERIOD_S 30.0
+#define SIM_MEMBAL_AGENT                                                       \
+  {                                                                            \
+    .publish_s = 10, .read_s = 10, .poll_s = 0.2, .urgent_min_s = 1,           \
+    .urgent_pps = 64, .urgent_majflt_ps = 256                                  \
+  }
+/* membal's policy from a given config (arg: const mb_config_t *), and its
+ * decide; for the rows membal-bench --config adds. */
+void *sim_membal_create_arg(const sim_scenario_t *scn, const void *arg);
+int sim_membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
+                      const mb_domain_t *doms, size_t n, uint64_t *targets);
+void sim_membal_destroy(void *st);
 
 /* All policies in benchmark order; NULL-terminated. */
 extern const sim_policy_t *const sim_policies[];
@@ -175,12 +242,41 @@ const sim_policy_t *sim_policy_find(const char *name);
 extern const sim_policy_t sim_policy_cagma, sim_policy_tax,
     sim_policy_selfballoon;
 extern const sim_policy_t sim_base_static, sim_base_xenballoond, sim_base_xenmm,
-    sim_base_mom, sim_base_proxmox, sim_base_qubes;
+    sim_base_xenmm075, sim_base_mom, sim_base_proxmox, sim_base_qubes;
 extern const sim_policy_t sim_policy_oracle;
+
+/* ---- the oracle's family of rules ---------------------------------------- */
+
+typedef enum {
+  SIM_ORACLE_COST,   /* serve the highest fault cost per KiB first */
+  SIM_ORACLE_HOLDER, /* serve who holds most first (fewest moves) */
+  SIM_ORACLE_SMALL   /* serve the smallest need first */
+} sim_oracle_order_t;
+
+typedef struct {
+  double lookahead_s; /* covers the largest need within this horizon */
+  double margin_frac; /* over the need */
+  sim_oracle_order_t order;
+  bool boot_reserve; /* hold memory for VMs booting within the lookahead */
+} sim_oracle_params_t;
+
+/* Runs the first max_rules rules of the family (48 in all; the first is
+ * the plain oracle's) each on its own model to the end of the scenario and
+ * keeps the best (fewest VMs that never booted, then OOM kills, then swap
+ * pages). Bounded by max_rules runs; deterministic. */
+#define SIM_ORACLE_RULES 48
+struct sim_result;
+int sim_oracle_search(const sim_scenario_t *scn, uint64_t seed,
+                      unsigned max_rules, sim_oracle_params_t *best,
+                      struct sim_result *res, unsigned *tried, char *err,
+                      size_t errlen);
+const char *sim_oracle_order_name(sim_oracle_order_t o);
+/* The oracle with given parameters (arg: const sim_oracle_params_t *). */
+void *sim_oracle_create_arg(const sim_scenario_t *scn, const void *arg);
 
 /* ---- fast-mode runner ------------------------------------------------- */
 
-typedef struct {
+typedef struct sim_result {
   double swap_pages; /* pswpin + pswpout, all VMs */
   double swapin_pages, swapout_pages;
   double slowdown_mean;    /* mean over active VMs of elapsed / work */
@@ -195,6 +291,13 @@ typedef struct {
   double react_decide_max_s; /* longest time demand > target */
   unsigned react_events;
   uint64_t rounds;
+  double rounds_per_s;
+  double balloon_mib_moved; /* sum of |change of memory| of managed VMs */
+  double psi_some_pct;      /* mean over VMs of the "some" stall share */
+  double psi_full_pct;
+  double refault_pages; /* workingset refaults, all VMs */
+  uint64_t oom_kills;
+  uint64_t boot_failed; /* VMs due to start that never did */
   uint64_t oom_mib;
   uint64_t clamped;   /* targets the model had to clamp */
   double boot_wait_s; /* sum over VMs of the time waiting to boot */

@@ -10,8 +10,8 @@ export LSAN_OPTIONS="suppressions=$MEMBAL_SOURCE_DIR/sim/tests/lsan-rrd.supp${LS
 trap 'rm -rf "$out"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-"$bench" --scenarios "$scn" --only mono --out "$out/a" >"$out/a.txt" || fail "bench exit $?"
-"$bench" --scenarios "$scn" --only mono --out "$out/b" --no-plot >"$out/b.txt" || fail "bench exit $?"
+"$bench" --scenarios "$scn" --only mono --oracle-rules 4 --out "$out/a" >"$out/a.txt" || fail "bench exit $?"
+"$bench" --scenarios "$scn" --only mono --oracle-rules 4 --out "$out/b" --no-plot >"$out/b.txt" || fail "bench exit $?"
 cmp -s "$out/a.txt" "$out/b.txt" || fail "same seed, different table"
 npol=$("$MEMBAL_BUILD_DIR/sim/membal-sim" policies | wc -l)
 [ "$npol" -ge 10 ] || fail "only $npol policies"
@@ -35,7 +35,7 @@ if ldd "$bench" | grep librrd >/dev/null; then
     fail "no swap comparison PNG"
 fi
 # a different seed changes a jittered scenario, not the parser's view
-"$bench" --scenarios "$scn" --only consol10 --out "$out/c" --no-plot --seed 2 >"$out/c.txt"
-"$bench" --scenarios "$scn" --only consol10 --out "$out/d" --no-plot --seed 3 >"$out/d.txt"
+"$bench" --scenarios "$scn" --only consol10 --oracle-rules 1 --out "$out/c" --no-plot --seed 2 >"$out/c.txt"
+"$bench" --scenarios "$scn" --only consol10 --oracle-rules 1 --out "$out/d" --no-plot --seed 3 >"$out/d.txt"
 ! cmp -s "$out/c.txt" "$out/d.txt" || fail "seed has no effect on consol10"
 echo ok

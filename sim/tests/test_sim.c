@@ -242,7 +242,7 @@ static void test_samples_roundtrip(void) {
 static void test_urgent_publish(void) {
   char err[256];
   sim_scenario_t *s =
-      parse(BASE_SCN "interval 5\nurgent_check 0.5\n"
+      parse(BASE_SCN "interval 5\nurgent_check 0.5\nurgent_min 0.5\n"
                      "vm a mem=300M\nws a 0:50M 10:50M 11:600M\n",
             err, sizeof(err));
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -318,34 +318,67 @@ static void test_baselines(void) {
   CU_ASSERT_EQUAL(t[0], 3584u * 1024 / 3);
   CU_ASSERT_EQUAL(t[2], t[0]);
 
-  CU_ASSERT_EQUAL(sim_base_xenmm.decide(st, &ctx, &h, d, 3, t), 0);
-  CU_ASSERT(t[0] + t[1] + t[2] <= 3584u * 1024);
-  CU_ASSERT(t[0] + t[1] + t[2] >= 3584u * 1024 - 3);
-  /* the domain with the most idle memory pays the most tax */
-  CU_ASSERT(t[2] < t[1] && t[1] < t[0]);
+  sim_base_static.destroy(st);
 
+  /* xenmm: x_i = N/n + tau (A_i - mean A), A = MemTotal - MemFree - Cached:
+   * the whole pool, most to the guest that uses most; AUTO and 0.75 */
+  const sim_policy_t *xm[] = {&sim_base_xenmm, &sim_base_xenmm075};
+  for (int k = 0; k < 2; k++) {
+    st = xm[k]->create(NULL);
+    CU_ASSERT_EQUAL(xm[k]->decide(st, &ctx, &h, d, 3, t), 0);
+    CU_ASSERT(t[0] + t[1] + t[2] <= 3584u * 1024);
+    CU_ASSERT(t[0] + t[1] + t[2] >= 3584u * 1024 - 3);
+    /* AUTO here comes out at tau 0 (equal split): not strict */
+    CU_ASSERT(t[2] <= t[1] && t[1] <= t[0]);
+    xm[k]->destroy(st);
+  }
+  /* tau 0.75: the gaps are three quarters of the gaps in use (200 MiB) */
+  st = sim_base_xenmm075.create(NULL);
+  CU_ASSERT_EQUAL(sim_base_xenmm075.decide(st, &ctx, &h, d, 3, t), 0);
+  CU_ASSERT_DOUBLE_EQUAL((double)t[0] - (double)t[1], 150.0 * 1024, 2);
+  sim_base_xenmm075.destroy(st);
+
+  /* qmemman: pref = 1.3 x used, surplus in proportion to pref, 50 MiB
+   * left free */
+  st = sim_base_qubes.create(NULL);
   CU_ASSERT_EQUAL(sim_base_qubes.decide(st, &ctx, &h, d, 3, t), 0);
   CU_ASSERT(t[0] + t[1] + t[2] <= 3534u * 1024 + 3);
   CU_ASSERT(t[2] < t[0]);
+  sim_base_qubes.destroy(st);
 
-  /* host fully used (free 0 < 20 %): MoM shrinks by at most 5 % */
+  /* host fully used (free 0 < 5 %): MoM shrinks by 5 % */
+  st = sim_base_mom.create(NULL);
   CU_ASSERT_EQUAL(sim_base_mom.decide(st, &ctx, &h, d, 3, t), 0);
   for (int i = 0; i < 3; i++) {
     CU_ASSERT(t[i] < d[i].current_kib);
     CU_ASSERT(t[i] >= (uint64_t)(0.95 * (double)d[i].current_kib) - 1);
   }
-  /* Proxmox: host 87.5 % used > 80 %: shrink, at most 100 MiB */
+  /* no pressure (host 4 GiB free, averaged with the 0 before: 50 %):
+   * every guest grows by at least 5 %, to its free-memory floor */
+  h.free_kib = 4096u * 1024;
+  CU_ASSERT_EQUAL(sim_base_mom.decide(st, &ctx, &h, d, 3, t), 0);
+  for (int i = 0; i < 3; i++) {
+    CU_ASSERT(t[i] >= (uint64_t)(1.05 * (double)d[i].current_kib) - 1);
+    CU_ASSERT(t[i] <= d[i].max_kib);
+  }
+  h.free_kib = 0;
+  sim_base_mom.destroy(st);
+
+  /* Proxmox: host 100 % used > 80 %: shrink, at most 100 MiB */
+  st = sim_base_proxmox.create(NULL);
   CU_ASSERT_EQUAL(sim_base_proxmox.decide(st, &ctx, &h, d, 3, t), 0);
   for (int i = 0; i < 3; i++) {
     CU_ASSERT(t[i] < d[i].current_kib);
     CU_ASSERT(d[i].current_kib - t[i] <= 100u * 1024);
   }
+  sim_base_proxmox.destroy(st);
   /* xenballoond: down hysteresis moves a tenth of the gap */
+  st = sim_base_xenballoond.create(NULL);
   CU_ASSERT_EQUAL(sim_base_xenballoond.decide(st, &ctx, &h, d, 3, t), 0);
   double want =
       (double)d[0].current_kib - ((double)d[0].current_kib - 500.0 * 1024) / 10;
   CU_ASSERT_DOUBLE_EQUAL((double)t[0], want, 1.0);
-  sim_base_static.destroy(st);
+  sim_base_xenballoond.destroy(st);
 }
 
 /* On the mono test the oracle does at least as well as static, and
