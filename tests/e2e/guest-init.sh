@@ -51,7 +51,7 @@ xenstore-write data/e2e/ready "$(cut -d' ' -f1 /proc/uptime)"
 # watch (e2e-stamp watch: one stamped line per change):
 #   memload ARGS   start membal-memload ARGS in the background
 #   signals KEY    start e2e-stamp signals KEY (first swap/stall, balloon)
-#   stop           stop what memload started
+#   stop           stop what memload and signals started
 # The ack carries the guest's uptime so dom0 can line up both clocks.
 run_cmd() {
   seq=${1%% *}
@@ -68,7 +68,9 @@ run_cmd() {
       esac
       membal-memload $args > /dev/console 2>&1 &
       echo $! >> /run/memload.pids ;;
-    signals) e2e-stamp signals $args > /dev/console 2>&1 & ;;
+    signals)
+      e2e-stamp signals $args > /dev/console 2>&1 &
+      echo $! >> /run/memload.pids ;;
     stop)
       [ -f /run/memload.pids ] && kill $(cat /run/memload.pids) 2> /dev/null
       rm -f /run/memload.pids ;;

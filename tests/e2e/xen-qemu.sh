@@ -9,15 +9,18 @@
 #                       3000; an unloaded run takes ~8 min). The scenario's
 #                       waits give up on lack of progress long before it.
 #   MEMBAL_E2E_HANG     hang detector: QEMU is killed when its serial console
-#                       stays silent this many seconds (default 300)
+#                       stays silent this many seconds (default 360)
 #   MEMBAL_E2E_NOBUILD  1: reuse $DIR/build as it is
 # Exit 0 pass, 1 fail, 77 skip (no Xen/QEMU packages and not root to add them).
 set -euo pipefail
+# The whole script is one function, read before it runs: editing the file
+# (a checkout) while a run is under way cannot change what the run does.
+main() {
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 dir=${MEMBAL_E2E_DIR:-$src/build/e2e}
 limit_s=${MEMBAL_E2E_LIMIT:-${MEMBAL_E2E_TIMEOUT:-3000}}
-hang_s=${MEMBAL_E2E_HANG:-300}
+hang_s=${MEMBAL_E2E_HANG:-360}
 start=$(date +%s)
 mkdir -p "$dir"
 # One emulated host at a time on this machine (the cores are shared), and
@@ -69,7 +72,7 @@ if [ "${MEMBAL_E2E_NOBUILD:-0}" != 1 ]; then
   # Only the targets that exist yet; the images report what was missing.
   help=$(cmake --build "$bdir" --target help 2> /dev/null || true)
   targets=()
-  for t in guestmem vmmem membal membal-memload; do
+  for t in guestmem vmmem membal membal-memload membal-sim; do
     if grep -q "^\.\.\. $t\$" <<< "$help"; then
       targets+=("$t")
     fi
@@ -179,6 +182,13 @@ fi
 crc=0
 python3 "$here/check.py" "$res" "$here/collectd-dom0.conf" | tee "$out/check.txt" || crc=$?
 [ -f "$out/check.txt" ] && grep '^SUMMARY' "$out/check.txt" > "$out/summary.txt"
+# Field truth: the same scenario shape in the simulator, both memory traces
+# in one picture (out/field-truth.png). An artifact, not a check.
+sim_bin=$(find "$bdir" -name membal-sim -type f -perm -u+x 2> /dev/null | head -n1)
+if [ -n "$sim_bin" ]; then
+  python3 "$here/field-truth.py" "$res" "$here/collectd-dom0.conf" "$sim_bin" "$out" 2>&1 |
+    tee -a "$out/summary.txt" | sed 's/^/xen-e2e: /' || true
+fi
 if [ "$scen_rc" != 0 ] || [ "$crc" != 0 ]; then
   for f in "$res/collectd.log" "$res/guest-busy.log"; do
     [ -f "$f" ] || continue
@@ -189,3 +199,6 @@ if [ "$scen_rc" != 0 ] || [ "$crc" != 0 ]; then
   fail "${why:-dom0 scenario rc $scen_rc}"
 fi
 say "PASS in $(elapsed)s (QEMU ${qemu_s}s); results in $out"
+}
+main "$@"
+exit
