@@ -821,6 +821,7 @@ static void mb_round(const char *why) {
   uint64_t *decided = NULL;      /* owned: the policy's targets, dec holds
                                     what is in force after actuation */
   char err[256] = "";
+  cdtime_t started = cdtime();
 
   if (mb_backend_ensure() != 0)
     return;
@@ -940,9 +941,12 @@ static void mb_round(const char *why) {
 
   mb_snap_publish(doms, dec, decided, n, rstate.policy.tau, pool_kib, sum_kib,
                   rstate.rounds);
-  DEBUG(PLUGIN ": round %" PRIu64 " (%s): %zu guests, sum of targets %" PRIu64
-               " KiB, pool %" PRIu64 " KiB",
-        rstate.rounds, why, n, sum_kib, pool_kib);
+  /* One line per round, so that an observer can tell what triggered it and
+   * when it ran (epoch seconds, ms resolution). */
+  INFO(PLUGIN ": round %" PRIu64 " on %s: started %.3f, done %.3f; %zu "
+              "guests, sum of targets %" PRIu64 " KiB, pool %" PRIu64 " KiB",
+       rstate.rounds, why, CDTIME_T_TO_DOUBLE(started),
+       CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib);
 
 out:
   free(decided);

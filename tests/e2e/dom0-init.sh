@@ -29,11 +29,13 @@ xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/c
 xen-init-dom0 || log "xen-init-dom0 failed"
 log "toolstack up at ${t0}s..$(cut -d' ' -f1 /proc/uptime)s"
 
-# The scenario's own budget ends before the host's QEMU timeout, so that a
-# hung step still brings the results home.
-budget=$(sed -n 's/.*e2e_budget=\([0-9]*\).*/\1/p' /proc/cmdline)
+# No time limit here: every wait of the scenario gives up on lack of
+# progress or at its deadline (e2e_deadline, dom0 uptime), and the host kills
+# QEMU when the serial console stays silent or its overall limit passes. The
+# scenario saves its results to the output disk after every phase.
 rc=0
-timeout -s KILL "${budget:-400}" sh -x /e2e/scenario.sh 2> /results/scenario.trace || rc=$?
+sh -x /e2e/scenario.sh 2> /run/scenario.trace || rc=$?
+tail -n 3000 /run/scenario.trace > /results/scenario.trace
 log "scenario exit $rc"
 
 # Results travel back on a raw virtio disk holding a plain tar stream.

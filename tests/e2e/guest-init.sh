@@ -47,22 +47,43 @@ fi
 
 xenstore-write data/e2e/ready "$(cut -d' ' -f1 /proc/uptime)"
 
-# Command loop: dom0 writes "<seq> <memload args>" to e2e/cmd. The ack
-# carries the guest's uptime so dom0 can line up both clocks.
+# Commands from dom0: "<seq> <verb> <args>" in e2e/cmd, read on a xenstore
+# watch (e2e-stamp watch: one stamped line per change):
+#   memload ARGS   start membal-memload ARGS in the background
+#   signals KEY    start e2e-stamp signals KEY (first swap/stall, balloon)
+#   stop           stop what memload and signals started
+# The ack carries the guest's uptime so dom0 can line up both clocks.
+run_cmd() {
+  seq=${1%% *}
+  rest=${1#* }
+  verb=${rest%% *}
+  args=${rest#* }
+  [ "$args" = "$rest" ] && args=""
+  log "cmd $seq: $verb $args"
+  case "$verb" in
+    memload)
+      # A fake client owns data/membal/stats: guestmem must not interleave.
+      case "$args" in
+        fake-client*) [ -f /run/collectd.pid ] && kill "$(cat /run/collectd.pid)" ;;
+      esac
+      membal-memload $args > /dev/console 2>&1 &
+      echo $! >> /run/memload.pids ;;
+    signals)
+      e2e-stamp signals $args > /dev/console 2>&1 &
+      echo $! >> /run/memload.pids ;;
+    stop)
+      [ -f /run/memload.pids ] && kill $(cat /run/memload.pids) 2> /dev/null
+      rm -f /run/memload.pids ;;
+    *) log "cmd $seq: unknown verb '$verb'" ;;
+  esac
+  xenstore-write data/e2e/ack "$seq $(cut -d' ' -f1 /proc/uptime)"
+}
 last=""
-while :; do
-  cmd=$(xenstore-read e2e/cmd 2> /dev/null)
-  if [ -n "$cmd" ] && [ "$cmd" != "$last" ]; then
+e2e-stamp watch e2e/cmd 2> /dev/console | while read -r t path cmd; do
+  if [ "$cmd" != "(none)" ] && [ -n "$cmd" ] && [ "$cmd" != "$last" ]; then
     last=$cmd
-    seq=${cmd%% *}
-    args=${cmd#* }
-    log "cmd $seq: membal-memload $args"
-    # A fake client owns data/membal/stats: guestmem must not interleave.
-    case "$args" in
-      fake-client*) [ -f /run/collectd.pid ] && kill "$(cat /run/collectd.pid)" ;;
-    esac
-    membal-memload $args > /dev/console 2>&1 &
-    xenstore-write data/e2e/ack "$seq $(cut -d' ' -f1 /proc/uptime)"
+    run_cmd "$cmd"
   fi
-  sleep 1
 done
+log "the command watch ended"
+sleep 100000

@@ -28,6 +28,9 @@ cp "$bz" "$out/vmlinuz"
 # it lacked.
 plugin() { find "$build" -name "$1.so" -type f 2> /dev/null | head -n1; }
 memload=$(find "$build" -name membal-memload -type f -perm -u+x 2> /dev/null | head -n1)
+# The test's own time stamper (built by xen-qemu.sh): required.
+stamp=$build/e2e-stamp
+[ -x "$stamp" ] || { echo "mkimages: $stamp missing" >&2; exit 1; }
 
 add_collectd() {
   local root=$1; shift
@@ -48,6 +51,7 @@ img_modules "$groot" zram
 img_elf "$groot" /usr/bin/xenstore
 for a in read write rm ls list exists chmod watch; do ln -sf xenstore "$groot/usr/bin/xenstore-$a"; done
 if [ -n "$memload" ]; then img_elf "$groot" "$memload" /usr/bin/membal-memload; fi
+img_elf "$groot" "$stamp" /usr/bin/e2e-stamp
 gm=$(plugin guestmem)
 if [ -n "$gm" ]; then
   add_collectd "$groot" logfile
@@ -70,6 +74,7 @@ for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper; do
 done
 img_elf "$droot" /usr/bin/xenstore
 for a in read write rm ls list exists chmod watch; do ln -sf xenstore "$droot/usr/bin/xenstore-$a"; done
+img_elf "$droot" "$stamp" /usr/bin/e2e-stamp
 mkdir -p "$droot/etc/xen"
 echo 'autoballoon="off"' > "$droot/etc/xen/xl.conf"
 vm=$(plugin vmmem)

@@ -7,7 +7,10 @@
 # Exit status 0 when every dom0-side check passed.
 R=/results
 mkdir -p $R
-now() { cut -d' ' -f1 /proc/uptime; }
+now() { read -r u _ < /proc/uptime; echo "$u"; }
+rt() { e2e-stamp now; } # epoch seconds, ms: the clock membal's log and the stamps use
+# Console lines are what the host's hang detector watches, and what it shows
+# when a run is killed: every wait prints while it waits.
 log() { echo "e2e-scenario: [$(now)] $*"; }
 fact() { echo "$1=$2" >> $R/facts.txt; }
 fails=0
@@ -18,26 +21,87 @@ check() { # check NAME OK|FAIL DETAIL
 }
 . /e2e/components
 
+# The results so far go to the output disk after every phase, so that a run
+# the host kills still says what passed and where it stopped.
+save() {
+  cp /var/log/xen/console/*.log $R/ 2> /dev/null
+  if [ -b /dev/vda ]; then
+    tar -cf /dev/vda -C $R . 2> /dev/null && sync
+  fi
+}
+phase() { # phase NAME: the previous phase's results are saved first
+  fact "phase_${1}_s" "$(now)"
+  save
+  echo "E2E-PHASE $1 at $(now)s"
+}
+
+# The scenario's deadline (dom0 uptime, a real clock: Xen's time under TCG
+# follows the host's), from the host; the host's own limit is later.
+DEADLINE=$(sed -n 's/.*e2e_deadline=\([0-9]*\).*/\1/p' /proc/cmdline)
+DEADLINE=${DEADLINE:-1800}
+
 GUESTS="busy idle1 idle2"
 MEM_MIB=384
 MAX_MIB=1024
+PERIOD_S=6 # membal's Period in collectd-dom0.conf
+STALL_S=${STALL_S:-120}
 
 domid() { xl domid "$1" 2> /dev/null; }
 xsr() { xenstore-read "$1" 2> /dev/null; }
 # actual memory of a domain (KiB) from the hypervisor (xl list: MiB)
 actual_kib() { xl list "$1" 2> /dev/null | awk 'NR==2 {print $3 * 1024}'; }
+later() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a > b)}'; } # later A B: A > B
+minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 
-wait_for() { # wait_for TIMEOUT_S CMD...: polls every 0.5 s
-  local deadline
-  deadline=$(awk -v n="$(now)" -v t="$1" 'BEGIN{print n + t}')
-  shift
+# wait_for WHAT STALL_S PROGRESS COND...: polls COND about once a second
+# until it succeeds (0). Fails when PROGRESS (a command printing a token of
+# the emulated system's progress: a record's seq, a workload's status, a
+# round count) printed the same thing for STALL_S seconds, when COND says
+# it never will (exit 2), or at the scenario's deadline. Times come from
+# /proc/uptime; COND is only tried while its start is inside the limits, so a
+# late success never counts. WAITED holds the seconds waited, WHY why it failed.
+wait_for() {
+  _what=$1 _stall=$2 _prog=$3
+  shift 3
+  _t0=$(now)
+  _tok=$($_prog)
+  _since=$_t0
+  _note=$_t0
   while :; do
-    "$@" && return 0
-    awk -v n="$(now)" -v d="$deadline" 'BEGIN{exit !(n > d)}' && return 1
-    sleep 0.5
+    _t=$(now)
+    if later "$_t" "$DEADLINE"; then
+      WHY="the scenario's deadline (${DEADLINE}s of dom0 uptime) passed"
+      break
+    fi
+    if later "$_t" "$(awk -v a="$_since" -v b="$_stall" 'BEGIN{print a + b}')"; then
+      WHY="no progress for ${_stall}s (last: $_tok)"
+      break
+    fi
+    "$@"
+    _rc=$?
+    WAITED=$(minus "$(now)" "$_t0")
+    [ $_rc = 0 ] && return 0
+    if [ $_rc = 2 ]; then
+      WHY="it cannot happen any more (${WHY_NOT:-see log})"
+      break
+    fi
+    _tk=$($_prog)
+    if [ "$_tk" != "$_tok" ]; then
+      _tok=$_tk
+      _since=$(now)
+    fi
+    if later "$(now)" "$(awk -v a="$_note" 'BEGIN{print a + 15}')"; then
+      _note=$(now)
+      log "waiting for $_what: $(minus "$_note" "$_t0")s, progress: $_tok"
+    fi
+    sleep 1
   done
+  WAITED=$(minus "$(now)" "$_t0")
+  log "gave up waiting for $_what after ${WAITED}s: $WHY"
+  return 1
 }
 
+phase boot
 fact toolstack_ready_s "$(now)"
 for g in $GUESTS; do
   role=idle
@@ -55,7 +119,7 @@ on_crash = "preserve"
 EOF
   t=$(now)
   if xl create /run/$g.cfg > /run/$g.create.log 2>&1; then
-    log "created $g (domid $(domid $g)) in $(awk -v a="$t" -v b="$(now)" 'BEGIN{print b-a}')s"
+    log "created $g (domid $(domid $g)) in $(minus "$(now)" "$t")s"
   else
     cat /run/$g.create.log
     check create_$g FAIL "xl create failed"
@@ -63,26 +127,39 @@ EOF
 done
 fact guests_created_s "$(now)"
 
-guest_ready() { [ -n "$(xsr /local/domain/$(domid $1)/data/e2e/ready)" ]; }
+# A booting guest makes progress as long as its console grows or it uses CPU.
+prog_guest() {
+  echo "$(wc -c < /var/log/xen/console/guest-$g.log 2> /dev/null) $(xl list $g 2> /dev/null | awk 'NR==2 {print $6}')"
+}
+guest_ready() { [ -n "$(xsr /local/domain/$(domid $g)/data/e2e/ready)" ]; }
 for g in $GUESTS; do
-  if wait_for 90 guest_ready $g; then
-    log "$g ready"
+  if wait_for "$g to boot" $STALL_S prog_guest guest_ready; then
+    log "$g ready after ${WAITED}s"
   else
-    check ready_$g FAIL "no data/e2e/ready within 90 s"
+    check ready_$g FAIL "no data/e2e/ready: $WHY"
   fi
 done
 fact guests_ready_s "$(now)"
 xl list
+
+# Commands to a guest: "<seq> <verb> <args>" in its e2e/cmd (guest-init.sh).
+cmd_seq=0
+guest_cmd() { # guest_cmd NAME VERB ARGS...
+  _g=$1
+  shift
+  cmd_seq=$((cmd_seq + 1))
+  xenstore-write /local/domain/$(domid $_g)/e2e/cmd "$cmd_seq $*"
+}
 
 # Stress mode (e2e_mode=stress on dom0's command line): a workload in the
 # busy guest and process churn in dom0, then count user-space crashes. Used
 # to qualify QEMU/Xen options, not part of the test.
 if grep -q e2e_mode=stress /proc/cmdline; then
   smib=$(sed -n 's/.*e2e_stress=\([0-9]*\).*/\1/p' /proc/cmdline)
-  xenstore-write /local/domain/$(domid busy)/e2e/cmd "1 static ${smib:-300} --touch 100"
+  guest_cmd busy memload static ${smib:-300} --touch 100
   end=$(awk -v n="$(now)" 'BEGIN{print n + 90}')
   n=0
-  while awk -v n="$(now)" -v d="$end" 'BEGIN{exit !(n < d)}'; do
+  while later "$end" "$(now)"; do
     xenstore-read /local/domain/$(domid busy)/memory/target > /dev/null
     n=$((n + 1))
   done
@@ -98,6 +175,7 @@ if grep -q e2e_mode=stress /proc/cmdline; then
   exit
 fi
 
+phase permissions
 # --- permissions: the guest wrote data/ but could not write memory/target
 for g in $GUESTS; do
   id=$(domid $g)
@@ -114,55 +192,67 @@ for g in $GUESTS; do
   esac
 done
 
-# --- xl mem-set moves a real balloon (shrink, then grow back)
+phase memset
+# --- xl mem-set moves a real balloon (shrink, then grow back); the grow
+# gives the balloon speed of this run (the checker compares with it).
 g=idle2
-id=$(domid $g)
+prog_balloon() { xl list $g 2> /dev/null | awk 'NR==2 {print $3, $6}'; }
 before=$(actual_kib $g)
-t=$(now)
 xl mem-set $g 256m
 at_256() { [ "$(actual_kib $g)" -le $((260 * 1024)) ]; }
-if wait_for 60 at_256; then
-  check memset_shrink PASS "$g ${before}KiB -> $(actual_kib $g)KiB in $(awk -v a="$t" -v b="$(now)" 'BEGIN{print b-a}')s"
+if wait_for "$g to shrink to 256 MiB" $STALL_S prog_balloon at_256; then
+  check memset_shrink PASS "$g ${before}KiB -> $(actual_kib $g)KiB in ${WAITED}s"
 else
-  check memset_shrink FAIL "$g still at $(actual_kib $g)KiB 60 s after mem-set 256m"
+  check memset_shrink FAIL "$g still at $(actual_kib $g)KiB after mem-set 256m: $WHY"
 fi
-t=$(now)
+from=$(actual_kib $g)
 xl mem-set $g ${MEM_MIB}m
 at_full() { [ "$(actual_kib $g)" -ge $(((MEM_MIB - 4) * 1024)) ]; }
-if wait_for 60 at_full; then
-  check memset_grow PASS "$g back to $(actual_kib $g)KiB in $(awk -v a="$t" -v b="$(now)" 'BEGIN{print b-a}')s"
+if wait_for "$g to grow back" $STALL_S prog_balloon at_full; then
+  to=$(actual_kib $g)
+  check memset_grow PASS "$g back to ${to}KiB in ${WAITED}s"
+  fact memset_grow_kib "$((to - from))"
+  fact memset_grow_s "$WAITED"
 else
-  check memset_grow FAIL "$g at $(actual_kib $g)KiB 60 s after mem-set ${MEM_MIB}m"
+  check memset_grow FAIL "$g at $(actual_kib $g)KiB after mem-set ${MEM_MIB}m: $WHY"
 fi
 
 # --- balancing with collectd + vmmem + membal in dom0, guestmem in guests
+phase collectd
 record_field() { # record_field DOMID KEY: one field of the guest record
   xenstore-read -R /local/domain/$1/data/membal/stats 2> /dev/null |
     awk -v k="$2" '$1 == k {print $2; exit}'
 }
-# One line per guest per second; the host-side checker works from this.
+# Every guest's memory, target and record, about once a second. Each row
+# carries the time (dom0 uptime) at which xl list answered; xenstore is read
+# at once after it, in one call for all guests.
 sampler() {
   echo "t name domid target_kib actual_kib seq MemTotal MemAvailable SwapTotal SwapFree pswpin pswpout load_mib phase" > $R/timeline.tsv
   while [ ! -e /run/sampler.stop ]; do
+    xl list 2> /dev/null | awk 'NR > 1 && $2 != 0 {print "X", $1, $2, $3 * 1024}' > /run/xl.now
     t=$(now)
-    xl list 2> /dev/null | awk 'NR > 1 {print $1, $2, $3 * 1024}' > /run/xl.now
-    while read -r name id act; do
-      [ "$id" = 0 ] && continue
-      tgt=$(xsr /local/domain/$id/memory/target)
-      rec=$(xenstore-read -R /local/domain/$id/data/membal/stats 2> /dev/null)
-      load=$(xsr /local/domain/$id/data/e2e/load)
-      echo "$rec" | awk -v t="$t" -v n="$name" -v id="$id" -v tg="${tgt:--}" -v a="$act" -v l="${load:-0 none}" '
-        { f[$1] = $2 }
-        END {
-          split(l, L, " ")
-          printf "%s %s %s %s %s %s %s %s %s %s %s %s %s %s\n", t, n, id, tg, a,
-            (("seq" in f) ? f["seq"] : "-"), (("MemTotal" in f) ? f["MemTotal"] : "-"),
-            (("MemAvailable" in f) ? f["MemAvailable"] : "-"), (("SwapTotal" in f) ? f["SwapTotal"] : "-"),
-            (("SwapFree" in f) ? f["SwapFree"] : "-"), (("pswpin" in f) ? f["pswpin"] : "-"),
-            (("pswpout" in f) ? f["pswpout"] : "-"), L[1], L[2]
-        }' >> $R/timeline.tsv
-    done < /run/xl.now
-    sleep 1
+    xenstore-ls -f /local/domain 2> /dev/null | cat /run/xl.now - | awk -v t="$t" '
+      $1 == "X" { name[$3] = $2; act[$3] = $4; next }
+      {
+        split($1, p, "/"); id = p[4]; key = $1; sub("^/local/domain/" id "/", "", key)
+        v = $0; sub(/^[^=]*= "/, "", v); sub(/"$/, "", v)
+        if (key == "memory/target") tg[id] = v
+        else if (key == "data/e2e/load") ld[id] = v
+        else if (key == "data/membal/stats") {
+          n = split(v, L, /\\n/)
+          for (i = 1; i <= n; i++) { split(L[i], kv, " "); f[id, kv[1]] = kv[2] }
+        }
+      }
+      END {
+        nk = split("seq MemTotal MemAvailable SwapTotal SwapFree pswpin pswpout", K, " ")
+        for (id in name) {
+          split((id in ld) ? ld[id] : "0 none", l, " ")
+          printf "%s %s %s %s %s", t, name[id], id, (id in tg) ? tg[id] : "-", act[id]
+          for (k = 1; k <= nk; k++) printf " %s", ((id, K[k]) in f) ? f[id, K[k]] : "-"
+          printf " %s %s\n", l[1], l[2]
+        }
+      }' >> $R/timeline.tsv
+    sleep 0.5
   done
 }
 
@@ -179,6 +269,13 @@ else
 fi
 sampler &
 sampler_pid=$!
+# Every change of the busy guest's record and of every guest's target, with
+# the time dom0 saw it (epoch, ms): the reaction chain is measured on these.
+watch_paths=""
+for g in $GUESTS; do watch_paths="$watch_paths /local/domain/$(domid $g)/memory/target"; done
+bid=$(domid busy)
+e2e-stamp watch /local/domain/$bid/data/membal/stats $watch_paths > $R/watch.log 2> $R/watch.err &
+watch_pid=$!
 
 # guestmem records reach dom0: every guest's seq advances
 if [ "$guestmem" = yes ]; then
@@ -186,40 +283,62 @@ if [ "$guestmem" = yes ]; then
     id=$(domid $g)
     s1=$(record_field $id seq)
     seq_moved() { s2=$(record_field $id seq); [ -n "$s2" ] && [ "$s2" != "${s1:-}" ]; }
-    if wait_for 30 seq_moved; then
+    if wait_for "a fresh record of $g" $STALL_S prog_guest seq_moved; then
       check record_$g PASS "data/membal/stats seq ${s1:-none} -> $s2"
     else
-      check record_$g FAIL "no fresh data/membal/stats from $g within 30 s (seq ${s1:-none})"
+      check record_$g FAIL "no fresh data/membal/stats from $g (seq ${s1:-none}): $WHY"
     fi
   done
 else
   check records FAIL "guestmem.so was not built: guests publish no record"
 fi
 
-csv_rounds() { # prints "epoch rounds" of the latest membal round, or nothing
-  f=$(ls /var/lib/collectd/csv/dom0/membal/derive-rounds-* 2> /dev/null | tail -n1)
-  [ -n "$f" ] && tail -n1 "$f" | awk -F, '$1 ~ /^[0-9]/ {print int($1), $2}'
+# membal logs one line per round: "membal: round N on TRIGGER: started T, ..."
+round_lines() { grep -a 'membal: round [0-9]* on ' $R/collectd.log 2> /dev/null; }
+prog_rounds() { round_lines | wc -l; }
+rounds_after() { # rounds_after N: at least N more rounds than $r_base
+  [ "$(prog_rounds)" -ge $((r_base + $1)) ]
 }
+prog_busy() { echo "$(record_field $bid seq) $(xsr /local/domain/$bid/data/e2e/load)"; }
 
+phase flush
 if [ "$membal" = yes ] && [ "$collectd_ok" = yes ]; then
-  # Let membal settle the idle state (a few rounds), then check that a flush
-  # makes a round at once: right after a periodic round, the next periodic
-  # one is Period (6 s) away, so a round within 2 s is the flush's.
-  sleep 14
-  r0=""
-  new_round() { r=$(csv_rounds); [ -n "$r" ] && [ "$r" != "$r0" ]; }
-  r0=$(csv_rounds)
-  if wait_for 10 new_round; then
-    r0=$(csv_rounds)
-    tf=$(date +%s)
-    collectdctl -s /run/collectd-unixsock flush plugin=membal
-    if wait_for 2.5 new_round; then
-      check flush_round PASS "round ${r0#* } -> $(csv_rounds | cut -d' ' -f2) within $(($(date +%s) - tf)) s of the flush (period 6 s)"
+  # membal settles the idle state first (3 rounds).
+  r_base=$(prog_rounds)
+  wait_for "3 membal rounds" $STALL_S prog_rounds rounds_after 3 ||
+    check rounds FAIL "membal made fewer than 3 rounds: $WHY"
+  # A flush makes a round whose trigger is the flush.
+  r_base=$(prog_rounds)
+  tf=$(rt)
+  collectdctl -s /run/collectd-unixsock flush plugin=membal
+  fact flush_rt "$tf"
+  flush_line() { # the first round on flush that started after the flush
+    round_lines | tail -n +$((r_base + 1)) | awk -v tf="$tf" '
+      / on flush: started / {
+        for (i = 1; i <= NF; i++) if ($i == "started") { s = $(i + 1); sub(/,$/, "", s) }
+        if (s + 0 >= tf + 0) { print; exit }
+      }'
+  }
+  flush_round() {
+    [ -n "$(flush_line)" ] && return 0
+    if [ "$(prog_rounds)" -ge $((r_base + 3)) ]; then
+      WHY_NOT="3 rounds since the flush and none on flush"
+      return 2
+    fi
+    return 1
+  }
+  if wait_for "the flush's round" $STALL_S prog_rounds flush_round; then
+    fr=$(flush_line)
+    st=$(echo "$fr" | sed 's/.* started \([0-9.]*\),.*/\1/')
+    lat=$(minus "$st" "$tf")
+    fact flush_round_started_rt "$st"
+    if later "$PERIOD_S" "$lat"; then
+      check flush_round PASS "a round on flush started ${lat}s after collectdctl flush (Period ${PERIOD_S}s): ${fr#*membal: }"
     else
-      check flush_round FAIL "no membal round within 2.5 s of collectdctl flush (last: $r0)"
+      check flush_round FAIL "the flush's round started ${lat}s after the flush, not before the next periodic one (${PERIOD_S}s)"
     fi
   else
-    check flush_round FAIL "membal made no round in 10 s (csv: $(ls /var/lib/collectd/csv/dom0 2> /dev/null | tr '\n' ' '))"
+    check flush_round FAIL "no round on flush after collectdctl flush: $WHY; rounds: $(round_lines | tail -n 4 | sed 's/.*membal: //' | tr '\n' ';')"
   fi
 elif [ "$membal" != yes ]; then
   check membal FAIL "membal.so was not built"
@@ -227,41 +346,172 @@ fi
 
 # The surge: the busy guest grows its working set well past its allocation,
 # holds it, then frees it again.
+phase surge
 SURGE_MIB=${SURGE_MIB:-640}
 HOLD_S=${HOLD_S:-60}
-bid=$(domid busy)
 fact surge_mib "$SURGE_MIB"
 fact surge_s "$(now)"
-xenstore-write /local/domain/$bid/e2e/cmd "1 mono 0 $SURGE_MIB --step 16 --interval 250 --hold $HOLD_S --status data/e2e/load"
+guest_cmd busy memload mono 0 $SURGE_MIB --step 16 --interval 250 --hold $HOLD_S --status data/e2e/load
 load_phase() { xsr /local/domain/$bid/data/e2e/load | cut -d' ' -f2; }
-is_high() { [ "$(load_phase)" = high ]; }
-is_done() { [ "$(load_phase)" = done ] || [ "$(load_phase)" = oom ]; }
-if wait_for 120 is_high; then fact surge_high_s "$(now)"; else check surge_high FAIL "workload never reached ${SURGE_MIB} MiB"; fi
-if wait_for $((HOLD_S + 90)) is_done; then
-  fact surge_done_s "$(now)"
-  [ "$(load_phase)" = oom ] && check surge_oom FAIL "the workload's allocation failed"
+is_high() {
+  case "$(load_phase)" in
+    high | down | done) return 0 ;;
+    oom) WHY_NOT=oom; return 2 ;;
+  esac
+  return 1
+}
+is_done() {
+  case "$(load_phase)" in
+    done) return 0 ;;
+    oom) WHY_NOT=oom; return 2 ;;
+  esac
+  return 1
+}
+if wait_for "the workload to reach ${SURGE_MIB} MiB" $STALL_S prog_busy is_high; then
+  fact surge_high_s "$(now)"
+  check surge_high PASS "the workload reached ${SURGE_MIB} MiB after ${WAITED}s"
 else
-  check surge_done FAIL "workload did not finish"
+  check surge_high FAIL "workload never reached ${SURGE_MIB} MiB: $WHY (status: $(xsr /local/domain/$bid/data/e2e/load))"
 fi
-# Let membal take the freed memory back.
-sleep ${SETTLE_S:-24}
+if wait_for "the workload to finish" $STALL_S prog_busy is_done; then
+  fact surge_done_s "$(now)"
+else
+  check surge_done FAIL "workload did not finish: $WHY (status: $(xsr /local/domain/$bid/data/e2e/load))"
+fi
+# membal takes the freed memory back over a few rounds.
+phase settle
+r_base=$(prog_rounds)
+wait_for "4 rounds after the surge" $STALL_S prog_rounds rounds_after 4 ||
+  check settle FAIL "membal made fewer than 4 rounds after the surge: $WHY"
+
+phase storm
+# The storm: the busy guest allocates at once more than it has available,
+# so it must swap; its first swap-out or stall (polled every 50 ms by
+# e2e-stamp in the guest) starts the chain measured by the checker: urgent
+# record in xenstore -> membal's urgent round -> new target -> balloon.
+# The trigger of the first round after the signal that grew busy, from
+# membal's log ("" when none yet): target lines come before their round's
+# line.
+first_grow_trigger() { # first_grow_trigger SIGNAL_RT
+  grep -a -E 'membal: (busy \(domid [0-9]+\) target|round [0-9]+ on )' $R/collectd.log 2> /dev/null |
+    awk -v ts="$1" '
+      / membal: busy \(domid / {
+        for (i = 1; i <= NF; i++) if ($i == "target") { a = $(i + 1); b = $(i + 4) }
+        if (b + 0 > a + 0) grow = 1
+        next
+      }
+      {
+        for (i = 1; i <= NF; i++) if ($i == "started") { s = $(i + 1); sub(/,$/, "", s) }
+        if (grow && s + 0 >= ts + 0) {
+          t = $0; sub(/.* on /, "", t); sub(/: started.*/, "", t); print t; exit
+        }
+        grow = 0
+      }'
+}
+if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
+  attempt=0
+  while :; do
+    attempt=$((attempt + 1))
+    fact storm_attempts "$attempt"
+    xenstore-rm /local/domain/$bid/data/e2e/signal 2> /dev/null
+    xenstore-rm /local/domain/$bid/data/e2e/signal-balloon 2> /dev/null
+    guest_cmd busy signals data/e2e/signal
+    ack_is() { [ "$(xsr /local/domain/$bid/data/e2e/ack | cut -d' ' -f1)" = "$cmd_seq" ]; }
+    wait_for "the busy guest's signal monitor" $STALL_S prog_busy ack_is ||
+      check storm_monitor FAIL "the busy guest did not start its signal monitor: $WHY"
+    # 320 MiB more than the guest has available, at once: its slack cannot
+    # absorb it, it swaps until membal grows it. At most 800 MiB, which
+    # the guest holds without swapping once at its Max (1 GiB), so that the
+    # storm ends and does not thrash on (zram holds what it swaps in the
+    # guest's own memory, about 2:1).
+    avail=$(record_field $bid MemAvailable)
+    STORM_MIB=$((${avail:-262144} / 1024 + 320))
+    [ $STORM_MIB -gt 800 ] && STORM_MIB=800
+    fact storm_mib "$STORM_MIB"
+    fact storm_avail_kib "${avail:-}"
+    # Started right after a periodic round, so that the next periodic one is
+    # a Period away: the round that answers the storm is the urgent one.
+    r_base=$(prog_rounds)
+    periodic_now() { round_lines | tail -n +$((r_base + 1)) | grep -q ' on period: '; }
+    wait_for "a periodic round" $STALL_S prog_rounds periodic_now ||
+      check storm_align FAIL "no periodic round: $WHY"
+    fact storm_rt "$(rt)"
+    fact storm_s "$(now)"
+    guest_cmd busy memload static $STORM_MIB --step 16 --touch 200 --status data/e2e/load
+    r_base=$(prog_rounds)
+    # Done once the guest signalled, its target grew after the signal and its
+    # balloon reached that target. Never, when its allocation completed five
+    # rounds ago without any signal, or ten rounds passed after it.
+    sig_rounds=""
+    storm_done() {
+      sig=$(xsr /local/domain/$bid/data/e2e/signal)
+      if [ -z "$sig" ]; then
+        if [ "$(load_phase)" = static ] && [ "$(prog_rounds)" -ge $((r_base + 5)) ]; then
+          WHY_NOT="the guest allocated ${STORM_MIB} MiB and neither swapped nor stalled"
+          return 2
+        fi
+        return 1
+      fi
+      [ -n "$sig_rounds" ] || sig_rounds=$(prog_rounds)
+      xsr /local/domain/$bid/data/e2e/signal-balloon | tr ';' '\n' | awk -v ts="${sig%% *}" '
+        $2 == "target" && $1 >= ts && $3 > $5 { grown = 1 }
+        $2 == "at_target" && grown { ok = 1 }
+        END { exit !ok }' && return 0
+      if [ "$(prog_rounds)" -ge $((sig_rounds + 10)) ]; then
+        WHY_NOT="10 rounds after the signal and the balloon did not reach a grown target"
+        return 2
+      fi
+      return 1
+    }
+    if wait_for "the storm's chain" $STALL_S prog_busy storm_done; then
+      storm_ok=yes
+    else
+      storm_ok=no
+      storm_why=$WHY
+    fi
+    sig=$(xsr /local/domain/$bid/data/e2e/signal)
+    fact storm_signal "$sig"
+    fact storm_balloon "$(xsr /local/domain/$bid/data/e2e/signal-balloon)"
+    trig=""
+    [ -n "$sig" ] && trig=$(first_grow_trigger "${sig%% *}")
+    fact storm_first_grow_trigger "$trig"
+    guest_cmd busy stop
+    r_base=$(prog_rounds)
+    wait_for "3 rounds after the storm" $STALL_S prog_rounds rounds_after 3 ||
+      check storm_settle FAIL "membal made fewer than 3 rounds after the storm: $WHY"
+    # A periodic round that fell between the signal and the urgent round
+    # spoils the experiment (it may grow the guest first): said, and run
+    # again, at most three times in all.
+    if [ $storm_ok = yes ] && [ -n "$trig" ] && [ "$trig" != "urgent notification" ] && [ $attempt -lt 3 ]; then
+      log "storm attempt $attempt: the first round to grow busy after its signal was on $trig: again"
+      continue
+    fi
+    break
+  done
+  if [ $storm_ok = yes ]; then
+    check storm_done PASS "signal, grown target and balloon at target seen (attempt $attempt, first grow by a round on ${trig:-?})"
+  else
+    check storm_done FAIL "$storm_why"
+  fi
+fi
 
 # Cost of constant rebalancing: idle1's agent is replaced by a fake client
 # whose records swing between idle and thrashing 5 times a second. dom0's
 # collectd CPU time and membal's rounds are counted over the same length of
-# time before (quiet) and during it.
+# time before (quiet) and during it (a measurement window, not a wait).
+phase cost
 cd_ticks() { awk '{print $14 + $15}' /proc/"$(cat /run/collectd.pid)"/stat 2> /dev/null; }
-rounds_now() { csv_rounds | cut -d' ' -f2; }
 if [ "$collectd_ok" = yes ] && [ "$membal" = yes ] && [ "$memload" = yes ]; then
   FAKE_S=${FAKE_S:-20}
-  c0=$(cd_ticks); r0=$(rounds_now); sleep $FAKE_S
-  c1=$(cd_ticks); r1=$(rounds_now)
-  id1=$(domid idle1)
-  xenstore-write /local/domain/$id1/e2e/cmd "2 fake-client --period 200 --count $((FAKE_S * 5)) --key data/membal/stats"
+  c0=$(cd_ticks); r0=$(prog_rounds); t0=$(now); sleep $FAKE_S
+  c1=$(cd_ticks); r1=$(prog_rounds); t1=$(now)
+  guest_cmd idle1 memload fake-client --period 200 --count $((FAKE_S * 5)) --key data/membal/stats
   sleep 2
-  c2=$(cd_ticks); r2=$(rounds_now); sleep $FAKE_S
-  c3=$(cd_ticks); r3=$(rounds_now)
+  c2=$(cd_ticks); r2=$(prog_rounds); t2=$(now); sleep $FAKE_S
+  c3=$(cd_ticks); r3=$(prog_rounds); t3=$(now)
   fact fake_window_s "$FAKE_S"
+  fact quiet_window_real_s "$(minus "$t1" "$t0")"
+  fact fake_window_real_s "$(minus "$t3" "$t2")"
   fact quiet_collectd_ticks "$((c1 - c0))"
   fact quiet_rounds "$((r1 - r0))"
   fact fake_collectd_ticks "$((c3 - c2))"
@@ -269,12 +519,17 @@ if [ "$collectd_ok" = yes ] && [ "$membal" = yes ] && [ "$memload" = yes ]; then
   log "rebalancing cost: quiet ${FAKE_S}s: $((c1 - c0)) ticks, $((r1 - r0)) rounds; fake client: $((c3 - c2)) ticks, $((r3 - r2)) rounds"
 fi
 
+phase end
 touch /run/sampler.stop
 wait $sampler_pid
+kill $watch_pid 2> /dev/null
 if [ "$collectd_ok" = yes ]; then
   collectdctl -s /run/collectd-unixsock flush plugin=rrdtool > /dev/null 2>&1
-  kill "$(cat /run/collectd.pid)" 2> /dev/null
-  for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /run/collectd.pid ] && kill -0 "$(cat /run/collectd.pid)" 2> /dev/null || break; sleep 0.5; done
+  cdpid=$(cat /run/collectd.pid)
+  kill "$cdpid" 2> /dev/null
+  stopped() { ! kill -0 "$cdpid" 2> /dev/null; }
+  prog_cd() { cut -d' ' -f14,15 /proc/$cdpid/stat 2> /dev/null; }
+  wait_for "collectd to stop" $STALL_S prog_cd stopped || log "collectd did not stop: $WHY"
   cp -r /var/lib/collectd/rrd /var/lib/collectd/csv $R/ 2> /dev/null
 fi
 

@@ -1,0 +1,214 @@
+/*
+ * e2e-stamp: millisecond time stamps for the real-Xen end-to-end test.
+ *
+ *   e2e-stamp now                 CLOCK_REALTIME in seconds, 3 decimals
+ *                                 (busybox date has no %N)
+ *   e2e-stamp watch PATH...       one line per xenstore watch event:
+ *                                 "<realtime> <path> <value on one line>"
+ *   e2e-stamp signals KEY         (in a guest) polls the kernel every 50 ms
+ *                                 and prints, stamped: the first swap-out,
+ *                                 the first memory stall (PSI some total),
+ *                                 each balloon target change and the moment
+ *                                 the balloon reached it; the first signal
+ *                                 also goes to the xenstore node KEY, the
+ *                                 balloon events (";"-separated) to
+ *                                 KEY-balloon
+ *
+ * Every domain of a Xen host reads CLOCK_REALTIME from the same hypervisor
+ * clock, so stamps taken in a guest and in dom0 are comparable; the test
+ * checks that they are causally ordered (a guest's signal before dom0 sees
+ * its record). A stamp is taken before anything slow (xenstore reads,
+ * output), so a time is never later than the event by more than the
+ * poll interval or the watch delivery.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xenstore.h>
+
+static double rt_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Reads a small file; -1 when it cannot. */
+static ssize_t slurp(const char *path, char *buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, cap - 1);
+  close(fd);
+  if (n < 0)
+    return -1;
+  buf[n] = 0;
+  return n;
+}
+
+/* The value after "key " at the start of a line of buf; -1 if absent. */
+static long long field(const char *buf, const char *key) {
+  size_t k = strlen(key);
+  for (const char *p = buf; p != NULL && *p; p = strchr(p, '\n')) {
+    if (*p == '\n')
+      p++;
+    if (strncmp(p, key, k) == 0 && p[k] == ' ')
+      return strtoll(p + k + 1, NULL, 10);
+  }
+  return -1;
+}
+
+static long long file_ll(const char *path) {
+  char b[64];
+  if (slurp(path, b, sizeof(b)) < 0)
+    return -1;
+  return strtoll(b, NULL, 10);
+}
+
+/* "some avg10=.. avg60=.. avg300=.. total=N": N (µs), -1 without PSI. */
+static long long psi_some_total(void) {
+  char b[256];
+  if (slurp("/proc/pressure/memory", b, sizeof(b)) < 0)
+    return -1;
+  char *t = strstr(b, "total=");
+  return t ? strtoll(t + 6, NULL, 10) : -1;
+}
+
+static int cmd_watch(int n, char **paths) {
+  struct xs_handle *xs = xs_open(0);
+  if (xs == NULL) {
+    fprintf(stderr, "e2e-stamp: cannot open xenstore: %s\n", strerror(errno));
+    return 1;
+  }
+  for (int i = 0; i < n; i++) {
+    if (!xs_watch(xs, paths[i], paths[i])) {
+      fprintf(stderr, "e2e-stamp: cannot watch %s: %s\n", paths[i],
+              strerror(errno));
+      return 1;
+    }
+  }
+  for (;;) {
+    unsigned int num;
+    char **vec = xs_read_watch(xs, &num);
+    double t = rt_now(); /* before the read: the event's time */
+    if (vec == NULL)
+      return 1;
+    unsigned int len = 0;
+    char *v = xs_read(xs, XBT_NULL, vec[XS_WATCH_PATH], &len);
+    if (v != NULL)
+      for (unsigned int i = 0; i < len; i++)
+        if (v[i] == '\n' || v[i] == '\r')
+          v[i] = ' ';
+    printf("%.3f %s %s\n", t, vec[XS_WATCH_PATH], v ? v : "(none)");
+    fflush(stdout);
+    free(v);
+    free(vec);
+  }
+}
+
+static void put(struct xs_handle *xs, const char *key, const char *val) {
+  if (xs != NULL && !xs_write(xs, XBT_NULL, key, val, strlen(val)))
+    fprintf(stderr, "e2e-stamp: write %s: %s\n", key, strerror(errno));
+}
+
+/* Appends "line;" while it fits (the first events are the ones measured). */
+static size_t blog_add(char *blog, size_t cap, size_t len, const char *line) {
+  size_t n = strlen(line);
+  if (len + n + 2 > cap)
+    return len;
+  memcpy(blog + len, line, n);
+  blog[len + n] = ';';
+  blog[len + n + 1] = 0;
+  return len + n + 1;
+}
+
+static int cmd_signals(const char *key) {
+  struct xs_handle *xs = xs_open(0);
+  if (xs == NULL)
+    fprintf(stderr, "e2e-stamp: no xenstore (%s): console only\n",
+            strerror(errno));
+  char bkey[512];
+  snprintf(bkey, sizeof(bkey), "%s-balloon", key);
+  static char vm[16384];
+  const char *tgt_path = "/sys/devices/system/xen_memory/xen_memory0/target_kb";
+  const char *cur_path =
+      "/sys/devices/system/xen_memory/xen_memory0/info/current_kb";
+  long long out0 = -1, psi0 = -1, tgt = -1;
+  bool swapped = false, stalled = false, first = false, reached = true;
+  char line[256];
+  static char blog[3072]; /* the balloon events so far, for KEY-balloon */
+  size_t blen = 0;
+  for (;;) {
+    double t = rt_now();
+    long long out = -1;
+    if (slurp("/proc/vmstat", vm, sizeof(vm)) >= 0)
+      out = field(vm, "pswpout");
+    long long psi = psi_some_total();
+    long long tk = file_ll(tgt_path), ck = file_ll(cur_path);
+    if (out0 < 0) {
+      out0 = out;
+      psi0 = psi;
+      tgt = tk;
+      printf("e2e-stamp: %.3f start pswpout %lld psi_some_us %lld target_kb "
+             "%lld current_kb %lld\n",
+             t, out, psi, tk, ck);
+    }
+    const char *kind = NULL;
+    if (!swapped && out > out0) {
+      swapped = true;
+      kind = "swapout";
+      snprintf(line, sizeof(line), "%.3f swapout pswpout %lld", t, out - out0);
+    } else if (!stalled && psi0 >= 0 && psi > psi0) {
+      stalled = true;
+      kind = "stall";
+      snprintf(line, sizeof(line), "%.3f stall psi_some_us %lld", t,
+               psi - psi0);
+    }
+    if (kind != NULL) {
+      printf("e2e-stamp: %s\n", line);
+      if (!first)
+        put(xs, key, line);
+      first = true;
+    }
+    if (tk >= 0 && tk != tgt) {
+      snprintf(line, sizeof(line), "%.3f target %lld from %lld current %lld", t,
+               tk, tgt, ck);
+      printf("e2e-stamp: %s\n", line);
+      blen = blog_add(blog, sizeof(blog), blen, line);
+      put(xs, bkey, blog);
+      tgt = tk;
+      reached = false;
+    }
+    /* The balloon driver stops exactly at its target. */
+    if (!reached && ck >= 0 && ck == tgt) {
+      reached = true;
+      snprintf(line, sizeof(line), "%.3f at_target %lld", t, ck);
+      printf("e2e-stamp: %s\n", line);
+      blen = blog_add(blog, sizeof(blog), blen, line);
+      put(xs, bkey, blog);
+    }
+    fflush(stdout);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "now") == 0) {
+    printf("%.3f\n", rt_now());
+    return 0;
+  }
+  if (argc >= 3 && strcmp(argv[1], "watch") == 0)
+    return cmd_watch(argc - 2, argv + 2);
+  if (argc == 3 && strcmp(argv[1], "signals") == 0)
+    return cmd_signals(argv[2]);
+  fprintf(stderr, "usage: e2e-stamp now | watch PATH... | signals KEY\n");
+  return 2;
+}
