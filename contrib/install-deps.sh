@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(cmake make gcc libc6-dev pkg-config
       collectd-core collectd-dev collectd-utils
       xenstore-utils xen-utils-4.17 libxen-dev
-      libcunit1-dev rrdtool librrd-dev
+      libcunit1-dev rrdtool librrd-dev libmicrohttpd-dev
+      chromium
       libvirt-dev libvirt0 libvirt-clients
       valgrind python3 procps)
 list=false e2e=false

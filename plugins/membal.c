@@ -16,6 +16,7 @@
 #include "utils_complain.h"
 
 #include "backend.h"
+#include "live.h"
 #include "membal_policy.h"
 
 #include <errno.h>
@@ -95,6 +96,13 @@ static double conf_period_s; /* 0 = 3 x interval */
 static bool conf_dry_run;
 static mb_domconf_t *conf_doms; /* owned */
 static size_t conf_doms_num;
+/* <Live>: the read-only live view (live.h); off unless the block is given. */
+static bool conf_live;
+static char *conf_live_address; /* owned; NULL = 127.0.0.1 */
+static unsigned conf_live_port = 9091;
+static unsigned conf_live_max_connections = 32;
+static char *conf_live_datadir; /* owned; NULL = /var/lib/collectd/rrd */
+static mb_live_t *live;         /* owned; written by init/shutdown only */
 
 /* ---- shared state: write/notification/flush callbacks and the thread ---- */
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -264,6 +272,53 @@ out:
   return ret;
 }
 
+/* <Live> Address "127.0.0.1" Port 9091 MaxConnections 32
+ *        DataDir "/var/lib/collectd/rrd" </Live> */
+static int mb_conf_live(const oconfig_item_t *ci) {
+  if (ci->values_num != 0) {
+    ERROR(PLUGIN ": <Live> takes no argument");
+    return -1;
+  }
+  if (conf_live) {
+    ERROR(PLUGIN ": <Live> given twice");
+    return -1;
+  }
+  conf_live = true;
+  for (int i = 0; i < ci->children_num; i++) {
+    const oconfig_item_t *c = ci->children + i;
+    unsigned u;
+    if (strcasecmp("Address", c->key) == 0) {
+      if (cf_util_get_string(c, &conf_live_address) != 0)
+        return -1;
+    } else if (strcasecmp("DataDir", c->key) == 0) {
+      if (cf_util_get_string(c, &conf_live_datadir) != 0)
+        return -1;
+    } else if (strcasecmp("Port", c->key) == 0) {
+      if (mb_conf_unsigned(c, &u) != 0)
+        return -1;
+      if (u < 1 || u > 65535) {
+        ERROR(PLUGIN ": <Live> Port must be in 1..65535");
+        return -1;
+      }
+      conf_live_port = u;
+    } else if (strcasecmp("MaxConnections", c->key) == 0) {
+      if (mb_conf_unsigned(c, &u) != 0)
+        return -1;
+      if (u < 1 || u > 1024) {
+        ERROR(PLUGIN ": <Live> MaxConnections must be in 1..1024");
+        return -1;
+      }
+      conf_live_max_connections = u;
+    } else {
+      ERROR(PLUGIN ": <Live>: unknown option \"%s\" (Address, Port, "
+                   "MaxConnections, DataDir)",
+            c->key);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int mb_conf_option(const oconfig_item_t *c) {
   double d;
   unsigned u;
@@ -395,6 +450,8 @@ static int mb_conf_option(const oconfig_item_t *c) {
     return cf_util_get_boolean(c, &conf_dry_run);
   if (strcasecmp("Domain", c->key) == 0)
     return mb_conf_domain(c);
+  if (strcasecmp("Live", c->key) == 0)
+    return mb_conf_live(c);
   ERROR(PLUGIN ": unknown option \"%s\"", c->key);
   return -1;
 }
@@ -896,6 +953,68 @@ static bool mb_actuate(const mb_domain_t *dom, uint64_t target_kib) {
   return true;
 }
 
+/* The round for the live view: every domain, and the targets it moved
+ * (before: doms[i].target_kib, in force now: dec[i].target_kib). */
+static void mb_live_round(const mb_domain_t *doms, const mb_decision_t *dec,
+                          size_t n, const mb_host_t *host, uint64_t pool_kib,
+                          uint64_t sum_kib, const char *why) {
+  if (live == NULL)
+    return;
+  mb_live_dom_t *ld = calloc(n > 0 ? n : 1, sizeof(*ld));  /* owned */
+  mb_live_move_t *lm = calloc(n > 0 ? n : 1, sizeof(*lm)); /* owned */
+  if (ld == NULL || lm == NULL) {
+    ERROR(PLUGIN ": out of memory");
+    goto out;
+  }
+  double now_s = CDTIME_T_TO_DOUBLE(cdtime());
+  size_t nm = 0;
+  for (size_t i = 0; i < n; i++) {
+    const mb_domain_t *dom = doms + i;
+    mb_live_dom_t *d = ld + i;
+    sstrncpy(d->name, dom->name, sizeof(d->name));
+    d->domid = dom->domid;
+    d->current_kib = dom->current_kib;
+    d->target_kib = dec[i].target_kib;
+    d->cma_kib = dec[i].cma_kib;
+    d->min_kib = dec[i].floor_kib;
+    d->max_kib = dom->max_kib;
+    d->reason = mb_reason_name(dec[i].reason);
+    bool rates = dom->has_sample && dom->rates.valid;
+    d->swapin_pps = rates ? dom->rates.swapin_pps : -1;
+    d->swapout_pps = rates ? dom->rates.swapout_pps : -1;
+    d->majflt_ps = rates ? dom->rates.majflt_ps : -1;
+    d->sample_age_s = dom->has_sample ? dom->sample_age_s : -1;
+    d->stale = dec[i].stale;
+    if (dec[i].target_kib != dom->target_kib) {
+      mb_live_move_t *m = lm + nm++;
+      m->time_s = now_s;
+      sstrncpy(m->name, dom->name, sizeof(m->name));
+      m->from_kib = dom->target_kib;
+      m->to_kib = dec[i].target_kib;
+      m->reason = d->reason;
+      m->trigger = why;
+    }
+  }
+  mb_live_round_t r = {.time_s = now_s,
+                       .round = rounds,
+                       .trigger = why,
+                       .policy = mb_policy_name(conf.kind),
+                       .total_kib = host->total_kib,
+                       .free_kib = host->free_kib,
+                       .reserve_kib = host->reserve_kib,
+                       .pool_kib = pool_kib,
+                       .sum_targets_kib = sum_kib,
+                       .tau = pstate.tau,
+                       .doms = ld,
+                       .n = n,
+                       .moves = lm,
+                       .nmoves = nm};
+  mb_live_publish(live, &r);
+out:
+  free(lm);
+  free(ld);
+}
+
 static void mb_round(const char *why) {
   mb_dominfo_t *info = NULL; /* owned, from the backend */
   size_t info_num = 0;
@@ -1072,6 +1191,7 @@ static void mb_round(const char *why) {
     sum_kib += dec[i].target_kib;
 
   mb_snap_publish(doms, dec, decided, n, pstate.tau, pool_kib, sum_kib, rounds);
+  mb_live_round(doms, dec, n, &host, pool_kib, sum_kib, why);
   DEBUG(PLUGIN ": round %" PRIu64 " (%s): %zu guests, sum of targets %" PRIu64
                " KiB, pool %" PRIu64 " KiB",
         rounds, why, n, sum_kib, pool_kib);
@@ -1140,6 +1260,23 @@ static int mb_init(void) {
    * round; the error is logged now so a wrong setup shows at start. */
   mb_backend_ensure();
 
+  if (conf_live) {
+    mb_live_opts_t lo = {.address = conf_live_address ? conf_live_address
+                                                      : "127.0.0.1",
+                         .port = conf_live_port,
+                         .max_connections = conf_live_max_connections,
+                         .rrd_dir = conf_live_datadir ? conf_live_datadir
+                                                      : "/var/lib/collectd/rrd",
+                         .host = hostname_g};
+    live = mb_live_start(&lo, err, sizeof(err));
+    if (live == NULL) {
+      ERROR(PLUGIN ": <Live>: %s", err);
+      return -1;
+    }
+    INFO(PLUGIN ": live view on http://%s%s%s:%u/ (read-only)",
+         strchr(lo.address, ':') ? "[" : "", lo.address,
+         strchr(lo.address, ':') ? "]" : "", lo.port);
+  }
   /* Registered only now, so a refused configuration leaves nothing that
    * could act. */
   if (plugin_register_write(PLUGIN, mb_write, NULL) != 0 ||
@@ -1175,6 +1312,8 @@ static int mb_shutdown(void) {
   }
   mb_backend_close(backend);
   backend = NULL;
+  mb_live_stop(live);
+  live = NULL;
   pthread_mutex_lock(&store_lock);
   sfree(store);
   store_num = 0;
@@ -1189,6 +1328,8 @@ static int mb_shutdown(void) {
   sfree(conf_backend);
   sfree(conf_xenstore_path);
   sfree(conf_uri);
+  sfree(conf_live_address);
+  sfree(conf_live_datadir);
   return 0;
 }
 
