@@ -1,7 +1,7 @@
 /*
  * membal's live view (see live.h): libmicrohttpd serves a page compiled in
- * from live.html, the state after the last round, and the last hour from
- * RRD. Read-only.
+ * from live.html, the status board's JSON, and the last hour from RRD.
+ * Read-only.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "live.h"
@@ -12,9 +12,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <rrd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,178 +32,11 @@
 #define LIVE_HISTORY_S 3600
 #define LIVE_HISTORY_STEP_S 10
 
-/* ---- a growable string; a failed allocation makes it fail as a whole ---- */
-typedef struct {
-  char *s; /* owned */
-  size_t len, cap;
-  int failed;
-} sbuf_t;
-
-static void sb_printf(sbuf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf_t *b, const char *fmt, ...) {
-  if (b->failed)
-    return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = b->cap - b->len;
-    int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->failed = 1;
-      return;
-    }
-    if ((size_t)n < room) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap ? b->cap * 2 : 4096;
-    while (cap - b->len <= (size_t)n)
-      cap *= 2;
-    char *s = realloc(b->s, cap);
-    if (s == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->s = s;
-    b->cap = cap;
-  }
-}
-
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void sb_json_str(sbuf_t *b, const char *s) {
-  sb_printf(b, "\"");
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-    if (*p == '"' || *p == '\\')
-      sb_printf(b, "\\%c", *p);
-    else if (*p < 0x20)
-      sb_printf(b, "\\u%04x", *p);
-    else
-      sb_printf(b, "%c", *p);
-  }
-  sb_printf(b, "\"");
-}
-
-/* A JSON number, or null when not finite or marked unknown (< 0). */
-static void sb_json_num(sbuf_t *b, double v) {
-  if (!isfinite(v) || v < 0)
-    sb_printf(b, "null");
-  else
-    sb_printf(b, "%.3f", v);
-}
-
 struct mb_live {
   struct MHD_Daemon *daemon;
-  char *rrd_dir; /* owned; NULL = no history */
-  char *host;    /* owned */
-
-  pthread_mutex_t lock;
-  char *state_json; /* owned; the last round's state */
-  size_t state_len;
-  char (*names)[MB_NAME_LEN]; /* owned: the domains of the last round */
-  size_t names_num;
-  mb_live_move_t moves[MB_LIVE_MOVES]; /* ring */
-  size_t moves_next, moves_num;
+  mb_status_t *status; /* borrowed: outlives the server */
+  char *rrd_dir;       /* owned; NULL = no history */
 };
-
-/* ---------------------------------------------------------------------- */
-/* State                                                                  */
-/* ---------------------------------------------------------------------- */
-
-static void live_format_state(const mb_live_t *live, const mb_live_round_t *r,
-                              sbuf_t *b) {
-  sb_printf(b, "{\"host\":");
-  sb_json_str(b, live->host);
-  sb_printf(b, ",\"time\":%.3f,\"round\":%" PRIu64 ",\"trigger\":", r->time_s,
-            r->round);
-  sb_json_str(b, r->trigger);
-  sb_printf(b, ",\"policy\":");
-  sb_json_str(b, r->policy);
-  sb_printf(b,
-            ",\"pool\":{\"total_kib\":%" PRIu64 ",\"free_kib\":%" PRIu64
-            ",\"reserve_kib\":%" PRIu64 ",\"pool_kib\":%" PRIu64
-            ",\"sum_targets_kib\":%" PRIu64 ",\"reserved_kib\":%" PRIu64
-            ",\"tau\":",
-            r->total_kib, r->free_kib, r->reserve_kib, r->pool_kib,
-            r->sum_targets_kib, r->reserved_kib);
-  sb_json_num(b, r->tau);
-  sb_printf(b, "},\"domains\":[");
-  for (size_t i = 0; i < r->n; i++) {
-    const mb_live_dom_t *d = r->doms + i;
-    sb_printf(b, "%s{\"name\":", i ? "," : "");
-    sb_json_str(b, d->name);
-    sb_printf(b,
-              ",\"domid\":%" PRIu32 ",\"current_kib\":%" PRIu64
-              ",\"target_kib\":%" PRIu64 ",\"cma_kib\":%" PRIu64
-              ",\"min_kib\":%" PRIu64 ",\"max_kib\":%" PRIu64 ",\"reason\":",
-              d->domid, d->current_kib, d->target_kib, d->cma_kib, d->min_kib,
-              d->max_kib);
-    sb_json_str(b, d->reason);
-    sb_printf(b, ",\"pressure\":{\"swapin_pps\":");
-    sb_json_num(b, d->swapin_pps);
-    sb_printf(b, ",\"swapout_pps\":");
-    sb_json_num(b, d->swapout_pps);
-    sb_printf(b, ",\"majflt_ps\":");
-    sb_json_num(b, d->majflt_ps);
-    sb_printf(b, "},\"sample_age_s\":");
-    sb_json_num(b, d->sample_age_s);
-    sb_printf(b, ",\"stale\":%s,\"held\":%s}", d->stale ? "true" : "false",
-              d->held ? "true" : "false");
-  }
-  sb_printf(b, "],\"decisions\":[");
-  /* Newest first. */
-  for (size_t k = 0; k < live->moves_num; k++) {
-    const mb_live_move_t *m =
-        &live->moves[(live->moves_next + MB_LIVE_MOVES - 1 - k) %
-                     MB_LIVE_MOVES];
-    sb_printf(b, "%s{\"time\":%.3f,\"name\":", k ? "," : "", m->time_s);
-    sb_json_str(b, m->name);
-    sb_printf(b, ",\"from_kib\":%" PRIu64 ",\"to_kib\":%" PRIu64 ",\"reason\":",
-              m->from_kib, m->to_kib);
-    sb_json_str(b, m->reason);
-    sb_printf(b, ",\"trigger\":");
-    sb_json_str(b, m->trigger);
-    sb_printf(b, "}");
-  }
-  sb_printf(b, "]}\n");
-}
-
-void mb_live_publish(mb_live_t *live, const mb_live_round_t *r) {
-  if (live == NULL)
-    return;
-  /* Allocations outside the lock; the lock only swaps pointers and appends
-   * to the ring. */
-  char(*names)[MB_NAME_LEN] = calloc(r->n ? r->n : 1, sizeof(*names));
-  if (names == NULL)
-    return;
-  for (size_t i = 0; i < r->n; i++)
-    snprintf(names[i], sizeof(names[i]), "%s", r->doms[i].name);
-
-  pthread_mutex_lock(&live->lock);
-  for (size_t k = 0; k < r->nmoves; k++) {
-    live->moves[live->moves_next] = r->moves[k];
-    live->moves_next = (live->moves_next + 1) % MB_LIVE_MOVES;
-    if (live->moves_num < MB_LIVE_MOVES)
-      live->moves_num++;
-  }
-  sbuf_t b = {0};
-  live_format_state(live, r, &b);
-  char(*old_names)[MB_NAME_LEN] = live->names;
-  char *old_json = NULL;
-  live->names = names;
-  live->names_num = r->n;
-  if (!b.failed) {
-    old_json = live->state_json;
-    live->state_json = b.s;
-    live->state_len = b.len;
-    b.s = NULL;
-  }
-  pthread_mutex_unlock(&live->lock);
-  free(old_names);
-  free(old_json);
-  free(b.s);
-}
 
 /* ---------------------------------------------------------------------- */
 /* History from RRD                                                       */
@@ -213,8 +44,8 @@ void mb_live_publish(mb_live_t *live, const mb_live_round_t *r) {
 
 /* One RRD file's single data source over [start, end]: "[v,v,null,...]".
  * A file that is missing or unreadable gives null. */
-static void live_series(sbuf_t *b, const char *path, time_t start, time_t end,
-                        time_t *first, unsigned long *step_out) {
+static void live_series(mb_strbuf_t *b, const char *path, time_t start,
+                        time_t end, time_t *first, unsigned long *step_out) {
   time_t s = start, e = end;
   unsigned long step = LIVE_HISTORY_STEP_S, ds_cnt = 0;
   char **ds_names = NULL;   /* owned by librrd's caller: freed below */
@@ -223,25 +54,26 @@ static void live_series(sbuf_t *b, const char *path, time_t start, time_t end,
           0 ||
       ds_cnt < 1 || step == 0) {
     rrd_clear_error();
-    sb_printf(b, "null");
+    mb_sb_printf(b, "null");
     goto out;
   }
   if (*first == 0) {
     *first = s;
     *step_out = step;
   }
-  sb_printf(b, "{\"start\":%lld,\"step\":%lu,\"values\":[", (long long)s, step);
+  mb_sb_printf(b, "{\"start\":%lld,\"step\":%lu,\"values\":[", (long long)s,
+               step);
   size_t rows = (size_t)((e - s) / (time_t)step);
   for (size_t i = 0; i < rows; i++) {
     double v = data[i * ds_cnt];
     if (i)
-      sb_printf(b, ",");
+      mb_sb_printf(b, ",");
     if (isfinite(v))
-      sb_printf(b, "%.0f", v / 1024.0); /* bytes -> KiB */
+      mb_sb_printf(b, "%.0f", v / 1024.0); /* bytes -> KiB */
     else
-      sb_printf(b, "null");
+      mb_sb_printf(b, "null");
   }
-  sb_printf(b, "]}");
+  mb_sb_printf(b, "]}");
 out:
   if (ds_names != NULL) {
     for (unsigned long i = 0; i < ds_cnt; i++)
@@ -258,27 +90,20 @@ static int live_name_ok(const char *n) {
 }
 
 static char *live_history(mb_live_t *live, size_t *len) {
-  size_t n = 0;
-  char(*names)[MB_NAME_LEN] = NULL; /* owned: a copy of the last round's */
-  pthread_mutex_lock(&live->lock);
-  if (live->names_num > 0 &&
-      (names = calloc(live->names_num, sizeof(*names))) != NULL) {
-    n = live->names_num;
-    memcpy(names, live->names, n * sizeof(*names));
-  }
-  pthread_mutex_unlock(&live->lock);
+  char(*names)[MB_NAME_LEN] = NULL; /* owned: the last round's domains */
+  size_t n = mb_status_names(live->status, &names);
 
   time_t end = time(NULL), start = end - LIVE_HISTORY_S, first = 0;
   unsigned long step = 0;
-  sbuf_t b = {0};
+  mb_strbuf_t b = {0};
   char path[4096];
-  sb_printf(&b, "{\"domains\":{");
+  mb_sb_printf(&b, "{\"domains\":{");
   for (size_t i = 0; i < n; i++) {
     if (!live_name_ok(names[i]))
       continue;
-    sb_printf(&b, "%s", i ? "," : "");
-    sb_json_str(&b, names[i]);
-    sb_printf(&b, ":{");
+    mb_sb_printf(&b, "%s", i ? "," : "");
+    mb_sb_json_str(&b, names[i]);
+    mb_sb_printf(&b, ":{");
     static const struct {
       const char *key, *plugin, *ti;
     } series[] = {{"current", "vmmem", "current"},
@@ -286,20 +111,21 @@ static char *live_history(mb_live_t *live, size_t *len) {
                   {"cma", "membal", "cma"}};
     for (size_t k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
       snprintf(path, sizeof(path), "%s/%s/%s-%s/memory-%s.rrd", live->rrd_dir,
-               live->host, series[k].plugin, names[i], series[k].ti);
-      sb_printf(&b, "%s\"%s\":", k ? "," : "", series[k].key);
+               mb_status_host(live->status), series[k].plugin, names[i],
+               series[k].ti);
+      mb_sb_printf(&b, "%s\"%s\":", k ? "," : "", series[k].key);
       live_series(&b, path, start, end, &first, &step);
     }
-    sb_printf(&b, "}");
+    mb_sb_printf(&b, "}");
   }
-  sb_printf(&b, "},\"pool\":");
+  mb_sb_printf(&b, "},\"pool\":");
   snprintf(path, sizeof(path), "%s/%s/membal/memory-pool.rrd", live->rrd_dir,
-           live->host);
+           mb_status_host(live->status));
   live_series(&b, path, start, end, &first, &step);
-  sb_printf(&b, "}\n");
+  mb_sb_printf(&b, "}\n");
   free(names);
   if (b.failed) {
-    free(b.s);
+    mb_sb_dispose(&b);
     return NULL;
   }
   *len = b.len;
@@ -364,16 +190,16 @@ static enum MHD_Result live_request(void *cls, struct MHD_Connection *c,
     return live_reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", mb_live_page,
                       sizeof(mb_live_page) - 1, MHD_RESPMEM_PERSISTENT);
   if (strcmp(url, "/api/state") == 0) {
-    enum MHD_Result ret;
-    pthread_mutex_lock(&live->lock);
-    if (live->state_json == NULL)
-      ret = live_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                       "no round yet: the first round has not run");
-    else
-      ret = live_reply(c, MHD_HTTP_OK, "application/json", live->state_json,
-                       live->state_len, MHD_RESPMEM_MUST_COPY);
-    pthread_mutex_unlock(&live->lock);
-    return ret;
+    char *json = NULL; /* owned, then by the response */
+    size_t len = 0;
+    int rc = mb_status_json(live->status, &json, &len);
+    if (rc == 1)
+      return live_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "no round yet: the first round has not run");
+    if (rc != 0)
+      return live_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return live_reply(c, MHD_HTTP_OK, "application/json", json, len,
+                      MHD_RESPMEM_MUST_FREE);
   }
   if (strcmp(url, "/api/history") == 0) {
     if (live->rrd_dir == NULL)
@@ -390,7 +216,8 @@ static enum MHD_Result live_request(void *cls, struct MHD_Connection *c,
                     "no such page: try /, /api/state or /api/history");
 }
 
-mb_live_t *mb_live_start(const mb_live_opts_t *opts, char *err, size_t errlen) {
+mb_live_t *mb_live_start(const mb_live_opts_t *opts, mb_status_t *status,
+                         char *err, size_t errlen) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof(ss));
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -415,11 +242,9 @@ mb_live_t *mb_live_start(const mb_live_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  pthread_mutex_init(&live->lock, NULL);
-  live->host = strdup(opts->host ? opts->host : "localhost");
-  if (opts->rrd_dir != NULL)
-    live->rrd_dir = strdup(opts->rrd_dir);
-  if (live->host == NULL || (opts->rrd_dir != NULL && live->rrd_dir == NULL)) {
+  live->status = status;
+  if (opts->rrd_dir != NULL &&
+      (live->rrd_dir = strdup(opts->rrd_dir)) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
@@ -448,10 +273,6 @@ void mb_live_stop(mb_live_t *live) {
     return;
   if (live->daemon != NULL)
     MHD_stop_daemon(live->daemon);
-  pthread_mutex_destroy(&live->lock);
-  free(live->state_json);
-  free(live->names);
   free(live->rrd_dir);
-  free(live->host);
   free(live);
 }
