@@ -14,6 +14,7 @@
  * timeout (default 120 s) passes first. The reservation stays until the
  * domain NAME appears (it was created) or the timeout passes.
  *
+ * The socket is -s SOCKET, else $MEMBAL_SOCKET, else /run/membal.sock.
  * Exit: 0 done, 1 refused or failed (the reason on stderr), 2 usage.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -43,7 +44,7 @@ static void usage(void) {
           "DURATION]\n"
           "SIZE: KiB, or with K/M/G (KiB, MiB, GiB); DURATION: seconds, or "
           "with s/m/h/d\n"
-          "SOCKET: the plugin's ControlSocket (default %s)\n",
+          "SOCKET: the plugin's ControlSocket (default $MEMBAL_SOCKET or %s)\n",
           DEFAULT_SOCKET);
   exit(2);
 }
@@ -258,6 +259,9 @@ static int cmd_reserve(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   int i = 1;
+  const char *env = getenv("MEMBAL_SOCKET");
+  if (env != NULL && env[0] != 0)
+    sock_path = env;
   if (i + 1 < argc && strcmp(argv[i], "-s") == 0) {
     sock_path = argv[i + 1];
     i += 2;

@@ -200,6 +200,30 @@ mb_wait_for 10 not_manual || mb_fail "vm2 still at its manual target after the r
 mb_log "ok: released vm2 balanced again: target $(($(mbt_target 2) / MiB)) MiB"
 mb_assert_eq $((1024 * MiB)) "$(mbt_target 3)" "vm3 (Balance false) target at the end"
 
+# ---- the hooks: xl create wrapper and libvirt's qemu hook ----
+# `membal` is the command under test; `xl` (no Xen here) records its call.
+mkdir -p "$MB_DIR/bin"
+ln -s "$cli" "$MB_DIR/bin/membal"
+printf '#!/bin/sh\necho "$@" > %s/xl.args\n' "$MB_DIR" >"$MB_DIR/bin/xl"
+chmod +x "$MB_DIR/bin/xl"
+printf 'name = "vm5"\nmemory = 256 # MiB\nmaxmem = 512\n' >"$MB_DIR/vm5.cfg"
+PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
+  "$MEMBAL_SOURCE_DIR/contrib/membal-xl-create" --timeout 60 "$MB_DIR/vm5.cfg" -p ||
+  mb_fail "membal-xl-create failed"
+mb_assert_eq "create $MB_DIR/vm5.cfg -p" "$(cat "$MB_DIR/xl.args")" "xl called by the wrapper"
+xml="<domain type='kvm'><name>vm6</name><memory unit='GiB'>1</memory><currentMemory unit='MiB'>128</currentMemory></domain>"
+echo "$xml" | PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
+  "$MEMBAL_SOURCE_DIR/contrib/membal-libvirt-hook" vm7 start begin - || mb_fail "hook at start failed"
+echo "$xml" | PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
+  "$MEMBAL_SOURCE_DIR/contrib/membal-libvirt-hook" vm6 prepare begin - || mb_fail "hook at prepare failed"
+m status --json >"$MB_DIR/st4.json"
+python3 - "$MB_DIR/st4.json" <<'EOF' || mb_fail "the hooks' reservations are not in status"
+import json, sys
+r = sorted((x["for"], x["kib"]) for x in json.load(open(sys.argv[1]))["reservations"])
+assert r == [("vm5", 262144), ("vm6", 131072)], r
+print("hooks reserved:", r)
+EOF
+
 # ---- bad requests ----
 m hold 'bad name' 2>/dev/null && mb_fail "hold accepted a name with a blank"
 m hold vm1 0 2>/dev/null && mb_fail "hold accepted a duration of 0"
