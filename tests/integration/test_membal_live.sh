@@ -6,7 +6,8 @@
 #    reason, pressure, held and sample age, and the decisions; its numbers
 #    are collectd's own values of the same round (collectdctl getval);
 #  - GET /: the page, rendered by Chromium, shows every domain with the
-#    numbers of /api/state (same round); a screenshot is kept;
+#    numbers of `membal status --json` (same round; the same bytes as
+#    /api/state); a screenshot is kept;
 #  - GET /api/history: the last hour from the RRD files;
 #  - read-only: POST/PUT/DELETE get 405; unknown pages 404; garbage 400;
 #    an oversized request 4xx; nothing crashes;
@@ -132,7 +133,11 @@ chrome() {
 chrome --dump-dom "$base/" >"$MB_DIR/page.html" || mb_fail "chromium could not load $base/"
 chrome --screenshot="$MB_DIR/live.png" "$base/" >/dev/null || mb_fail "chromium took no screenshot"
 mb_assert_eq 200 "$(http GET /api/state)" "GET /api/state after the page"
-python3 - "$MB_DIR/page.html" "$MB_DIR/body" <<'EOF' || mb_fail "the page does not show /api/state"
+"$MEMBAL_BUILD_DIR/contrib/membal" -s "$MB_DIR/membal.sock" status --json >"$MB_DIR/status.json" ||
+  mb_fail "membal status --json failed"
+cmp "$MB_DIR/body" "$MB_DIR/status.json" || mb_fail "/api/state and membal status --json differ in the same round"
+mb_log "ok: /api/state = membal status --json (round $(mbt_round))"
+python3 - "$MB_DIR/page.html" "$MB_DIR/status.json" <<'EOF' || mb_fail "the page does not show membal status --json"
 import html.parser, json, sys
 st = json.load(open(sys.argv[2]))
 class P(html.parser.HTMLParser):
@@ -166,7 +171,7 @@ if errs:
     print("\n".join(errs)); sys.exit(1)
 print("page ok:", sorted(p.rows))
 EOF
-mb_log "ok: the page shows every domain with /api/state's numbers"
+mb_log "ok: the page shows every domain with membal status --json's numbers"
 art=${MEMBAL_BUILD_DIR:-$MB_DIR}/artifacts
 mkdir -p "$art" && cp "$MB_DIR/live.png" "$art/live-view.png"
 mb_log "screenshot: $art/live-view.png"
