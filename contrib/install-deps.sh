@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(cmake make gcc libc6-dev pkg-config
       collectd collectd-core collectd-dev collectd-utils
       xenstore-utils xen-utils-4.17 libxen-dev
-      libcunit1-dev rrdtool librrd-dev
+      libcunit1-dev rrdtool librrd-dev libmicrohttpd-dev
+      chromium
       libvirt-dev libvirt0 libvirt-clients
       valgrind python3 procps
       lintian file perl) # tests/pkg: lint the .debs; cpack's shlibdeps; pod2man

@@ -18,14 +18,18 @@
 #include "utils_complain.h"
 
 #include "backend.h"
+#include "control.h"
+#include "live.h"
 #include "membal_policy.h"
 #include "round.h"
+#include "status.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,9 +40,10 @@
 /* Types of vmmem's values membal reads (plugins/SCHEMA.md section 2) and of
  * its own (section 3): stock collectd types only (types.db), so rrdtool,
  * network and a central collector need no types of ours. */
-#define MB_T_MEMORY "memory" /* bytes; vmmem "guest_<Key>", ours */
+#define MB_T_MEMORY "memory"   /* bytes; vmmem "guest_<Key>", ours */
 #define MB_T_PERCENT "percent" /* ours: "stall_some", "stall_full" */
-#define MB_T_RATE "operations_per_second" /* ours: "refault_file", "refault_anon" */
+#define MB_T_RATE                                                              \
+  "operations_per_second"    /* ours: "refault_file", "refault_anon" */
 #define MB_T_REASON "gauge"  /* ours: "reason", an mb_reason_t code */
 #define MB_T_TAU "gauge"     /* ours: "tau" */
 #define MB_T_ROUNDS "derive" /* ours: "rounds" */
@@ -58,6 +63,25 @@
 
 /* A <Domain> block: the round module's clamp. */
 typedef mb_round_clamp_t mb_domconf_t;
+
+/* `membal hold NAME [SECONDS]`: the domain's target is left alone. */
+typedef struct {
+  char name[MB_NAME_LEN];
+  cdtime_t until; /* 0 = until `membal release` */
+} mb_hold_t;
+
+/* `membal reserve SIZE --for NAME --timeout S`: memory kept out of the
+ * pool until NAME appears in the hypervisor or the time is up. */
+typedef struct {
+  uint64_t id;
+  char name[MB_NAME_LEN]; /* "" = no domain named: held until the timeout */
+  uint64_t kib;
+  cdtime_t until;
+} mb_resv_t;
+
+/* Bounds the operator's tables. */
+#define MB_MAX_HOLDS 256
+#define MB_MAX_RESV 64
 
 /* The latest whole samples of one domain, as vmmem handed them. */
 typedef struct {
@@ -90,7 +114,21 @@ static double conf_period_s; /* 0 = 3 x interval */
 static double conf_urgent_interval_s = MB_DEFAULT_URGENT_INTERVAL_S;
 static bool conf_dry_run;
 static mb_domconf_t *conf_doms; /* owned */
+/* <Domain> blocks with Balance false: never balanced, as if held. */
+static char (*conf_nobalance)[MB_NAME_LEN]; /* owned */
+static size_t conf_nobalance_num;
 static size_t conf_doms_num;
+/* <Live>: the read-only live view (live.h); off unless the block is given. */
+static bool conf_live;
+static char *conf_live_address; /* owned; NULL = 127.0.0.1 */
+static unsigned conf_live_port = 9091;
+static unsigned conf_live_max_connections = 32;
+static char *conf_live_datadir;   /* owned; NULL = /var/lib/collectd/rrd */
+static mb_live_t *live;           /* owned; written by init/shutdown only */
+static char *conf_control_socket; /* owned; NULL = MB_CONTROL_DEFAULT */
+#define MB_CONTROL_DEFAULT "/run/membal.sock"
+static mb_control_t *control;     /* owned; written by init/shutdown only */
+static mb_status_t *status_board; /* owned; written by init/shutdown only */
 
 /* ---- shared state: write/notification/flush callbacks and the thread ---- */
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -100,7 +138,15 @@ static size_t store_num;
 static bool thread_stop;
 static bool write_closed; /* shutdown began: messages are ignored */
 static bool urgent_pending;
-static cdtime_t flush_at; /* 0 = no flush pending */
+static cdtime_t flush_at;     /* 0 = no flush pending */
+static bool operator_pending; /* a hold, release or reserve asks a round */
+static mb_hold_t holds[MB_MAX_HOLDS];
+static size_t holds_num;
+static mb_resv_t resvs[MB_MAX_RESV];
+static size_t resvs_num;
+static uint64_t resv_next_id = 1;
+static uint64_t host_free_kib; /* vmmem's memory/host_free, every interval */
+static bool have_host_free;
 
 /* ---- thread-only state ---- */
 static pthread_t round_thread;
@@ -212,6 +258,7 @@ static int mb_conf_domain(const oconfig_item_t *ci) {
     }
   }
   mb_domconf_t d = {.weight = 1};
+  bool balance = true;
   sstrncpy(d.name, name, sizeof(d.name));
   for (int i = 0; i < ci->children_num; i++) {
     const oconfig_item_t *c = ci->children + i;
@@ -228,6 +275,8 @@ static int mb_conf_domain(const oconfig_item_t *ci) {
         st = -1;
       }
       d.weight = w;
+    } else if (strcasecmp("Balance", c->key) == 0) {
+      st = cf_util_get_boolean(c, &balance);
     } else {
       ERROR(PLUGIN ": <Domain \"%s\">: unknown option \"%s\"", name, c->key);
       st = -1;
@@ -255,10 +304,67 @@ static int mb_conf_domain(const oconfig_item_t *ci) {
   }
   conf_doms = tmp;
   conf_doms[conf_doms_num++] = d;
+  if (!balance) {
+    char(*nb)[MB_NAME_LEN] = realloc(
+        conf_nobalance, (conf_nobalance_num + 1) * sizeof(*conf_nobalance));
+    if (nb == NULL) {
+      ERROR(PLUGIN ": out of memory");
+      goto out;
+    }
+    conf_nobalance = nb;
+    sstrncpy(conf_nobalance[conf_nobalance_num++], name, MB_NAME_LEN);
+  }
   ret = 0;
 out:
   sfree(name);
   return ret;
+}
+
+/* <Live> Address "127.0.0.1" Port 9091 MaxConnections 32
+ *        DataDir "/var/lib/collectd/rrd" </Live> */
+static int mb_conf_live(const oconfig_item_t *ci) {
+  if (ci->values_num != 0) {
+    ERROR(PLUGIN ": <Live> takes no argument");
+    return -1;
+  }
+  if (conf_live) {
+    ERROR(PLUGIN ": <Live> given twice");
+    return -1;
+  }
+  conf_live = true;
+  for (int i = 0; i < ci->children_num; i++) {
+    const oconfig_item_t *c = ci->children + i;
+    unsigned u;
+    if (strcasecmp("Address", c->key) == 0) {
+      if (cf_util_get_string(c, &conf_live_address) != 0)
+        return -1;
+    } else if (strcasecmp("DataDir", c->key) == 0) {
+      if (cf_util_get_string(c, &conf_live_datadir) != 0)
+        return -1;
+    } else if (strcasecmp("Port", c->key) == 0) {
+      if (mb_conf_unsigned(c, &u) != 0)
+        return -1;
+      if (u < 1 || u > 65535) {
+        ERROR(PLUGIN ": <Live> Port must be in 1..65535");
+        return -1;
+      }
+      conf_live_port = u;
+    } else if (strcasecmp("MaxConnections", c->key) == 0) {
+      if (mb_conf_unsigned(c, &u) != 0)
+        return -1;
+      if (u < 1 || u > 1024) {
+        ERROR(PLUGIN ": <Live> MaxConnections must be in 1..1024");
+        return -1;
+      }
+      conf_live_max_connections = u;
+    } else {
+      ERROR(PLUGIN ": <Live>: unknown option \"%s\" (Address, Port, "
+                   "MaxConnections, DataDir)",
+            c->key);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 static int mb_conf_option(const oconfig_item_t *c) {
@@ -402,6 +508,18 @@ static int mb_conf_option(const oconfig_item_t *c) {
     return cf_util_get_boolean(c, &conf_dry_run);
   if (strcasecmp("Domain", c->key) == 0)
     return mb_conf_domain(c);
+  if (strcasecmp("Live", c->key) == 0)
+    return mb_conf_live(c);
+  if (strcasecmp("ControlSocket", c->key) == 0) {
+    if (cf_util_get_string(c, &conf_control_socket) != 0)
+      return -1;
+    if (conf_control_socket[0] != '/') {
+      ERROR(PLUGIN ": ControlSocket \"%s\" must be an absolute path",
+            conf_control_socket);
+      return -1;
+    }
+    return 0;
+  }
   ERROR(PLUGIN ": unknown option \"%s\"", c->key);
   return -1;
 }
@@ -498,9 +616,26 @@ static bool mb_store_sample(mb_dstore_t *d, const mb_sample_t *s, cdtime_t t,
  * is ignored, and so is anything from another host (a central collector's
  * network plugin forwards other hosts' values: their domains are not
  * ours). */
+/* vmmem's host free memory: what `membal reserve` waits on. */
+static void mb_write_host_free(const data_set_t *ds, const value_list_t *vl) {
+  if (strcmp(vl->plugin, "vmmem") != 0 || vl->plugin_instance[0] != 0 ||
+      strcmp(vl->host, hostname_g) != 0 || strcmp(vl->type, "memory") != 0 ||
+      strcmp(vl->type_instance, "host_free") != 0 || vl->values_len != 1 ||
+      ds->ds_num != 1 || ds->ds[0].type != DS_TYPE_GAUGE)
+    return;
+  double v = vl->values[0].gauge;
+  if (!isfinite(v) || v < 0 || v > 1e18)
+    return;
+  pthread_mutex_lock(&store_lock);
+  host_free_kib = (uint64_t)(v / 1024.0);
+  have_host_free = true;
+  pthread_mutex_unlock(&store_lock);
+}
+
 static int mb_write(const data_set_t *ds, const value_list_t *vl,
                     user_data_t *ud) {
   static c_complain_t bad_complaint = C_COMPLAIN_INIT_STATIC;
+  mb_write_host_free(ds, vl);
   if (vl->meta == NULL || strcmp(vl->plugin, "vmmem") != 0 ||
       vl->plugin_instance[0] == 0 || strcmp(vl->host, hostname_g) != 0 ||
       meta_data_exists(vl->meta, "vmmem:record") <= 0)
@@ -811,15 +946,435 @@ static bool mb_actuate(const mb_domain_t *dom, uint64_t target_kib) {
   return true;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Notifications, operator requests, status                               */
+/* ---------------------------------------------------------------------- */
+
+/* A notification of membal's own (plugin "membal", type "memory"), with the
+ * domain and sizes as meta, for notify_email, exec and threshold. Never
+ * called with store_lock held: membal's own notification callback sees it. */
+static void mb_notify(int severity, const char *domain, const char *what,
+                      uint64_t kib, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void mb_notify(int severity, const char *domain, const char *what,
+                      uint64_t kib, const char *fmt, ...) {
+  notification_t n = {.severity = severity, .time = cdtime()};
+  sstrncpy(n.host, hostname_g, sizeof(n.host));
+  sstrncpy(n.plugin, PLUGIN, sizeof(n.plugin));
+  sstrncpy(n.plugin_instance, domain ? domain : "", sizeof(n.plugin_instance));
+  sstrncpy(n.type, "memory", sizeof(n.type));
+  sstrncpy(n.type_instance, what, sizeof(n.type_instance));
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(n.message, sizeof(n.message), fmt, ap);
+  va_end(ap);
+  plugin_notification_meta_add_string(&n, "membal:event", what);
+  if (domain != NULL && domain[0] != 0)
+    plugin_notification_meta_add_string(&n, "membal:domain", domain);
+  plugin_notification_meta_add_unsigned_int(&n, "membal:kib", kib);
+  plugin_dispatch_notification(&n);
+  plugin_notification_meta_free(n.meta);
+}
+
+/* Events found under store_lock, notified after it. */
+typedef struct {
+  int severity;
+  char name[MB_NAME_LEN];
+  const char *what; /* static */
+  uint64_t kib;
+  char msg[160];
+} mb_event_t;
+
+/* Caller holds store_lock. Drops expired holds and reservations that are
+ * met (their domain is in doms) or expired, into ev (at most evmax);
+ * returns the reserved sum still in force. */
+static uint64_t mb_ops_expire(const mb_domain_t *doms, size_t n, cdtime_t now,
+                              mb_event_t *ev, size_t evmax, size_t *nev) {
+  for (size_t i = 0; i < holds_num;) {
+    if (holds[i].until != 0 && holds[i].until <= now) {
+      INFO(PLUGIN ": hold on %s expired: balanced again", holds[i].name);
+      holds[i] = holds[--holds_num];
+      continue;
+    }
+    i++;
+  }
+  uint64_t reserved = 0;
+  for (size_t i = 0; i < resvs_num;) {
+    const mb_resv_t *r = resvs + i;
+    bool appeared = false;
+    for (size_t j = 0; r->name[0] != 0 && j < n && !appeared; j++)
+      appeared = strcmp(doms[j].name, r->name) == 0;
+    if (appeared || r->until <= now) {
+      if (*nev < evmax) {
+        mb_event_t *e = ev + (*nev)++;
+        sstrncpy(e->name, r->name, sizeof(e->name));
+        e->kib = r->kib;
+        e->severity = appeared ? NOTIF_OKAY : NOTIF_WARNING;
+        e->what = appeared ? "reservation_met" : "reservation_expired";
+        ssnprintf(e->msg, sizeof(e->msg),
+                  appeared ? "reservation %" PRIu64 " of %.0f MiB for %s met: "
+                             "the domain is running"
+                           : "reservation %" PRIu64 " of %.0f MiB for %s "
+                             "expired before the domain appeared",
+                  r->id, r->kib / 1024.0, r->name[0] ? r->name : "(any)");
+      }
+      resvs[i] = resvs[--resvs_num];
+      continue;
+    }
+    reserved += r->kib;
+    i++;
+  }
+  return reserved;
+}
+
+/* Caller holds store_lock. The hold on name in force; NULL when none. */
+static const mb_hold_t *mb_hold_find(const char *name) {
+  for (size_t i = 0; i < holds_num; i++)
+    if (strcmp(holds[i].name, name) == 0)
+      return holds + i;
+  return NULL;
+}
+
+/* Caller holds store_lock. Whether name is held (`membal hold`, or
+ * Balance false); *until (may be NULL): when the hold ends, 0 = never. */
+static bool mb_held(const char *name, cdtime_t *until) {
+  const mb_hold_t *h = mb_hold_find(name);
+  if (h != NULL) {
+    if (until != NULL)
+      *until = h->until;
+    return true;
+  }
+  for (size_t i = 0; i < conf_nobalance_num; i++) {
+    if (strcmp(conf_nobalance[i], name) == 0) {
+      if (until != NULL)
+        *until = 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* A domain name as the operator typed it: printable, no blanks. */
+static bool mb_name_ok(const char *s) {
+  size_t len = strlen(s);
+  if (len == 0 || len >= MB_NAME_LEN)
+    return false;
+  for (const char *p = s; *p; p++)
+    if (*p <= ' ' || *p > '~')
+      return false;
+  return true;
+}
+
+/* A whole number in [lo, hi]; false otherwise. */
+static bool mb_parse_u64(const char *s, uint64_t lo, uint64_t hi,
+                         uint64_t *out) {
+  if (s == NULL || *s < '0' || *s > '9')
+    return false;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != 0 || v < lo || v > hi)
+    return false;
+  *out = v;
+  return true;
+}
+
+/* Asks the round thread for a round now (caller holds store_lock). */
+static void mb_ask_round(void) {
+  operator_pending = true;
+  pthread_cond_signal(&store_cond);
+}
+
+/* The control socket's requests (control.h), on its thread:
+ *   status [json] | free | hold NAME [SECONDS] | release NAME
+ *   reserve KIB NAME|- TIMEOUT_S | cancel ID */
+static void mb_control(const char *line, uid_t uid, mb_strbuf_t *reply,
+                       void *ud) {
+  /* Up to five words separated by blanks; a sixth makes `extra`. */
+  char buf[MB_CONTROL_LINE];
+  sstrncpy(buf, line, sizeof(buf));
+  char *w[6] = {NULL};
+  size_t nw = 0;
+  for (char *p = buf; *p != 0 && nw < 6;) {
+    while (*p == ' ' || *p == '\t')
+      *p++ = 0;
+    if (*p == 0)
+      break;
+    w[nw++] = p;
+    while (*p != 0 && *p != ' ' && *p != '\t')
+      p++;
+  }
+  char *cmd = w[0], *a1 = w[1], *a2 = w[2], *a3 = w[3], *extra = w[4];
+  if (cmd == NULL) {
+    mb_sb_printf(reply, "error empty request\n");
+    return;
+  }
+  if (strcmp(cmd, "status") == 0 && a2 == NULL &&
+      (a1 == NULL || strcmp(a1, "json") == 0)) {
+    char *text = NULL; /* owned */
+    size_t len = 0;
+    int rc = a1 ? mb_status_json(status_board, &text, &len)
+                : mb_status_table(status_board, &text, &len);
+    if (rc == 1)
+      mb_sb_printf(reply, "error no round yet: the first round has not run\n");
+    else if (rc != 0)
+      mb_sb_printf(reply, "error out of memory\n");
+    else
+      mb_sb_printf(reply, "ok\n%s", text);
+    free(text);
+    return;
+  }
+  if (strcmp(cmd, "free") == 0 && a1 == NULL) {
+    pthread_mutex_lock(&store_lock);
+    uint64_t reserved = 0;
+    for (size_t i = 0; i < resvs_num; i++)
+      reserved += resvs[i].kib;
+    if (have_host_free)
+      mb_sb_printf(reply, "ok free_kib %" PRIu64 " reserved_kib %" PRIu64 "\n",
+                   host_free_kib, reserved);
+    else
+      mb_sb_printf(reply, "error vmmem has not reported the host's free "
+                          "memory yet\n");
+    pthread_mutex_unlock(&store_lock);
+    return;
+  }
+  /* Everything below changes something: logged once, with what was asked. */
+  INFO(PLUGIN ": control: uid %u asks \"%s\"", (unsigned)uid, line);
+  cdtime_t now = cdtime();
+  if (strcmp(cmd, "hold") == 0 && a1 != NULL && a3 == NULL) {
+    uint64_t secs = 0;
+    if (!mb_name_ok(a1)) {
+      mb_sb_printf(reply, "error \"%s\" is not a domain name\n", a1);
+      return;
+    }
+    if (a2 != NULL && !mb_parse_u64(a2, 1, 366 * 86400, &secs)) {
+      mb_sb_printf(reply, "error duration \"%s\": whole seconds, 1 to a year\n",
+                   a2);
+      return;
+    }
+    pthread_mutex_lock(&store_lock);
+    mb_hold_t *h = (mb_hold_t *)mb_hold_find(a1);
+    if (h == NULL && holds_num < MB_MAX_HOLDS) {
+      h = holds + holds_num++;
+      sstrncpy(h->name, a1, sizeof(h->name));
+    }
+    if (h != NULL) {
+      h->until = secs ? now + TIME_T_TO_CDTIME_T((time_t)secs) : 0;
+      mb_ask_round();
+    }
+    pthread_mutex_unlock(&store_lock);
+    if (h == NULL)
+      mb_sb_printf(reply, "error %d holds already\n", MB_MAX_HOLDS);
+    else if (secs)
+      mb_sb_printf(reply, "ok %s held for %" PRIu64 " s\n", a1, secs);
+    else
+      mb_sb_printf(reply, "ok %s held until released\n", a1);
+    return;
+  }
+  if (strcmp(cmd, "release") == 0 && a1 != NULL && a2 == NULL) {
+    pthread_mutex_lock(&store_lock);
+    const mb_hold_t *h = mb_hold_find(a1);
+    if (h != NULL) {
+      holds[h - holds] = holds[--holds_num];
+      mb_ask_round();
+    }
+    pthread_mutex_unlock(&store_lock);
+    if (h != NULL)
+      mb_sb_printf(reply, "ok %s released: balanced again\n", a1);
+    else
+      mb_sb_printf(reply, "error %s is not held\n", a1);
+    return;
+  }
+  if (strcmp(cmd, "reserve") == 0 && a3 != NULL && extra == NULL) {
+    uint64_t kib = 0, secs = 0;
+    if (!mb_parse_u64(a1, 1, MB_KIB_MAX, &kib)) {
+      mb_sb_printf(reply, "error size \"%s\": KiB, at least 1\n", a1);
+      return;
+    }
+    if (strcmp(a2, "-") != 0 && !mb_name_ok(a2)) {
+      mb_sb_printf(reply, "error \"%s\" is not a domain name\n", a2);
+      return;
+    }
+    if (!mb_parse_u64(a3, 1, 86400, &secs)) {
+      mb_sb_printf(reply, "error timeout \"%s\": whole seconds, 1 to 86400\n",
+                   a3);
+      return;
+    }
+    pthread_mutex_lock(&store_lock);
+    uint64_t id = 0;
+    if (resvs_num < MB_MAX_RESV) {
+      mb_resv_t *r = resvs + resvs_num++;
+      r->id = id = resv_next_id++;
+      sstrncpy(r->name, strcmp(a2, "-") == 0 ? "" : a2, sizeof(r->name));
+      r->kib = kib;
+      r->until = now + TIME_T_TO_CDTIME_T((time_t)secs);
+      mb_ask_round();
+    }
+    pthread_mutex_unlock(&store_lock);
+    if (id == 0)
+      mb_sb_printf(reply, "error %d reservations already\n", MB_MAX_RESV);
+    else
+      mb_sb_printf(reply, "ok %" PRIu64 "\n", id);
+    return;
+  }
+  if (strcmp(cmd, "cancel") == 0 && a1 != NULL && a2 == NULL) {
+    uint64_t id = 0;
+    bool found = false;
+    if (mb_parse_u64(a1, 1, UINT64_MAX, &id)) {
+      pthread_mutex_lock(&store_lock);
+      for (size_t i = 0; i < resvs_num && !found; i++) {
+        if (resvs[i].id == id) {
+          resvs[i] = resvs[--resvs_num];
+          found = true;
+          mb_ask_round();
+        }
+      }
+      pthread_mutex_unlock(&store_lock);
+    }
+    if (found)
+      mb_sb_printf(reply, "ok reservation %s cancelled\n", a1);
+    else
+      mb_sb_printf(reply, "error no reservation %s\n", a1);
+    return;
+  }
+  mb_sb_printf(reply,
+               "error unknown request \"%s\" (status [json], free, hold NAME "
+               "[SECONDS], release NAME, reserve KIB NAME|- TIMEOUT_S, cancel "
+               "ID)\n",
+               cmd);
+}
+
+/* The round for the status board: every domain, the targets it moved
+ * (before: doms[i].target_kib, in force now: dec[i].target_kib), holds and
+ * reservations. */
+static void mb_status_round(const mb_domain_t *doms, const mb_decision_t *dec,
+                            const cdtime_t *held_until, size_t n,
+                            const mb_host_t *host, uint64_t pool_kib,
+                            uint64_t sum_kib, uint64_t reserved_kib,
+                            const char *why) {
+  mb_status_dom_t *ld = calloc(n > 0 ? n : 1, sizeof(*ld));  /* owned */
+  mb_status_move_t *lm = calloc(n > 0 ? n : 1, sizeof(*lm)); /* owned */
+  mb_status_resv_t rv[MB_MAX_RESV];
+  size_t nrv = 0;
+  if (ld == NULL || lm == NULL) {
+    ERROR(PLUGIN ": out of memory");
+    goto out;
+  }
+  double now_s = CDTIME_T_TO_DOUBLE(cdtime());
+  size_t nm = 0;
+  for (size_t i = 0; i < n; i++) {
+    const mb_domain_t *dom = doms + i;
+    mb_status_dom_t *d = ld + i;
+    sstrncpy(d->name, dom->name, sizeof(d->name));
+    d->domid = dom->domid;
+    d->current_kib = dom->current_kib;
+    d->target_kib = dec[i].target_kib;
+    d->cma_kib = dec[i].cma_kib;
+    d->min_kib = dec[i].floor_kib;
+    d->max_kib = dom->max_kib;
+    d->reason = mb_reason_name(dec[i].reason);
+    bool rates = dom->has_sample && dom->rates.valid;
+    d->swapin_pps = rates ? dom->rates.swapin_pps : -1;
+    d->swapout_pps = rates ? dom->rates.swapout_pps : -1;
+    d->majflt_ps = rates ? dom->rates.majflt_ps : -1;
+    d->sample_age_s = dom->has_sample ? dom->sample_age_s : -1;
+    d->stale = dec[i].stale;
+    d->held = held_until[i] != 0;
+    d->held_until_s = held_until[i] > 1 ? CDTIME_T_TO_DOUBLE(held_until[i]) : 0;
+    if (dec[i].target_kib != dom->target_kib) {
+      mb_status_move_t *m = lm + nm++;
+      m->time_s = now_s;
+      sstrncpy(m->name, dom->name, sizeof(m->name));
+      m->from_kib = dom->target_kib;
+      m->to_kib = dec[i].target_kib;
+      m->reason = d->reason;
+      m->trigger = why;
+    }
+  }
+  pthread_mutex_lock(&store_lock);
+  for (size_t i = 0; i < resvs_num; i++, nrv++) {
+    rv[nrv] = (mb_status_resv_t){.id = resvs[i].id,
+                                 .kib = resvs[i].kib,
+                                 .until_s = CDTIME_T_TO_DOUBLE(resvs[i].until)};
+    sstrncpy(rv[nrv].name, resvs[i].name, sizeof(rv[nrv].name));
+  }
+  pthread_mutex_unlock(&store_lock);
+  mb_status_round_t r = {.time_s = now_s,
+                         .round = rstate.rounds,
+                         .trigger = why,
+                         .policy = mb_policy_name(conf.kind),
+                         .total_kib = host->total_kib,
+                         .free_kib = host->free_kib,
+                         .reserve_kib = host->reserve_kib,
+                         .pool_kib = pool_kib,
+                         .sum_targets_kib = sum_kib,
+                         .reserved_kib = reserved_kib,
+                         .tau = rstate.policy.tau,
+                         .doms = ld,
+                         .n = n,
+                         .moves = lm,
+                         .nmoves = nm,
+                         .resv = rv,
+                         .nresv = nrv};
+  mb_status_publish(status_board, &r);
+out:
+  free(lm);
+  free(ld);
+}
+
+/* Thread-only: the domains that were stale after the last round. */
+static char (*stale_prev)[MB_NAME_LEN]; /* owned */
+static size_t stale_prev_num;
+
+/* Emergency grants that moved a target up, and guests turning stale or
+ * fresh again, as notifications. */
+static void mb_round_notify(const mb_domain_t *doms, const mb_decision_t *dec,
+                            size_t n) {
+  char(*stale_now)[MB_NAME_LEN] = calloc(n > 0 ? n : 1, sizeof(*stale_now));
+  size_t ns = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (dec[i].emergency && dec[i].target_kib > doms[i].target_kib)
+      mb_notify(NOTIF_WARNING, doms[i].name, "emergency", dec[i].target_kib,
+                "emergency grant to %s: target %.1f -> %.1f MiB (cma %.1f "
+                "MiB)",
+                doms[i].name, doms[i].target_kib / 1024.0,
+                dec[i].target_kib / 1024.0, dec[i].cma_kib / 1024.0);
+    bool was = false;
+    for (size_t j = 0; j < stale_prev_num && !was; j++)
+      was = strcmp(stale_prev[j], doms[i].name) == 0;
+    if (dec[i].stale && !was)
+      mb_notify(NOTIF_WARNING, doms[i].name, "stale", doms[i].current_kib,
+                "%s sends no fresh sample: never shrunk while stale",
+                doms[i].name);
+    else if (!dec[i].stale && was)
+      mb_notify(NOTIF_OKAY, doms[i].name, "stale", doms[i].current_kib,
+                "%s sends fresh samples again", doms[i].name);
+    if (dec[i].stale && stale_now != NULL)
+      sstrncpy(stale_now[ns++], doms[i].name, MB_NAME_LEN);
+  }
+  if (stale_now != NULL) {
+    free(stale_prev);
+    stale_prev = stale_now;
+    stale_prev_num = ns;
+  }
+}
+
 static void mb_round(const char *why) {
   mb_dominfo_t *info = NULL; /* owned, from the backend */
   size_t info_num = 0;
-  mb_domain_t *in_doms = NULL;   /* owned: the backend's list + samples */
-  mb_domain_t *doms = NULL;      /* owned: the plan's guests */
-  mb_decision_t *dec = NULL;     /* owned */
-  mb_round_step_t *steps = NULL; /* owned */
-  uint64_t *decided = NULL;      /* owned: the policy's targets, dec holds
-                                    what is in force after actuation */
+  mb_domain_t *in_doms = NULL;     /* owned: the backend's list + samples */
+  mb_domain_t *doms = NULL;        /* owned: the plan's guests */
+  mb_decision_t *dec = NULL;       /* owned */
+  mb_round_step_t *steps = NULL;   /* owned */
+  uint64_t *decided = NULL;        /* owned: the policy's targets, dec holds
+                                      what is in force after actuation */
+  mb_round_clamp_t *clamps = NULL; /* owned: the configured clamps, and
+                                      the held domains' */
+  cdtime_t *held_until = NULL;     /* owned: 0 = balanced, 1 = held until
+                                      released, else held until then */
+  mb_event_t ev[MB_MAX_RESV];
+  size_t nev = 0;
+  uint64_t reserved_kib = 0;
   char err[256] = "";
   cdtime_t started = cdtime();
 
@@ -844,8 +1399,10 @@ static void mb_round(const char *why) {
   dec = calloc(cap, sizeof(*dec));
   steps = calloc(cap, sizeof(*steps));
   decided = calloc(cap, sizeof(*decided));
+  held_until = calloc(cap, sizeof(*held_until));
+  clamps = calloc(conf_doms_num + info_num + 1, sizeof(*clamps));
   if (in_doms == NULL || doms == NULL || dec == NULL || steps == NULL ||
-      decided == NULL) {
+      decided == NULL || held_until == NULL || clamps == NULL) {
     ERROR(PLUGIN ": out of memory");
     goto out;
   }
@@ -877,22 +1434,63 @@ static void mb_round(const char *why) {
     }
     i++;
   }
+  reserved_kib = mb_ops_expire(in_doms, info_num, now, ev, MB_MAX_RESV, &nev);
+  /* Held (`membal hold`, or Balance false): the target in force, set by
+   * membal or by hand (xl mem-set), is the domain's Min and Max. */
+  mb_round_config_t rc = rconf;
+  size_t nclamps = conf_doms_num;
+  if (conf_doms_num > 0)
+    memcpy(clamps, conf_doms, conf_doms_num * sizeof(*clamps));
+  for (size_t i = 0; i < info_num; i++) {
+    const mb_domain_t *dom = in_doms + i;
+    if (dom->domid == 0 || !mb_held(dom->name, NULL))
+      continue;
+    size_t k = 0;
+    while (k < nclamps && strcmp(clamps[k].name, dom->name) != 0)
+      k++;
+    if (k == nclamps) {
+      sstrncpy(clamps[k].name, dom->name, sizeof(clamps[k].name));
+      clamps[k].weight = 1;
+      nclamps++;
+    }
+    clamps[k].min_kib = clamps[k].max_kib =
+        dom->target_kib != 0 ? dom->target_kib : dom->current_kib;
+  }
+  rc.clamps = clamps;
+  rc.nclamps = nclamps;
   pthread_mutex_unlock(&store_lock);
+  for (size_t k = 0; k < nev; k++) {
+    INFO(PLUGIN ": %s", ev[k].msg);
+    mb_notify(ev[k].severity, ev[k].name, ev[k].what, ev[k].kib, "%s",
+              ev[k].msg);
+  }
 
-  mb_round_input_t in = {
-      .now_s = CDTIME_T_TO_DOUBLE(now), .doms = in_doms, .n = info_num};
+  /* Memory reserved for VMs about to start stays out of the pool, so the
+   * policy shrinks guests to free it (above their CMA first, never below
+   * Min: the envelope's rules). */
+  mb_round_input_t in = {.now_s = CDTIME_T_TO_DOUBLE(now),
+                         .pending_kib = reserved_kib,
+                         .doms = in_doms,
+                         .n = info_num};
   in.host.total_kib = hi.total_kib;
   in.host.free_kib = hi.free_kib;
   in.host.nr_nodes = hi.nr_nodes <= MB_MAX_NODES ? hi.nr_nodes : 0;
   for (unsigned k = 0; k < in.host.nr_nodes; k++)
     in.host.node_free_kib[k] = hi.node_free_kib[k];
   mb_round_plan_t plan = {.doms = doms, .dec = dec, .steps = steps, .cap = cap};
-  if (mb_round_compute(&rconf, &rstate, &in, &plan) != 0) {
+  if (mb_round_compute(&rc, &rstate, &in, &plan) != 0) {
     ERROR(PLUGIN ": policy refused the configuration; nothing done");
     goto out;
   }
   size_t n = plan.n;
   uint64_t pool_kib = plan.pool_kib;
+  pthread_mutex_lock(&store_lock);
+  for (size_t i = 0; i < n; i++) {
+    cdtime_t until = 0;
+    if (mb_held(doms[i].name, &until))
+      held_until[i] = until != 0 ? until : 1;
+  }
+  pthread_mutex_unlock(&store_lock);
 
   /* The envelope promises this; the round module checked it anyway. */
   if (plan.audit == MB_ROUND_FLOORS_OVER_POOL) {
@@ -941,6 +1539,9 @@ static void mb_round(const char *why) {
 
   mb_snap_publish(doms, dec, decided, n, rstate.policy.tau, pool_kib, sum_kib,
                   rstate.rounds);
+  mb_round_notify(doms, dec, n);
+  mb_status_round(doms, dec, held_until, n, &plan.host, pool_kib, sum_kib,
+                  reserved_kib, why);
   /* One line per round, so that an observer can tell what triggered it and
    * when it ran (epoch seconds, ms resolution). */
   INFO(PLUGIN ": round %" PRIu64 " on %s: started %.3f, done %.3f; %zu "
@@ -949,6 +1550,8 @@ static void mb_round(const char *why) {
        CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib);
 
 out:
+  free(clamps);
+  free(held_until);
   free(decided);
   free(steps);
   free(dec);
@@ -974,6 +1577,8 @@ static void *mb_thread(void *arg) {
     cdtime_t urgent_due = last_round + urgent_gap;
     if (urgent_pending && urgent_due < due)
       due = urgent_due;
+    if (operator_pending)
+      due = now;
     if (dispatch_due != 0 && dispatch_due < due)
       due = dispatch_due;
     if (now < due) {
@@ -995,8 +1600,12 @@ static void *mb_thread(void *arg) {
       why = "urgent sample";
     else if (flush_at != 0 && flush_at <= now)
       why = "flush";
-    /* Any round serves the urgent samples that came before it. */
+    else if (operator_pending)
+      why = "operator";
+    /* Any round serves the urgent samples and operator requests that came
+     * before it. */
     urgent_pending = false;
+    operator_pending = false;
     if (flush_at != 0 && flush_at <= now)
       flush_at = 0;
     pthread_mutex_unlock(&store_lock);
@@ -1044,6 +1653,39 @@ static int mb_init(void) {
    * round; the error is logged now so a wrong setup shows at start. */
   mb_backend_ensure();
 
+  status_board = mb_status_new(hostname_g);
+  if (status_board == NULL) {
+    ERROR(PLUGIN ": out of memory");
+    return -1;
+  }
+  const char *csock =
+      conf_control_socket ? conf_control_socket : MB_CONTROL_DEFAULT;
+  /* Balancing goes on without it: the control socket only serves the
+   * operator's `membal` command. */
+  control = mb_control_start(csock, mb_control, NULL, err, sizeof(err));
+  if (control == NULL)
+    ERROR(PLUGIN ": control socket: %s; `membal status`, hold and reserve "
+                 "are unavailable",
+          err);
+  else
+    INFO(PLUGIN ": control socket %s (root only; the membal command)", csock);
+  if (conf_live) {
+    mb_live_opts_t lo = {
+        .address = conf_live_address ? conf_live_address : "127.0.0.1",
+        .port = conf_live_port,
+        .max_connections = conf_live_max_connections,
+        .rrd_dir =
+            conf_live_datadir ? conf_live_datadir : "/var/lib/collectd/rrd",
+    };
+    live = mb_live_start(&lo, status_board, err, sizeof(err));
+    if (live == NULL) {
+      ERROR(PLUGIN ": <Live>: %s", err);
+      return -1;
+    }
+    INFO(PLUGIN ": live view on http://%s%s%s:%u/ (read-only)",
+         strchr(lo.address, ':') ? "[" : "", lo.address,
+         strchr(lo.address, ':') ? "]" : "", lo.port);
+  }
   /* Registered only now, so a refused configuration leaves nothing that
    * could act. */
   if (plugin_register_write(PLUGIN, mb_write, NULL) != 0 ||
@@ -1094,9 +1736,14 @@ static int mb_shutdown(void) {
   pthread_mutex_unlock(&snap_lock);
   sfree(conf_doms);
   conf_doms_num = 0;
+  sfree(conf_nobalance);
+  conf_nobalance_num = 0;
   sfree(conf_backend);
   sfree(conf_xenstore_path);
   sfree(conf_uri);
+  sfree(conf_live_address);
+  sfree(conf_live_datadir);
+  sfree(conf_control_socket);
   return 0;
 }
 

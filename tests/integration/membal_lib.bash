@@ -69,6 +69,7 @@ mbt_conf() {
 <Plugin membal>
   Backend \"sim\"
   XenstorePath \"$XENSTORED_PATH\"
+  ControlSocket \"$MB_DIR/membal.sock\"
 $extra
 </Plugin>"
 }

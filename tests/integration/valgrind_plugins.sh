@@ -44,6 +44,7 @@ gm_meminfo "$gm_total" 400000
 pswpin=$((1000 + RANDOM))
 gm_vmstat "$pswpin" 20 30 40
 
+live_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Period 3600: every round is one this test causes (flush, urgent).
 vmt_sim_conf "$MB_DIR/collectd.conf" "" "LoadPlugin membal
 <Plugin membal>
@@ -53,6 +54,11 @@ vmt_sim_conf "$MB_DIR/collectd.conf" "" "LoadPlugin membal
   Period 3600
   StaleAfter 60
   Reserve \"1GiB\"
+  ControlSocket \"$MB_DIR/membal.sock\"
+  <Live>
+    Port $live_port
+    DataDir \"$MB_DIR/rrd\"
+  </Live>
 </Plugin>
 LoadPlugin guestmem
 <Plugin guestmem>
@@ -99,6 +105,22 @@ pswpin=$((pswpin + 50000))
 gm_vmstat "$pswpin" 20 30 40
 mb_wait_for $slow mbt__round_after "$r1" || mb_fail "urgent sample: no round (round still $r1)"
 mb_log "ok: urgent round $(mbt_round)"
+
+# The operator's command and the live view: a hold (an operator round), a
+# status table, and the page's three answers.
+cli=$MEMBAL_BUILD_DIR/contrib/membal
+"$cli" -s "$MB_DIR/membal.sock" hold vm2 600 || mb_fail "membal hold failed"
+r2=$(mbt_round)
+"$cli" -s "$MB_DIR/membal.sock" release vm2 || mb_fail "membal release failed"
+mb_wait_for $slow mbt__round_after "$r2" || mb_fail "release: no round"
+"$cli" -s "$MB_DIR/membal.sock" status | grep -q '^vm2 ' || mb_fail "membal status shows no vm2"
+for path in / /api/state /api/history /nope; do
+  python3 -c 'import sys, urllib.request, urllib.error
+try: urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]), timeout=60).read()
+except urllib.error.HTTPError as e: assert e.code == 404, e' "$live_port" "$path" ||
+    mb_fail "live view: GET $path failed"
+done
+mb_log "ok: membal hold/release/status and the live view under valgrind"
 
 # Keep the periodic paths running to ~25 s in all.
 left=$((25000 - ($(mb_now_ms) - t_start)))

@@ -1,0 +1,269 @@
+/* membal's status board (see status.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "status.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct mb_status {
+  char *host; /* owned */
+  pthread_mutex_t lock;
+  bool have;              /* a round was published */
+  mb_status_round_t last; /* its doms/resv point to the arrays below */
+  mb_status_dom_t *doms;  /* owned */
+  mb_status_resv_t *resv; /* owned */
+  char *json;             /* owned; the last round as JSON */
+  size_t json_len;
+  mb_status_move_t moves[MB_STATUS_MOVES]; /* ring */
+  size_t moves_next, moves_num;
+};
+
+mb_status_t *mb_status_new(const char *host) {
+  mb_status_t *st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return NULL;
+  st->host = strdup(host ? host : "localhost");
+  if (st->host == NULL) {
+    free(st);
+    return NULL;
+  }
+  pthread_mutex_init(&st->lock, NULL);
+  return st;
+}
+
+void mb_status_free(mb_status_t *st) {
+  if (st == NULL)
+    return;
+  pthread_mutex_destroy(&st->lock);
+  free(st->json);
+  free(st->doms);
+  free(st->resv);
+  free(st->host);
+  free(st);
+}
+
+const char *mb_status_host(const mb_status_t *st) { return st->host; }
+
+/* Caller holds the lock (the moves ring is read). */
+static void status_format_json(const mb_status_t *st,
+                               const mb_status_round_t *r, mb_strbuf_t *b) {
+  mb_sb_printf(b, "{\"host\":");
+  mb_sb_json_str(b, st->host);
+  mb_sb_printf(b,
+               ",\"time\":%.3f,\"round\":%" PRIu64 ",\"trigger\":", r->time_s,
+               r->round);
+  mb_sb_json_str(b, r->trigger);
+  mb_sb_printf(b, ",\"policy\":");
+  mb_sb_json_str(b, r->policy);
+  mb_sb_printf(b,
+               ",\"pool\":{\"total_kib\":%" PRIu64 ",\"free_kib\":%" PRIu64
+               ",\"reserve_kib\":%" PRIu64 ",\"pool_kib\":%" PRIu64
+               ",\"sum_targets_kib\":%" PRIu64 ",\"reserved_kib\":%" PRIu64
+               ",\"tau\":",
+               r->total_kib, r->free_kib, r->reserve_kib, r->pool_kib,
+               r->sum_targets_kib, r->reserved_kib);
+  mb_sb_json_num(b, r->tau);
+  mb_sb_printf(b, "},\"reservations\":[");
+  for (size_t i = 0; i < r->nresv; i++) {
+    const mb_status_resv_t *v = r->resv + i;
+    mb_sb_printf(b, "%s{\"id\":%" PRIu64 ",\"for\":", i ? "," : "", v->id);
+    mb_sb_json_str(b, v->name);
+    mb_sb_printf(b, ",\"kib\":%" PRIu64 ",\"until\":%.3f}", v->kib, v->until_s);
+  }
+  mb_sb_printf(b, "],\"domains\":[");
+  for (size_t i = 0; i < r->n; i++) {
+    const mb_status_dom_t *d = r->doms + i;
+    mb_sb_printf(b, "%s{\"name\":", i ? "," : "");
+    mb_sb_json_str(b, d->name);
+    mb_sb_printf(b,
+                 ",\"domid\":%" PRIu32 ",\"current_kib\":%" PRIu64
+                 ",\"target_kib\":%" PRIu64 ",\"cma_kib\":%" PRIu64
+                 ",\"min_kib\":%" PRIu64 ",\"max_kib\":%" PRIu64 ",\"reason\":",
+                 d->domid, d->current_kib, d->target_kib, d->cma_kib,
+                 d->min_kib, d->max_kib);
+    mb_sb_json_str(b, d->reason);
+    mb_sb_printf(b, ",\"pressure\":{\"swapin_pps\":");
+    mb_sb_json_num(b, d->swapin_pps);
+    mb_sb_printf(b, ",\"swapout_pps\":");
+    mb_sb_json_num(b, d->swapout_pps);
+    mb_sb_printf(b, ",\"majflt_ps\":");
+    mb_sb_json_num(b, d->majflt_ps);
+    mb_sb_printf(b, "},\"sample_age_s\":");
+    mb_sb_json_num(b, d->sample_age_s);
+    mb_sb_printf(b, ",\"stale\":%s,\"held\":%s,\"held_until\":",
+                 d->stale ? "true" : "false", d->held ? "true" : "false");
+    if (d->held && d->held_until_s > 0)
+      mb_sb_printf(b, "%.3f}", d->held_until_s);
+    else
+      mb_sb_printf(b, "null}");
+  }
+  mb_sb_printf(b, "],\"decisions\":[");
+  for (size_t k = 0; k < st->moves_num; k++) { /* newest first */
+    const mb_status_move_t *m =
+        &st->moves[(st->moves_next + MB_STATUS_MOVES - 1 - k) %
+                   MB_STATUS_MOVES];
+    mb_sb_printf(b, "%s{\"time\":%.3f,\"name\":", k ? "," : "", m->time_s);
+    mb_sb_json_str(b, m->name);
+    mb_sb_printf(b,
+                 ",\"from_kib\":%" PRIu64 ",\"to_kib\":%" PRIu64 ",\"reason\":",
+                 m->from_kib, m->to_kib);
+    mb_sb_json_str(b, m->reason);
+    mb_sb_printf(b, ",\"trigger\":");
+    mb_sb_json_str(b, m->trigger);
+    mb_sb_printf(b, "}");
+  }
+  mb_sb_printf(b, "]}\n");
+}
+
+void mb_status_publish(mb_status_t *st, const mb_status_round_t *r) {
+  /* Copies outside the lock. */
+  mb_status_dom_t *doms = calloc(r->n ? r->n : 1, sizeof(*doms));
+  mb_status_resv_t *resv = calloc(r->nresv ? r->nresv : 1, sizeof(*resv));
+  if (doms == NULL || resv == NULL) {
+    free(doms);
+    free(resv);
+    return;
+  }
+  if (r->n)
+    memcpy(doms, r->doms, r->n * sizeof(*doms));
+  if (r->nresv)
+    memcpy(resv, r->resv, r->nresv * sizeof(*resv));
+
+  pthread_mutex_lock(&st->lock);
+  for (size_t k = 0; k < r->nmoves; k++) {
+    st->moves[st->moves_next] = r->moves[k];
+    st->moves_next = (st->moves_next + 1) % MB_STATUS_MOVES;
+    if (st->moves_num < MB_STATUS_MOVES)
+      st->moves_num++;
+  }
+  mb_strbuf_t b = {0};
+  status_format_json(st, r, &b);
+  free(st->doms);
+  free(st->resv);
+  st->doms = doms;
+  st->resv = resv;
+  st->last = *r;
+  st->last.doms = doms;
+  st->last.resv = resv;
+  st->last.moves = NULL;
+  st->last.nmoves = 0;
+  st->have = true;
+  char *old = NULL;
+  if (!b.failed) {
+    old = st->json;
+    st->json = b.s;
+    st->json_len = b.len;
+    b.s = NULL;
+  }
+  pthread_mutex_unlock(&st->lock);
+  free(old);
+  mb_sb_dispose(&b);
+}
+
+int mb_status_json(mb_status_t *st, char **json, size_t *len) {
+  int rc = 0;
+  *json = NULL;
+  *len = 0;
+  pthread_mutex_lock(&st->lock);
+  if (st->json == NULL) {
+    rc = 1;
+  } else if ((*json = malloc(st->json_len + 1)) == NULL) {
+    rc = -1;
+  } else {
+    memcpy(*json, st->json, st->json_len + 1);
+    *len = st->json_len;
+  }
+  pthread_mutex_unlock(&st->lock);
+  return rc;
+}
+
+static void status_clock(mb_strbuf_t *b, double t) {
+  time_t s = (time_t)t;
+  struct tm tm;
+  char buf[32];
+  localtime_r(&s, &tm);
+  strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
+  mb_sb_printf(b, "%s", buf);
+}
+
+int mb_status_table(mb_status_t *st, char **text, size_t *len) {
+  mb_strbuf_t b = {0};
+  *text = NULL;
+  *len = 0;
+  pthread_mutex_lock(&st->lock);
+  if (!st->have) {
+    pthread_mutex_unlock(&st->lock);
+    return 1;
+  }
+  const mb_status_round_t *r = &st->last;
+  mb_sb_printf(&b, "host %s, policy %s, round %" PRIu64 " (%s) at ", st->host,
+               r->policy, r->round, r->trigger);
+  status_clock(&b, r->time_s);
+  mb_sb_printf(&b,
+               "\npool %.0f MiB (host %.0f MiB - reserve %.0f MiB), targets "
+               "%.0f MiB, hypervisor free %.0f MiB, reserved for VM starts "
+               "%.0f MiB\n\n",
+               r->pool_kib / 1024.0, r->total_kib / 1024.0,
+               r->reserve_kib / 1024.0, r->sum_targets_kib / 1024.0,
+               r->free_kib / 1024.0, r->reserved_kib / 1024.0);
+  mb_sb_printf(&b, "%-20s %6s %9s %9s %9s %-16s %7s %9s %s\n", "DOMAIN", "ID",
+               "CURRENT", "TARGET", "CMA", "REASON", "AGE s", "SWAPOUT/s",
+               "HELD");
+  for (size_t i = 0; i < r->n; i++) {
+    const mb_status_dom_t *d = r->doms + i;
+    mb_sb_printf(&b, "%-20s %6" PRIu32 " %9.1f %9.1f %9.1f %-16s ", d->name,
+                 d->domid, d->current_kib / 1024.0, d->target_kib / 1024.0,
+                 d->cma_kib / 1024.0, d->reason);
+    if (d->sample_age_s >= 0)
+      mb_sb_printf(&b, "%7.1f ", d->sample_age_s);
+    else
+      mb_sb_printf(&b, "%7s ", "never");
+    if (d->swapout_pps >= 0)
+      mb_sb_printf(&b, "%9.1f ", d->swapout_pps);
+    else
+      mb_sb_printf(&b, "%9s ", "-");
+    if (!d->held) {
+      mb_sb_printf(&b, "%s\n", d->stale ? "no (stale)" : "no");
+    } else if (d->held_until_s > 0) {
+      mb_sb_printf(&b, "until ");
+      status_clock(&b, d->held_until_s);
+      mb_sb_printf(&b, "\n");
+    } else {
+      mb_sb_printf(&b, "yes\n");
+    }
+  }
+  mb_sb_printf(&b, "(sizes in MiB)\n");
+  for (size_t i = 0; i < r->nresv; i++) {
+    const mb_status_resv_t *v = r->resv + i;
+    mb_sb_printf(&b, "reservation %" PRIu64 ": %.0f MiB for %s until ", v->id,
+                 v->kib / 1024.0, v->name[0] ? v->name : "(any)");
+    status_clock(&b, v->until_s);
+    mb_sb_printf(&b, "\n");
+  }
+  pthread_mutex_unlock(&st->lock);
+  if (b.failed) {
+    mb_sb_dispose(&b);
+    return -1;
+  }
+  *text = b.s;
+  *len = b.len;
+  return 0;
+}
+
+size_t mb_status_names(mb_status_t *st, char (**names)[MB_NAME_LEN]) {
+  size_t n = 0;
+  *names = NULL;
+  pthread_mutex_lock(&st->lock);
+  if (st->have && st->last.n > 0 &&
+      (*names = calloc(st->last.n, sizeof(**names))) != NULL) {
+    n = st->last.n;
+    for (size_t i = 0; i < n; i++)
+      memcpy((*names)[i], st->last.doms[i].name, MB_NAME_LEN);
+  }
+  pthread_mutex_unlock(&st->lock);
+  return n;
+}
