@@ -1725,6 +1725,16 @@ static int mb_shutdown(void) {
   mb_backend_close(backend);
   backend = NULL;
   mb_round_state_dispose(&rstate);
+  mb_live_stop(live);
+  live = NULL;
+  mb_control_stop(control);
+  control = NULL;
+  mb_status_free(status_board);
+  status_board = NULL;
+  sfree(stale_prev);
+  stale_prev_num = 0;
+  holds_num = 0;
+  resvs_num = 0;
   pthread_mutex_lock(&store_lock);
   sfree(store);
   store_num = 0;
