@@ -154,6 +154,33 @@ assert names == ["vm1", "vm2", "vm3", "vm4"], names
 print("vm4 balanced:", [d for d in st["domains"] if d["name"] == "vm4"][0]["reason"])
 EOF
 
+# ---- the hooks: xl create wrapper and libvirt's qemu hook ----
+# `membal` is the command under test; `xl` (no Xen here) records its call.
+mkdir -p "$MB_DIR/bin"
+ln -s "$cli" "$MB_DIR/bin/membal"
+printf '#!/bin/sh\necho "$@" > %s/xl.args\n' "$MB_DIR" >"$MB_DIR/bin/xl"
+chmod +x "$MB_DIR/bin/xl"
+printf 'name = "vm5"\nmemory = 256 # MiB\nmaxmem = 512\n' >"$MB_DIR/vm5.cfg"
+PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
+  "$MEMBAL_SOURCE_DIR/contrib/membal-xl-create" --timeout 60 "$MB_DIR/vm5.cfg" -p ||
+  mb_fail "membal-xl-create failed"
+mb_assert_eq "create $MB_DIR/vm5.cfg -p" "$(cat "$MB_DIR/xl.args")" "xl called by the wrapper"
+xml="<domain type='kvm'><name>vm6</name><memory unit='GiB'>1</memory><currentMemory unit='MiB'>128</currentMemory></domain>"
+echo "$xml" | PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
+  "$MEMBAL_SOURCE_DIR/contrib/membal-libvirt-hook" vm7 start begin - || mb_fail "hook at start failed"
+echo "$xml" | PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
+  "$MEMBAL_SOURCE_DIR/contrib/membal-libvirt-hook" vm6 prepare begin - || mb_fail "hook at prepare failed"
+# status shows a reservation from the round it asked for on.
+hooks_reserved() {
+  m status --json >"$MB_DIR/st4.json" && python3 - "$MB_DIR/st4.json" <<'EOF'
+import json, sys
+r = sorted((x["for"], x["kib"]) for x in json.load(open(sys.argv[1]))["reservations"])
+print("hooks reserved:", r)
+sys.exit(r != [("vm5", 262144), ("vm6", 131072)])
+EOF
+}
+mb_wait_for 10 hooks_reserved || mb_fail "the hooks' reservations are not in status: $(hooks_reserved)"
+
 # ---- a reservation that cannot be met ----
 m reserve 10G --timeout 3 >"$MB_DIR/big.out" 2>&1 && mb_fail "reserve 10G succeeded: $(cat "$MB_DIR/big.out")"
 grep -q "shortfall" "$MB_DIR/big.out" || mb_fail "reserve 10G: $(cat "$MB_DIR/big.out")"
@@ -172,11 +199,19 @@ xenstore-write /local/domain/2/memory/target "$manual" # xl mem-set vm2 700m
 mbt_flush_round
 mbt_flush_round
 mb_assert_eq "$manual" "$(mbt_target 2)" "vm2's manual target while held"
-m status >"$MB_DIR/status.txt"
+# The table and the JSON of one round (urgent rounds may fall between two
+# reads: read both again).
+for try in 1 2 3 4 5; do
+  m status >"$MB_DIR/status.txt"
+  m status --json >"$MB_DIR/st3.json"
+  r_txt=$(sed -n '1s/.* round \([0-9]*\) .*/\1/p' "$MB_DIR/status.txt")
+  r_json=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["round"])' "$MB_DIR/st3.json")
+  [ "$r_txt" = "$r_json" ] && break
+  [ "$try" = 5 ] && mb_fail "a round between every two status reads"
+done
 grep -E '^vm2 .* yes$' "$MB_DIR/status.txt" >/dev/null || mb_fail "status shows no hold on vm2: $(cat "$MB_DIR/status.txt")"
 grep -E '^vm3 .* yes$' "$MB_DIR/status.txt" >/dev/null || mb_fail "status shows no hold on vm3 (Balance false)"
 mb_assert_eq 4 "$(grep -cE '^vm[1-4] ' "$MB_DIR/status.txt")" "domains in the status table"
-m status --json >"$MB_DIR/st3.json"
 python3 - "$MB_DIR/st3.json" "$MB_DIR/status.txt" <<'EOF' || mb_fail "status and status --json disagree"
 import json, sys
 st = json.load(open(sys.argv[1]))
@@ -199,30 +234,6 @@ not_manual() { [ "$(mbt_target 2)" != "$manual" ]; }
 mb_wait_for 10 not_manual || mb_fail "vm2 still at its manual target after the release"
 mb_log "ok: released vm2 balanced again: target $(($(mbt_target 2) / MiB)) MiB"
 mb_assert_eq $((1024 * MiB)) "$(mbt_target 3)" "vm3 (Balance false) target at the end"
-
-# ---- the hooks: xl create wrapper and libvirt's qemu hook ----
-# `membal` is the command under test; `xl` (no Xen here) records its call.
-mkdir -p "$MB_DIR/bin"
-ln -s "$cli" "$MB_DIR/bin/membal"
-printf '#!/bin/sh\necho "$@" > %s/xl.args\n' "$MB_DIR" >"$MB_DIR/bin/xl"
-chmod +x "$MB_DIR/bin/xl"
-printf 'name = "vm5"\nmemory = 256 # MiB\nmaxmem = 512\n' >"$MB_DIR/vm5.cfg"
-PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
-  "$MEMBAL_SOURCE_DIR/contrib/membal-xl-create" --timeout 60 "$MB_DIR/vm5.cfg" -p ||
-  mb_fail "membal-xl-create failed"
-mb_assert_eq "create $MB_DIR/vm5.cfg -p" "$(cat "$MB_DIR/xl.args")" "xl called by the wrapper"
-xml="<domain type='kvm'><name>vm6</name><memory unit='GiB'>1</memory><currentMemory unit='MiB'>128</currentMemory></domain>"
-echo "$xml" | PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
-  "$MEMBAL_SOURCE_DIR/contrib/membal-libvirt-hook" vm7 start begin - || mb_fail "hook at start failed"
-echo "$xml" | PATH=$MB_DIR/bin:$PATH MEMBAL_SOCKET=$sock \
-  "$MEMBAL_SOURCE_DIR/contrib/membal-libvirt-hook" vm6 prepare begin - || mb_fail "hook at prepare failed"
-m status --json >"$MB_DIR/st4.json"
-python3 - "$MB_DIR/st4.json" <<'EOF' || mb_fail "the hooks' reservations are not in status"
-import json, sys
-r = sorted((x["for"], x["kib"]) for x in json.load(open(sys.argv[1]))["reservations"])
-assert r == [("vm5", 262144), ("vm6", 131072)], r
-print("hooks reserved:", r)
-EOF
 
 # ---- bad requests ----
 m hold 'bad name' 2>/dev/null && mb_fail "hold accepted a name with a blank"

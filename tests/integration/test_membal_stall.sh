@@ -43,11 +43,11 @@ mb_wait_for 5 pct_is "$MB_HOSTNAME/vmmem-vm1/percent-guest_psi_some_avg10_bp" 12
   mb_fail "vmmem percent-guest_psi_some_avg10_bp != 12.34"
 mb_assert "vmmem full avg10 1.05 %" pct_is "$MB_HOSTNAME/vmmem-vm1/percent-guest_psi_full_avg10_bp" 1.05
 listing=$(mb_collectdctl listval)
-for v in vmmem_events-psi_some_total_us vmmem_events-psi_full_total_us \
-  vmmem_events-workingset_refault_anon vmmem_events-workingset_refault_file; do
+for v in derive-psi_some_total_us derive-psi_full_total_us \
+  derive-workingset_refault_anon derive-workingset_refault_file; do
   mb_assert "listval has vmmem-vm1/$v" grep -q "vmmem-vm1/$v\$" <<<"$listing"
 done
-rrd=$MB_DIR/rrd/$MB_HOSTNAME/vmmem-vm1/vmmem_events-psi_some_total_us.rrd
+rrd=$MB_DIR/rrd/$MB_HOSTNAME/vmmem-vm1/derive-psi_some_total_us.rrd
 mb_wait_for 5 test -f "$rrd" || mb_fail "no RRD $rrd"
 mb_assert_eq 1000000 "$(rrdtool lastupdate "$rrd" | awk -F': ' 'NF == 2 { print $2 + 0 }')" "RRD psi_some_total_us (raw counter)"
 if grep -q "vmmem-vm2/.*psi" <<<"$listing"; then mb_fail "PSI values for vm2, whose record has none"; fi
@@ -55,7 +55,7 @@ if grep -q "vmmem-vm2/.*psi" <<<"$listing"; then mb_fail "PSI values for vm2, wh
 # the second record: 2 s of the guest's clock later, 300 ms some-stall and
 # 100 ms full-stall (15 % and 5 %), 40 anon and 8000 file refaults
 psi_record 1 2 12000 1300000 500000 140 13000
-seq_is_2() { [ "$(mb_getval "$MB_HOSTNAME/vmmem-vm1/vmmem_sample-seq")" = "2.000000e+00" ]; }
+seq_is_2() { [ "$(mb_getval "$MB_HOSTNAME/vmmem-vm1/count-sample_seq")" = "2.000000e+00" ]; }
 mb_wait_for 5 seq_is_2 || mb_fail "vmmem did not dispatch vm1's seq 2"
 # membal's sample is rebuilt from vmmem's values, which do not carry the
 # record's uptime_ms: its rates are timed by dom0 (between the reads that
