@@ -2,9 +2,9 @@
 # running balancer, through its control socket.
 add_executable(membal-cmd ${CMAKE_CURRENT_LIST_DIR}/membal.c)
 set_target_properties(membal-cmd PROPERTIES OUTPUT_NAME membal)
-install(TARGETS membal-cmd RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT dom0)
+install(TARGETS membal-cmd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT dom0)
 # Hooks that make room before a VM starts: an `xl create` wrapper and
 # libvirt's qemu hook (see their headers).
 install(PROGRAMS ${CMAKE_CURRENT_LIST_DIR}/membal-xl-create
                  ${CMAKE_CURRENT_LIST_DIR}/membal-libvirt-hook
-        DESTINATION ${CMAKE_INSTALL_SBINDIR} COMPONENT dom0)
+        DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT dom0)
