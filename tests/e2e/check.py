@@ -260,7 +260,7 @@ if "storm_rt" in facts:
                       if p == stats_path and t >= t_sig - 0.05 and re.search(r"(^| )urgent 1( |$)", v)), None)
     # The first urgent round after the signal, and the first round after it
     # that grew busy (whatever its trigger).
-    urg_round = next((r for r in rounds if t_sig is not None and r[2] >= t_sig and r[1] == "urgent notification"), None)
+    urg_round = next((r for r in rounds if t_sig is not None and r[2] >= t_sig and r[1] in ("urgent notification", "urgent sample")), None)
     first_grow = next((r for r in rounds if t_sig is not None and r[2] >= t_sig
                        and "busy" in r[4] and r[4]["busy"][1] > r[4]["busy"][0]), None)
     grew = urg_round is not None and "busy" in urg_round[4] and urg_round[4]["busy"][1] > urg_round[4]["busy"][0]
@@ -303,13 +303,13 @@ if "storm_rt" in facts:
     between = [r for r in rounds if t_sig is not None and urg_round is not None and t_sig <= r[2] < urg_round[2]]
     check("storm_urgent_round", grew and urg_round is not None and t_urg is not None and urg_round[2] >= t_urg - 0.05
           and first_grow is not None and first_grow[0] == urg_round[0],
-          (f"round {urg_round[0]} on urgent notification started {urg_round[2] - t_urg:.2f}s after the urgent record "
+          (f"round {urg_round[0]} on {urg_round[1]} started {urg_round[2] - t_urg:.2f}s after the urgent record "
            f"and grew busy {urg_round[4]['busy'][0]:.0f} -> {urg_round[4]['busy'][1]:.0f} MiB"
            + (f"; first round to grow busy after the signal: {first_grow[0]} on {first_grow[1]}" if first_grow else "")
            + (f"; {len(between)} other round(s) between signal and it: "
               + ", ".join(f"{r[0]} on {r[1]}" for r in between) if between else "; no other round between"))
           if grew else
-          (f"round {urg_round[0]} on urgent notification did not grow busy ({urg_round[4].get('busy')})"
+          (f"round {urg_round[0]} on {urg_round[1]} did not grow busy ({urg_round[4].get('busy')})"
            if urg_round else "no urgent round after the signal"))
     lat = chain["target written"] - chain["signal"] if chain["target written"] is not None and t_sig is not None else None
     # No Period or Interval wait in the chain: the record was the urgent
@@ -322,12 +322,12 @@ if "storm_rt" in facts:
     check("storm_balloon", t_bal is not None,
           f"busy's balloon reached {new_kib // 1024} MiB {t_bal - t_tgt:.2f}s after the target was written"
           if t_bal is not None else "busy's balloon never reached the urgent round's target")
-    no_wait = (t_urg is not None and grew and first_grow is not None and first_grow[1] == "urgent notification")
+    no_wait = (t_urg is not None and grew and first_grow is not None and first_grow[1] in ("urgent notification", "urgent sample"))
     storm_txt = (f"storm {facts.get('storm_mib', '?')}MiB (attempt {facts.get('storm_attempts', '?')}): "
                  f"signal -> target written "
                  + (f"{lat:.2f}s ({'<= 1s goal met' if lat <= 1.0 else '1s goal MISSED'})" if lat is not None else "never")
                  + f" [{steps}]"
-                 + ("; urgent record + round on urgent notification: no Period/Interval wait in the chain"
+                 + ("; urgent record + round on an urgent sample: no Period/Interval wait in the chain"
                     if no_wait else "; the chain went through a periodic round or no urgent record"))
 
 # --- the sampler: rows stamped with dom0's clock, about every second

@@ -482,7 +482,7 @@ if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
     # A periodic round that fell between the signal and the urgent round
     # spoils the experiment (it may grow the guest first): said, and run
     # again, at most three times in all.
-    if [ $storm_ok = yes ] && [ -n "$trig" ] && [ "$trig" != "urgent notification" ] && [ $attempt -lt 3 ]; then
+    if [ $storm_ok = yes ] && [ -n "$trig" ] && [ "$trig" != "urgent notification" ] && [ "$trig" != "urgent sample" ] && [ $attempt -lt 3 ]; then
       log "storm attempt $attempt: the first round to grow busy after its signal was on $trig: again"
       continue
     fi
