@@ -113,6 +113,7 @@ static uint64_t conf_reserve_kib;
 static double conf_period_s; /* 0 = 3 x interval */
 static double conf_urgent_interval_s = MB_DEFAULT_URGENT_INTERVAL_S;
 static bool conf_dry_run;
+static bool conf_log_rounds;    /* one INFO line per round (trigger, times) */
 static mb_domconf_t *conf_doms; /* owned */
 /* <Domain> blocks with Balance false: never balanced, as if held. */
 static char (*conf_nobalance)[MB_NAME_LEN]; /* owned */
@@ -506,6 +507,8 @@ static int mb_conf_option(const oconfig_item_t *c) {
   }
   if (strcasecmp("DryRun", c->key) == 0)
     return cf_util_get_boolean(c, &conf_dry_run);
+  if (strcasecmp("LogRounds", c->key) == 0)
+    return cf_util_get_boolean(c, &conf_log_rounds);
   if (strcasecmp("Domain", c->key) == 0)
     return mb_conf_domain(c);
   if (strcasecmp("Live", c->key) == 0)
@@ -1520,7 +1523,11 @@ static void mb_round(const char *why) {
         to < s->want_kib
             ? " [grow held back: targets in force must fit the pool]"
             : "";
-    if (mb_snap_prev_decided(dom->name) != decided[s->dom])
+    /* One line per decision that moves a target by at least the dead band
+     * (smaller moves of the envelope's cuts are in RRD, not in the log). */
+    uint64_t moved = to > from ? to - from : from - to;
+    if (moved >= conf.deadband_kib && moved > 0 &&
+        mb_snap_prev_decided(dom->name) != decided[s->dom])
       INFO(PLUGIN ": %s%s (domid %" PRIu32 ") target %.1f MiB -> %.1f MiB: "
                   "%s (policy %s wanted %.1f MiB, cma %.1f MiB, current "
                   "%.1f MiB%s; round on %s)%s",
@@ -1544,10 +1551,11 @@ static void mb_round(const char *why) {
                   reserved_kib, why);
   /* One line per round, so that an observer can tell what triggered it and
    * when it ran (epoch seconds, ms resolution). */
-  INFO(PLUGIN ": round %" PRIu64 " on %s: started %.3f, done %.3f; %zu "
-              "guests, sum of targets %" PRIu64 " KiB, pool %" PRIu64 " KiB",
-       rstate.rounds, why, CDTIME_T_TO_DOUBLE(started),
-       CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib);
+  if (conf_log_rounds)
+    INFO(PLUGIN ": round %" PRIu64 " on %s: started %.3f, done %.3f; %zu "
+                "guests, sum of targets %" PRIu64 " KiB, pool %" PRIu64 " KiB",
+         rstate.rounds, why, CDTIME_T_TO_DOUBLE(started),
+         CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib);
 
 out:
   free(clamps);

@@ -251,6 +251,22 @@ mb_assert_eq 1 "$(grep -c 'membal: control: uid 0 asks "hold vm2"' "$MB_CD_LOG")
 mb_assert_eq 1 "$(grep -c 'membal: control: uid 0 asks "reserve 1048576 vm4 120"' "$MB_CD_LOG")" "log lines of the reserve"
 mb_assert_eq 0 "$(grep -c 'asks "status' "$MB_CD_LOG")" "status requests logged (read-only: none)"
 
+# ---- one log line per decision that moves a target by DeadBand or more ----
+python3 - "$MB_CD_LOG" <<'EOF' || mb_fail "a decision line for a move below the dead band, or a round line without LogRounds"
+import re, sys
+moves = rounds = 0
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"membal: (?:\[dry run\] )?\S+ \(domid \d+\) target ([\d.]+) MiB -> ([\d.]+) MiB", line)
+    if m:
+        moves += 1
+        d = abs(float(m.group(2)) - float(m.group(1)))
+        assert d >= 8.0 - 0.05, line
+    if re.search(r"membal: round \d+ on ", line):
+        rounds += 1
+assert moves > 0 and rounds == 0, (moves, rounds)
+print(moves, "decision lines, each a move of 8 MiB (DeadBand) or more; no round lines")
+EOF
+
 mb_collectd_stop
 [ -e "$sock" ] && mb_fail "the control socket is left after collectd stopped"
 mb_log "control test passed"
