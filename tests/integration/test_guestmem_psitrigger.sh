@@ -27,8 +27,13 @@ thrash_pid=""
 psi_exit() {
   local rc=$?
   [ -n "$thrash_pid" ] && kill "$thrash_pid" 2>/dev/null && wait "$thrash_pid" 2>/dev/null
-  local i
-  for i in $(seq 50); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
+  # whatever is left in the cgroup (a cat of the loop) is ours: by pid
+  local p
+  for _ in $(seq 50); do
+    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill "$p" 2>/dev/null; done
+    rmdir "$cg" 2>/dev/null && break
+    sleep 0.1
+  done
   (exit "$rc")
   mb__cleanup
 }

@@ -6,13 +6,15 @@
 # and dispatches them per domain after a round: percent-stall_some/full
 # (stall share of the elapsed time), operations_per_second-refault_file/
 # anon. A guest whose record predates these keys is balanced
-# as before and gets no stall values.
+# as before and gets no stall values; one whose PSI figures cannot be true
+# (full stall above some stall, avg10 above 100 %) is rejected as a whole,
+# with the reason logged.
 . "$(dirname "$0")/membal_lib.bash"
 
 MiB=$MBT_MIB
-total=$((4096 * MiB))
+total=$((8192 * MiB))
 mb_xenstored_start
-mbt_guests "$total" $((512 * MiB)) 2
+mbt_guests "$total" $((512 * MiB)) 4
 
 # psi_record <domid> <seq> <uptime_ms> <some_us> <full_us> <refault_anon>
 #   <refault_file>: vm1's record, with the new keys
@@ -28,6 +30,14 @@ psi_record() {
 }
 psi_record 1 1 10000 1000000 400000 100 5000
 mbt_record 2 1 $((1000 * MiB)) $((200 * MiB))
+hostile() { # hostile <domid> <PSI lines>: an otherwise good record
+  xenstore-write -R "/local/domain/$1/data/membal/stats" "$(
+    printf 'membal 1\nseq 1\nuptime_ms 1000\nMemTotal %s\nMemFree %s\n' $((1000 * MiB)) $((300 * MiB))
+    printf '%s\n' "$2"
+  )"
+}
+hostile 3 $'psi_some_total_us 5\npsi_full_total_us 6'
+hostile 4 'psi_some_avg10_bp 10001'
 
 mbt_conf "$MB_DIR/collectd.conf" <<EOF
   Policy "cagma"
@@ -83,5 +93,12 @@ if mb_getval "$MB_HOSTNAME/membal-vm2/percent-stall_some" >/dev/null 2>&1; then
   mb_fail "membal dispatched a stall share for vm2, whose record has no PSI"
 fi
 mb_assert "vm2 (old record format) got a target this round" mb_getval "$MB_HOSTNAME/membal-vm2/memory-target"
+mb_assert "vm3's record rejected, reason logged" \
+  mb_log_has 'vmmem: domain vm3 \(3\): guest record rejected: psi_full_total_us: 6 exceeds psi_some_total_us 5'
+mb_assert "vm4's record rejected, reason logged" \
+  mb_log_has 'vmmem: domain vm4 \(4\): guest record rejected: psi_some_avg10_bp: 10001 is above 10000'
+if mb_getval "$MB_HOSTNAME/vmmem-vm3/memory-guest_MemTotal" >/dev/null 2>&1; then
+  mb_fail "vmmem dispatched values of vm3's rejected record"
+fi
 mb_assert "no membal error" bash -c "! grep -E '\\[error\\] membal' '$MB_CD_LOG'"
 mb_assert "collectd alive" mb_collectd_alive
