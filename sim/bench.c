@@ -563,10 +563,11 @@ static void print_table(FILE *f, const scn_run_t *sr, bool md) {
     snprintf(
         rule, sizeof(rule),
         "oracle: best of %u rules: lookahead %.0f s, margin %.0f %%, "
-        "serve %s, %s",
+        "serve %s, %s%s",
         sr->oracle_tried, sr->oracle.lookahead_s, 100 * sr->oracle.margin_frac,
         sim_oracle_order_name(sr->oracle.order),
-        sr->oracle.boot_reserve ? "holds memory for boots" : "no boot reserve");
+        sr->oracle.boot_reserve ? "holds memory for boots" : "no boot reserve",
+        sr->oracle.keep_cold ? ", keeps cold memory" : "");
   if (md) {
     fprintf(f, "\n### %s\n\n%s (%.0f s; unavoidable swap %.0f pages; %s)\n\n",
             scn->name, scn->title, scn->duration_s, sr->unavoidable, rule);
