@@ -82,6 +82,8 @@ static int oracle_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
     double step = par->lookahead_s > 20 ? 1.0 : 0.25;
     for (double tau = ctx->t; tau <= ctx->t + par->lookahead_s; tau += step) {
       double v = sim_model_need_at(m, (size_t)j, tau);
+      if (par->keep_cold)
+        v += sim_model_cold_at(m, (size_t)j, tau);
       mx = fmax(mx, v);
       if (tau <= ctx->t + NOW_S)
         mn = mx;
@@ -178,33 +180,37 @@ int sim_oracle_search(const sim_scenario_t *scn, uint64_t seed,
   static const double margins[] = {0.01, 0.05};
   static const sim_oracle_order_t orders[] = {
       SIM_ORACLE_COST, SIM_ORACLE_HOLDER, SIM_ORACLE_SMALL};
-  bool have = false;
+  bool have = false, cold = false;
   *tried = 0;
+  for (size_t i = 0; i < scn->nvms; i++)
+    cold = cold || scn->vm[i].cold_share > 0 || scn->vm[i].tr[SIM_TR_COLD].n;
   /* the greedy rule first, so the search is never worse than it; any
    * prefix of the family is a valid (smaller) search */
-  for (size_t b = 0; b < 2; b++)
-    for (size_t l = 0; l < 4; l++)
-      for (size_t o = 0; o < 3; o++)
-        for (size_t k = 0; k < 2; k++) {
-          if (*tried >= max_rules && have)
-            return 0;
-          sim_oracle_params_t p = {.lookahead_s = looks[l],
-                                   .margin_frac = margins[k],
-                                   .order = orders[o],
-                                   .boot_reserve = b == 0};
-          sim_policy_t pol = sim_policy_oracle;
-          pol.create_arg = oracle_create_arg;
-          pol.arg = &p;
-          sim_result_t r;
-          if (sim_run(scn, &pol, seed, NULL, NULL, &r, err, errlen))
-            return -1;
-          (*tried)++;
-          if (!have || better(&r, res)) {
-            *res = r;
-            *best = p;
-            have = true;
+  for (size_t c = 0; c < (cold ? 2u : 1u); c++)
+    for (size_t b = 0; b < 2; b++)
+      for (size_t l = 0; l < 4; l++)
+        for (size_t o = 0; o < 3; o++)
+          for (size_t k = 0; k < 2; k++) {
+            if (*tried >= max_rules && have)
+              return 0;
+            sim_oracle_params_t p = {.lookahead_s = looks[l],
+                                     .margin_frac = margins[k],
+                                     .order = orders[o],
+                                     .boot_reserve = b == 0,
+                                     .keep_cold = c == 1};
+            sim_policy_t pol = sim_policy_oracle;
+            pol.create_arg = oracle_create_arg;
+            pol.arg = &p;
+            sim_result_t r;
+            if (sim_run(scn, &pol, seed, NULL, NULL, &r, err, errlen))
+              return -1;
+            (*tried)++;
+            if (!have || better(&r, res)) {
+              *res = r;
+              *best = p;
+              have = true;
+            }
           }
-        }
   return 0;
 }
 

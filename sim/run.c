@@ -364,6 +364,9 @@ void sim_csv_header(FILE *f, const sim_scenario_t *scn) {
   /* appended last so that the columns above keep their positions */
   for (size_t i = 0; i < scn->nvms; i++)
     fprintf(f, ",%s_swap_pages", scn->vm[i].name);
+  for (size_t i = 0; i < scn->nvms; i++)
+    fprintf(f, ",%s_psi_some_avg10,%s_psi_full_avg10,%s_refaults",
+            scn->vm[i].name, scn->vm[i].name, scn->vm[i].name);
   fputc('\n', f);
 }
 
@@ -382,5 +385,13 @@ void sim_csv_row(FILE *f, const sim_model_t *m) {
   }
   for (size_t i = 0; i < m->scn->nvms; i++)
     fprintf(f, ",%.0f", floor(m->vm[i].pswpin) + floor(m->vm[i].pswpout));
+  for (size_t i = 0; i < m->scn->nvms; i++) {
+    const sim_vm_t *v = &m->vm[i];
+    if (!v->present)
+      fprintf(f, ",,,");
+    else
+      fprintf(f, ",%.2f,%.2f,%.0f", v->psi_some_avg10, v->psi_full_avg10,
+              floor(v->workingset_refault));
+  }
   fputc('\n', f);
 }

@@ -49,7 +49,7 @@ if(MEMBAL_TESTS)
                    --out ${CMAKE_CURRENT_BINARY_DIR}/bench-short)
   set_tests_properties(sim.bench_short PROPERTIES TIMEOUT 120)
   add_test(NAME sim.bench_outputs COMMAND bash ${_sim}/tests/test_bench_plot.sh)
-  set_tests_properties(sim.bench_outputs PROPERTIES TIMEOUT 180
+  set_tests_properties(sim.bench_outputs PROPERTIES TIMEOUT 360
     ENVIRONMENT "MEMBAL_BUILD_DIR=${CMAKE_BINARY_DIR};MEMBAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
   # Live mode against a real xenstored, alone and under the real collectd
   # pipeline (vmmem + membal, Backend "sim").

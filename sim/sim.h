@@ -258,13 +258,16 @@ typedef struct {
   double margin_frac; /* over the need */
   sim_oracle_order_t order;
   bool boot_reserve; /* hold memory for VMs booting within the lookahead */
+  bool keep_cold;    /* count cold anonymous memory as needed (else it is
+                        left to swap) */
 } sim_oracle_params_t;
 
-/* Runs the first max_rules rules of the family (48 in all; the first is
- * the plain oracle's) each on its own model to the end of the scenario and
+/* Runs the first max_rules rules of the family (48 in all, 96 when a VM
+ * has cold memory: each rule also keeping cold memory resident; the first
+ * is the plain oracle's) each on its own model to the end of the scenario and
  * keeps the best (fewest VMs that never booted, then OOM kills, then swap
  * pages). Bounded by max_rules runs; deterministic. */
-#define SIM_ORACLE_RULES 48
+#define SIM_ORACLE_RULES 96
 struct sim_result;
 int sim_oracle_search(const sim_scenario_t *scn, uint64_t seed,
                       unsigned max_rules, sim_oracle_params_t *best,

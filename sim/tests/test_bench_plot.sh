@@ -34,6 +34,13 @@ if ldd "$bench" | grep librrd >/dev/null; then
   [ "$(head -c 8 "$out/a/mono-swap.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] ||
     fail "no swap comparison PNG"
 fi
+# --config adds a labelled membal row; a bad option is refused
+"$bench" --scenarios "$scn" --only mono --oracle-rules 1 --no-plot --out "$out/e" \
+  --config "$MEMBAL_SOURCE_DIR/sim/configs/interval1.conf" >"$out/e.txt" || fail "config run exit $?"
+grep -q "^cfg:interval1 " "$out/e.txt" || fail "no cfg:interval1 row"
+printf 'Period fast\n' >"$out/bad.conf"
+! "$bench" --scenarios "$scn" --only mono --out "$out/f" --config "$out/bad.conf" 2>"$out/f.err" || fail "bad config accepted"
+grep -q "Period" "$out/f.err" || fail "bad config error does not name the option"
 # a different seed changes a jittered scenario, not the parser's view
 "$bench" --scenarios "$scn" --only consol10 --oracle-rules 1 --out "$out/c" --no-plot --seed 2 >"$out/c.txt"
 "$bench" --scenarios "$scn" --only consol10 --oracle-rules 1 --out "$out/d" --no-plot --seed 3 >"$out/d.txt"

@@ -30,8 +30,9 @@ static sim_scenario_t *load(const char *name) {
 }
 
 static void test_shipped_scenarios_parse(void) {
-  const char *names[] = {"mono",  "mono5", "dacapo",  "cagma",
-                         "flash", "churn", "consol10"};
+  const char *names[] = {"mono",  "mono5", "dacapo",   "cagma",
+                         "flash", "churn", "consol10", "slowsurge",
+                         "big24", "leak",  "mixed",    "jvm"};
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     sim_scenario_t *s = load(names[i]);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
@@ -400,6 +401,142 @@ static void test_oracle_and_static_on_mono(void) {
   free(s);
 }
 
+/* Runs the model for secs seconds in 0.1 s steps. */
+static void run_for(sim_model_t *m, double secs) {
+  for (long k = 0; k < lround(secs / 0.1); k++)
+    sim_model_step(m, 0.1);
+}
+
+/* Cold anonymous memory is reclaimed before the working set, and shows in
+ * AnonPages and Committed_AS. */
+static void test_cold_reclaimed_first(void) {
+  char err[256];
+  sim_scenario_t *s = parse(BASE_SCN "vm a mem=1000M max=1500M cold=0.5\n"
+                                     "ws a 0:300M\n",
+                            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  run_for(m, 5);
+  /* cold = 0.5 / (1 - 0.5) x ws = 300 MiB, all resident */
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[0].cold_res_kib, 300.0 * 1024, 1024);
+  mb_sample_t a;
+  sim_model_sample(m, 0, &a);
+  CU_ASSERT(a.v[MB_F_ANONPAGES] >= 600u * 1024);
+  CU_ASSERT(a.v[MB_F_INACTIVE_ANON] >= 300u * 1024);
+  /* squeeze to base + 300 MiB + a little: the cold part goes, the hot
+   * part stays */
+  sim_model_set_target(m, 0, 64.0 * 1024 + 330.0 * 1024);
+  run_for(m, 60);
+  CU_ASSERT(m->vm[0].cold_swapped_kib > 250.0 * 1024);
+  CU_ASSERT(m->vm[0].swapped_kib < 1024);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[0].anon_res_kib, 300.0 * 1024, 1024);
+  free(m);
+  free(s);
+}
+
+/* Page cache squeezed out and read again counts as workingset refaults;
+ * the stall share rises under swapping and is 0 when nothing waits. */
+static void test_refaults_and_psi(void) {
+  char err[256];
+  sim_scenario_t *s =
+      parse(BASE_SCN "vm a mem=900M max=1500M file_rate=200\n"
+                     "vm b mem=600M max=1500M\n"
+                     "ws a 0:200M\ncache a 0:100M\nws b 0:200M 150:200M "
+                     "151:800M\n",
+            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  run_for(m, 149);
+  CU_ASSERT(m->vm[0].cache_kib > 90.0 * 1024);
+  CU_ASSERT_EQUAL(m->vm[0].workingset_refault, 0);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[1].psi_some_avg10, 0, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(m->vm[1].psi_some_total_us, 0, 1e-9);
+  /* b outgrows its memory: it swaps and stalls */
+  run_for(m, 10);
+  CU_ASSERT(m->vm[1].psi_some_avg10 > 10);
+  CU_ASSERT(m->vm[1].psi_some_total_us > 1e6);
+  CU_ASSERT(m->vm[1].psi_full_total_us <= m->vm[1].psi_some_total_us);
+  /* a is squeezed below its cache, then given room again: refaults */
+  sim_model_set_target(m, 0, 300.0 * 1024);
+  run_for(m, 20);
+  CU_ASSERT(m->vm[0].cache_kib < 50.0 * 1024);
+  double before = m->vm[0].workingset_refault;
+  sim_model_set_target(m, 0, 900.0 * 1024);
+  run_for(m, 20);
+  CU_ASSERT(m->vm[0].workingset_refault > before);
+  CU_ASSERT(m->vm[0].workingset_refault > 100);
+  free(m);
+  free(s);
+}
+
+/* Memory and swap full: the OOM killer, counted as events. */
+static void test_oom_kill(void) {
+  char err[256];
+  sim_scenario_t *s = parse(BASE_SCN "vm a mem=500M max=500M swap=200M\n"
+                                     "ws a 0:100M\ncold a 0:0M 50:1000M\n",
+                            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  run_for(m, 20);
+  CU_ASSERT_EQUAL(m->vm[0].oom_kills, 0);
+  run_for(m, 40);
+  CU_ASSERT(m->vm[0].oom_kills >= 1);
+  /* 60 s of a 20 MiB/s leak: 1000 MiB wanted, ~330 MiB of memory and
+   * 200 MiB of swap to hold it */
+  CU_ASSERT(m->vm[0].oom_kib > 300u * 1024);
+  CU_ASSERT(m->vm[0].cold_swapped_kib <= 200.0 * 1024 + 1);
+  free(m);
+  free(s);
+}
+
+/* guestmem's urgent path: a check every 0.2 s, at most one urgent record
+ * per second however hard the guest swaps. */
+static void test_urgent_rate_limit(void) {
+  char err[256];
+  sim_scenario_t *s = parse(
+      BASE_SCN "vm a mem=300M\nws a 0:50M 10:50M 11:900M\n", err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_model_t *m = malloc(sizeof(*m));
+  sim_model_init(m, s, 1);
+  sim_agent_t ag, shipped = SIM_MEMBAL_AGENT;
+  sim_agent_resolve(s, &shipped, &ag);
+  CU_ASSERT_DOUBLE_EQUAL(ag.publish_s, 10, 1e-9);
+  int urgent_n = 0, regular = 0;
+  for (int k = 0; k < 300; k++) {
+    bool u;
+    sim_model_step(m, 0.1);
+    if (sim_model_publish_due_agent(m, 0, &ag, &u))
+      u ? urgent_n++ : regular++;
+  }
+  /* swapping from t=11 to 30: 19 s, at most 20 urgent records, and they
+   * do come (first within a poll of the storm) */
+  CU_ASSERT(urgent_n >= 15 && urgent_n <= 20);
+  CU_ASSERT(regular >= 1 && regular <= 3);
+  free(m);
+  free(s);
+}
+
+/* The oracle's search is never worse than its first (greedy) rule. */
+static void test_oracle_search(void) {
+  sim_scenario_t *s = load("cagma");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  char err[256];
+  sim_result_t greedy, best;
+  sim_oracle_params_t p;
+  unsigned tried = 0;
+  CU_ASSERT_EQUAL_FATAL(
+      sim_run(s, &sim_policy_oracle, 1, NULL, NULL, &greedy, err, sizeof(err)),
+      0);
+  CU_ASSERT_EQUAL_FATAL(
+      sim_oracle_search(s, 1, 4, &p, &best, &tried, err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(tried, 4);
+  CU_ASSERT(best.swap_pages <= greedy.swap_pages);
+  free(s);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     scn_dir = argv[1];
@@ -419,6 +556,11 @@ int main(int argc, char **argv) {
   CU_add_test(s, "determinism", test_determinism);
   CU_add_test(s, "baselines", test_baselines);
   CU_add_test(s, "oracle and static on mono", test_oracle_and_static_on_mono);
+  CU_add_test(s, "cold memory reclaimed first", test_cold_reclaimed_first);
+  CU_add_test(s, "refaults and PSI", test_refaults_and_psi);
+  CU_add_test(s, "OOM kill", test_oom_kill);
+  CU_add_test(s, "urgent rate limit", test_urgent_rate_limit);
+  CU_add_test(s, "oracle search", test_oracle_search);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
   unsigned fails = CU_get_number_of_failures();
