@@ -611,6 +611,15 @@ void sim_model_sample(const sim_model_t *m, size_t i, mb_sample_t *out) {
   put(out, MB_F_PSWPOUT, floor(v->pswpout));
   put(out, MB_F_PGMAJFAULT, floor(v->pgmajfault));
   put(out, MB_F_PGFAULT, floor(v->pgfault));
+  /* What guestmem reads from a >= 5.9 kernel: refaults (a page swapped
+   * back in was evicted from the working set: an anon refault) and the
+   * PSI memory stall (avg10 in basis points, totals in us). */
+  put(out, MB_F_WORKINGSET_REFAULT_ANON, floor(v->pswpin));
+  put(out, MB_F_WORKINGSET_REFAULT_FILE, floor(v->workingset_refault));
+  put(out, MB_F_PSI_SOME_AVG10, llround(v->psi_some_avg10 * 100.0));
+  put(out, MB_F_PSI_FULL_AVG10, llround(v->psi_full_avg10 * 100.0));
+  put(out, MB_F_PSI_SOME_TOTAL, floor(v->psi_some_total_us));
+  put(out, MB_F_PSI_FULL_TOTAL, floor(v->psi_full_total_us));
   out->seq = v->seq;
   out->uptime_ms = (uint64_t)llround((m->t - v->booted_at) * 1000.0) + 1;
 }
