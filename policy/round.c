@@ -272,7 +272,8 @@ static void release_holds(mb_round_state_t *st, const mb_round_plan_t *plan) {
  * the domain's maximum for this round. */
 static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
                          mb_round_plan_t *plan, double now) {
-  if (cfg->grant_max_kib == 0)
+  /* emergencies are cagma's; tax and selfballoon grow by their own rule */
+  if (cfg->grant_max_kib == 0 || cfg->policy.kind != MB_POLICY_CAGMA)
     return;
   for (size_t i = 0; i < plan->n; i++) {
     mb_domain_t *d = &plan->doms[i];
@@ -285,9 +286,8 @@ static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
       h->granted_kib = 0;
     }
     /* growth up to the CMA is the guarantee, not a grant */
-    uint64_t base = mb_min_u64(d->current_kib, MB_KIB_MAX);
-    if (cfg->policy.kind == MB_POLICY_CAGMA)
-      base = mb_max_u64(base, mb_cagma_cma_kib(&cfg->policy, d));
+    uint64_t base = mb_max_u64(mb_min_u64(d->current_kib, MB_KIB_MAX),
+                               mb_cagma_cma_kib(&cfg->policy, d));
     uint64_t cap = base + mb_sub_sat(cfg->grant_max_kib, h->granted_kib);
     if (d->max_kib == 0 || cap < d->max_kib)
       d->max_kib = cap;
@@ -297,7 +297,7 @@ static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
 /* What the guests under pressure were granted this round. */
 static void count_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
                          const mb_round_plan_t *plan) {
-  if (cfg->grant_max_kib == 0)
+  if (cfg->grant_max_kib == 0 || cfg->policy.kind != MB_POLICY_CAGMA)
     return;
   for (size_t i = 0; i < plan->n; i++) {
     const mb_domain_t *d = &plan->doms[i];

@@ -56,8 +56,9 @@ typedef struct {
    * still holds (D4). Default 10 s: balloons move 30-60 MB/s, so ten
    * seconds without 8 MiB of progress is no slow balloon. */
   double stuck_after_s;
-  /* Emergency grants are bounded per guest: a guest under pressure
-   * (cagma's emergency signal: swapping, faulting or urgent while short of
+  /* Emergency grants are bounded per guest (policy cagma, whose
+   * emergencies they are): a guest under pressure (cagma's emergency
+   * signal: swapping, faulting or urgent while short of
    * memory) grows by at most grant_max_kib within grant_window_s, so a
    * guest faking a swap storm can neither take the host's memory in one
    * urgent round nor make every donor shrink at each of its storms.
