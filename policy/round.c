@@ -34,6 +34,8 @@ struct mb_round_dom {
   /* hold: not shrunk below held_kib before hold_until_s */
   double hold_until_s;
   uint64_t held_kib;
+  /* last growth toward its CMA; toggling (CMA growth held) until */
+  double grown_s, toggling_until_s;
 };
 
 void mb_round_config_default(mb_round_config_t *cfg) {
@@ -328,8 +330,20 @@ static void update_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
     bool active = hold_active(cfg, h, now);
     uint64_t ask =
         o->emergency ? mb_max_u64(o->cma_kib, o->want_kib) : o->cma_kib;
+    bool grown_cma =
+        o->target_kib > o->from_kib + band && o->cma_kib > o->from_kib + band;
     bool grown = o->target_kib > o->from_kib + band &&
-                 (o->emergency || o->cma_kib > o->from_kib + band);
+                 (o->emergency || (grown_cma && now < h->toggling_until_s));
+    /* Toggling: given memory toward its CMA, shrunk within hold_s, and
+     * asking again within hold_s of that. Only then is CMA growth held
+     * (emergency grants always are): a guest whose demand rises and falls
+     * once is not held, so its memory is at once every other guest's
+     * cushion again. */
+    if (grown_cma)
+      h->grown_s = now;
+    if (o->target_kib + band < o->from_kib && h->grown_s > 0 &&
+        now - h->grown_s <= cfg->hold_s)
+      h->toggling_until_s = now + cfg->hold_s;
     /* held: what it holds (or was just given) that it asks for; a surplus
      * share is not held */
     uint64_t given = mb_min_u64(ask, mb_max_u64(o->from_kib, o->target_kib));
