@@ -1536,10 +1536,8 @@ static void mb_round(const char *why) {
            mb_policy_name(conf.kind), dec[s->dom].want_kib / 1024.0,
            dec[s->dom].cma_kib / 1024.0, dom->current_kib / 1024.0,
            dom->has_sample ? "" : ", no fresh sample", why, held);
-    if (conf_dry_run) {
-      dec[s->dom].target_kib = from;
-      continue;
-    }
+    if (conf_dry_run)
+      continue; /* dec keeps the decision: recorded, never applied */
     mb_round_step_done(&plan, k, to == from || mb_actuate(dom, to));
   }
   uint64_t sum_kib = mb_round_sum_in_force(&plan);

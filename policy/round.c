@@ -34,6 +34,8 @@ struct mb_round_dom {
   /* hold: not shrunk below held_kib before hold_until_s */
   double hold_until_s;
   uint64_t held_kib;
+  /* last growth toward its CMA; toggling (CMA growth held) until */
+  double grown_s, toggling_until_s;
 };
 
 void mb_round_config_default(mb_round_config_t *cfg) {
@@ -272,7 +274,8 @@ static void release_holds(mb_round_state_t *st, const mb_round_plan_t *plan) {
  * the domain's maximum for this round. */
 static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
                          mb_round_plan_t *plan, double now) {
-  if (cfg->grant_max_kib == 0)
+  /* emergencies are cagma's; tax and selfballoon grow by their own rule */
+  if (cfg->grant_max_kib == 0 || cfg->policy.kind != MB_POLICY_CAGMA)
     return;
   for (size_t i = 0; i < plan->n; i++) {
     mb_domain_t *d = &plan->doms[i];
@@ -285,9 +288,8 @@ static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
       h->granted_kib = 0;
     }
     /* growth up to the CMA is the guarantee, not a grant */
-    uint64_t base = mb_min_u64(d->current_kib, MB_KIB_MAX);
-    if (cfg->policy.kind == MB_POLICY_CAGMA)
-      base = mb_max_u64(base, mb_cagma_cma_kib(&cfg->policy, d));
+    uint64_t base = mb_max_u64(mb_min_u64(d->current_kib, MB_KIB_MAX),
+                               mb_cagma_cma_kib(&cfg->policy, d));
     uint64_t cap = base + mb_sub_sat(cfg->grant_max_kib, h->granted_kib);
     if (d->max_kib == 0 || cap < d->max_kib)
       d->max_kib = cap;
@@ -297,7 +299,7 @@ static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
 /* What the guests under pressure were granted this round. */
 static void count_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
                          const mb_round_plan_t *plan) {
-  if (cfg->grant_max_kib == 0)
+  if (cfg->grant_max_kib == 0 || cfg->policy.kind != MB_POLICY_CAGMA)
     return;
   for (size_t i = 0; i < plan->n; i++) {
     const mb_domain_t *d = &plan->doms[i];
@@ -328,8 +330,20 @@ static void update_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
     bool active = hold_active(cfg, h, now);
     uint64_t ask =
         o->emergency ? mb_max_u64(o->cma_kib, o->want_kib) : o->cma_kib;
+    bool grown_cma =
+        o->target_kib > o->from_kib + band && o->cma_kib > o->from_kib + band;
     bool grown = o->target_kib > o->from_kib + band &&
-                 (o->emergency || o->cma_kib > o->from_kib + band);
+                 (o->emergency || (grown_cma && now < h->toggling_until_s));
+    /* Toggling: given memory toward its CMA, shrunk within hold_s, and
+     * asking again within hold_s of that. Only then is CMA growth held
+     * (emergency grants always are): a guest whose demand rises and falls
+     * once is not held, so its memory is at once every other guest's
+     * cushion again. */
+    if (grown_cma)
+      h->grown_s = now;
+    if (o->target_kib + band < o->from_kib && h->grown_s > 0 &&
+        now - h->grown_s <= cfg->hold_s)
+      h->toggling_until_s = now + cfg->hold_s;
     /* held: what it holds (or was just given) that it asks for; a surplus
      * share is not held */
     uint64_t given = mb_min_u64(ask, mb_max_u64(o->from_kib, o->target_kib));

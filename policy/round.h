@@ -56,8 +56,9 @@ typedef struct {
    * still holds (D4). Default 10 s: balloons move 30-60 MB/s, so ten
    * seconds without 8 MiB of progress is no slow balloon. */
   double stuck_after_s;
-  /* Emergency grants are bounded per guest: a guest under pressure
-   * (cagma's emergency signal: swapping, faulting or urgent while short of
+  /* Emergency grants are bounded per guest (policy cagma, whose
+   * emergencies they are): a guest under pressure (cagma's emergency
+   * signal: swapping, faulting or urgent while short of
    * memory) grows by at most grant_max_kib within grant_window_s, so a
    * guest faking a swap storm can neither take the host's memory in one
    * urgent round nor make every donor shrink at each of its storms.
@@ -66,17 +67,19 @@ typedef struct {
    * nothing (membal-bench, issue 11). 0 = no bound. */
   uint64_t grant_max_kib;
   double grant_window_s;
-  /* A guest grown toward its guarantee (emergency, or a CMA above what
-   * it holds) keeps what it was given toward its ask for hold_s after it
-   * last asked for it: a storm that calms is not reversed while its
-   * donors regrow, and a guest toggling its demand with a period up to
-   * hold_s keeps its memory instead of moving every other balloon at each
-   * toggle (tests/unit/test_round.c measures it). Holds give way whenever
-   * another guest would be left below its CMA or emergency ask. Default
-   * 45 s: longer than the 40 s toggling seen on the real pipeline; it
-   * costs some swap in the simulator (held memory is no other guest's
-   * cushion: membal-bench consol10 +6 %, churn +15 %, issue 11), 60 s
-   * cost twice that. 0 = no hold. */
+  /* Holds. A guest given an emergency grant keeps what it was given
+   * toward its ask for hold_s after it last asked for it, so a storm that
+   * calms is not reversed while its donors regrow. A guest that toggles
+   * (grown toward its CMA, shrunk within hold_s, asking again within
+   * hold_s) is held the same way, so that it keeps the memory of its high
+   * phase instead of moving every other balloon at each toggle (toggling
+   * with a period up to hold_s; tests/unit/test_round.c measures it). A
+   * guest whose demand rises and falls once is not held. Holds give way
+   * whenever another guest would be left below its CMA or emergency ask.
+   * Default 45 s: longer than the 40 s toggling seen on the real
+   * pipeline; in the simulator holds cost some swap (held memory is no
+   * other guest's cushion: membal-bench consol10 +4 %, dacapo +4 %, issue
+   * 11). 0 = no hold. */
   double hold_s;
 } mb_round_config_t;
 
@@ -175,8 +178,8 @@ void mb_round_state_dispose(mb_round_state_t *st);
  *   - a guest under pressure (emergency) grows by at most grant_max_kib
  *     per grant_window_s in total (its maximum is lowered for the round);
  *   - a held guest is not shrunk below what it was given, unless keeping
- *     it would leave another fresh guest below its CMA (then every hold
- *     is released);
+ *     it would leave another fresh guest below its CMA or emergency ask
+ *     (then every hold is released);
  *   - nothing allocated, doms of the input and cfg not written. */
 int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
                      const mb_round_input_t *in, mb_round_plan_t *plan);

@@ -337,10 +337,7 @@ static void test_hold_gives_way(void) {
 
 static uint64_t jitter_rng = 1;
 static double jitter(void) { /* in [-1, 1) */
-  jitter_rng ^= jitter_rng << 13;
-  jitter_rng ^= jitter_rng >> 7;
-  jitter_rng ^= jitter_rng << 17;
-  return (double)(jitter_rng >> 11) / 4503599627370496.0 - 1.0;
+  return (double)(unit_xorshift(&jitter_rng) >> 11) / 4503599627370496.0 - 1.0;
 }
 
 /* Sets a guest's sample for what it holds now and its anonymous memory. */
@@ -449,12 +446,7 @@ static void test_refused(void) {
 /* ---- random hosts ---------------------------------------------------- */
 
 static uint64_t rng;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static uint64_t rnd(void) { return unit_xorshift(&rng); }
 static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 static bool chance(unsigned pct) { return below(100) < pct; }
 

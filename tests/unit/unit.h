@@ -4,6 +4,7 @@
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,15 @@ static inline char *unit_slurp(const char *name, size_t *len) {
   fclose(f);
   *len = n;
   return buf;
+}
+
+/* xorshift64: the tests' deterministic generator (state never 0). */
+static inline uint64_t unit_xorshift(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *state = x;
 }
 
 /* Runs the suites; exit status is the number of failures (0 = pass). */
