@@ -86,7 +86,7 @@ static bool conf_dry_run;
 static mb_domconf_t *conf_doms; /* owned */
 static size_t conf_doms_num;
 
-/* ---- shared state: write/notification/flush callbacks and the thread ---- */
+/* ---- shared state: write and flush callbacks and the thread ---- */
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t store_cond = PTHREAD_COND_INITIALIZER;
 static mb_dstore_t *store; /* owned, store_num entries */

@@ -1,10 +1,14 @@
 /*
  * vmmem: collectd read plugin for dom0. Every interval it asks the backend
  * (plugins/backend.h) for the host's memory, the domains and each guest's
- * latest record, and dispatches them as plugins/SCHEMA.md section 2 says.
- * A thread of its own waits on the guests' records and raises a
- * notification at once when a record is urgent or the guest swaps fast, so
- * a balancer need not wait for the next interval.
+ * latest record, and dispatches them as plugins/SCHEMA.md section 2 says:
+ * per-field values for RRD and the like, and each guest sample whole, as
+ * one message, to the balancer (membal; SCHEMA.md section 2b). A thread of
+ * its own waits on the guests' records and hands a record over the same
+ * way at once when it is urgent or the guest swaps fast, so a balancer need
+ * not wait for the next interval. The message goes to membal's write
+ * callback only: never a notification (those reach notify_email, exec),
+ * never a value for RRD or the network.
  *
  * <Plugin vmmem>
  *   Backend "libxl"          # or "sim", "libvirt"; required
