@@ -31,6 +31,7 @@
 
 #include "backend.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -78,6 +79,10 @@ static atomic_bool vm_watch_stop;
  * plugin's init has: membal registers its write callback in its init, and
  * plugin_write() must not walk the write list while it grows. */
 static atomic_bool vm_handoff_ready;
+/* Whether membal's write callback exists: 0 unknown, 1 yes, -1 no (the
+ * write list does not change once every init ran, so no need to format
+ * samples nobody takes). */
+static atomic_int vm_balancer;
 
 static void vm_backend_log(void *ctx, int level, const char *msg) {
   plugin_log(level, VM_PLUGIN ": %s", msg);
@@ -194,7 +199,7 @@ static data_set_t vm_handoff_ds = {"gauge", 1, &vm_handoff_dsrc};
 static void vm_hand_sample(const char *name, uint32_t domid,
                            const mb_sample_t *s, uint64_t msg_seq, double age_s,
                            bool complete, bool urgent, cdtime_t t) {
-  if (!atomic_load(&vm_handoff_ready))
+  if (!atomic_load(&vm_handoff_ready) || atomic_load(&vm_balancer) < 0)
     return;
   char record[MB_RECORD_MAX];
   mb_sample_t copy = *s;
@@ -227,8 +232,9 @@ static void vm_hand_sample(const char *name, uint32_t domid,
   sstrncpy(vl.plugin_instance, name, sizeof(vl.plugin_instance));
   sstrncpy(vl.type, vm_handoff_ds.type, sizeof(vl.type));
   sstrncpy(vl.type_instance, "sample", sizeof(vl.type_instance));
-  /* ENOENT: no balancer loaded, nothing to do. */
-  plugin_write(VM_BALANCER, &vm_handoff_ds, &vl);
+  /* ENOENT: no balancer loaded, nothing to do now or later. */
+  int status = plugin_write(VM_BALANCER, &vm_handoff_ds, &vl);
+  atomic_store(&vm_balancer, status == ENOENT ? -1 : 1);
   meta_data_destroy(meta);
 }
 
