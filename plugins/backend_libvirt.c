@@ -43,9 +43,8 @@
  * them every LV_POLL_S and reports each domain whose sequence differs from
  * the one this handle last reported (first sight included), whichever
  * handle's read advanced it; guest returns its sample and, as raw text, a
- * membal record of it (mb_record_format), so vmmem's watch thread raises
- * its urgent notification for a swapping KVM guest as it does for a Xen
- * one.
+ * membal record of it (mb_record_format), so vmmem's watch thread hands
+ * a swapping KVM guest's sample to membal at once as it does a Xen one's.
  *
  * Stats period: libvirt's default is 0 (off). On first sight of a domain
  * with a virtio balloon whose <stats period> is 0 or absent, the backend

@@ -52,7 +52,9 @@
 /* A flush is served after this delay, so that the flush collectd sends to
  * every plugin at shutdown (timeout 0, identifier NULL, indistinguishable from
  * `collectdctl flush`) is cancelled by the shutdown callback that follows it
- * and never actuates anything while the daemon goes down. */
+ * and never actuates anything while the daemon goes down. The delay alone
+ * is a race on a loaded host (rrdtool's shutdown, which runs in between,
+ * can take longer): that flush is also recognised by its thread (mb_flush). */
 #define MB_FLUSH_DELAY_S 0.2
 /* Bounds the per-domain store against a flood of instance names. */
 #define MB_MAX_DOMAINS 1024
@@ -131,13 +133,15 @@ static char *conf_control_socket; /* owned; NULL = MB_CONTROL_DEFAULT */
 static mb_control_t *control;     /* owned; written by init/shutdown only */
 static mb_status_t *status_board; /* owned; written by init/shutdown only */
 
-/* ---- shared state: write/notification/flush callbacks and the thread ---- */
+/* ---- shared state: write and flush callbacks and the thread ---- */
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t store_cond = PTHREAD_COND_INITIALIZER;
 static mb_dstore_t *store; /* owned, store_num entries */
 static size_t store_num;
 static bool thread_stop;
-static bool write_closed; /* shutdown began: messages are ignored */
+static bool write_closed;     /* shutdown began: messages are ignored */
+static pthread_t main_thread; /* collectd's, which runs init and shutdown */
+static bool main_thread_known;
 static bool urgent_pending;
 static cdtime_t flush_at;     /* 0 = no flush pending */
 static bool operator_pending; /* a hold, release or reserve asks a round */
@@ -687,6 +691,10 @@ out:
 }
 
 static int mb_flush(cdtime_t timeout, const char *identifier, user_data_t *ud) {
+  /* collectd's main thread, which ran mb_init, flushes only at shutdown;
+   * `collectdctl flush` comes from unixsock's threads. */
+  if (main_thread_known && pthread_equal(pthread_self(), main_thread))
+    return 0;
   pthread_mutex_lock(&store_lock);
   if (flush_at == 0)
     flush_at = cdtime() + DOUBLE_TO_CDTIME_T(MB_FLUSH_DELAY_S);
@@ -1636,6 +1644,8 @@ static int mb_init(void) {
   }
   if (round_thread_running)
     return 0;
+  main_thread = pthread_self();
+  main_thread_known = true;
   if (conf_backend == NULL && (conf_backend = sstrdup("libxl")) == NULL) {
     ERROR(PLUGIN ": out of memory");
     return -1;

@@ -1,10 +1,14 @@
 /*
  * vmmem: collectd read plugin for dom0. Every interval it asks the backend
  * (plugins/backend.h) for the host's memory, the domains and each guest's
- * latest record, and dispatches them as plugins/SCHEMA.md section 2 says.
- * A thread of its own waits on the guests' records and raises a
- * notification at once when a record is urgent or the guest swaps fast, so
- * a balancer need not wait for the next interval.
+ * latest record, and dispatches them as plugins/SCHEMA.md section 2 says:
+ * per-field values for RRD and the like, and each guest sample whole, as
+ * one message, to the balancer (membal; SCHEMA.md section 2b). A thread of
+ * its own waits on the guests' records and hands a record over the same
+ * way at once when it is urgent or the guest swaps fast, so a balancer need
+ * not wait for the next interval. The message goes to membal's write
+ * callback only: never a notification (those reach notify_email, exec),
+ * never a value for RRD or the network.
  *
  * <Plugin vmmem>
  *   Backend "libxl"          # or "sim", "libvirt"; required
@@ -27,6 +31,7 @@
 
 #include "backend.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -84,6 +89,10 @@ static atomic_bool vm_watch_stop;
  * plugin's init has: membal registers its write callback in its init, and
  * plugin_write() must not walk the write list while it grows. */
 static atomic_bool vm_handoff_ready;
+/* Whether membal's write callback exists: 0 unknown, 1 yes, -1 no (the
+ * write list does not change once every init ran, so no need to format
+ * samples nobody takes). */
+static atomic_int vm_balancer;
 
 static void vm_backend_log(void *ctx, int level, const char *msg) {
   plugin_log(level, VM_PLUGIN ": %s", msg);
@@ -200,7 +209,7 @@ static data_set_t vm_handoff_ds = {"gauge", 1, &vm_handoff_dsrc};
 static void vm_hand_sample(const char *name, uint32_t domid,
                            const mb_sample_t *s, uint64_t msg_seq, double age_s,
                            bool complete, bool urgent, cdtime_t t) {
-  if (!atomic_load(&vm_handoff_ready))
+  if (!atomic_load(&vm_handoff_ready) || atomic_load(&vm_balancer) < 0)
     return;
   char record[MB_RECORD_MAX];
   mb_sample_t copy = *s;
@@ -233,8 +242,9 @@ static void vm_hand_sample(const char *name, uint32_t domid,
   sstrncpy(vl.plugin_instance, name, sizeof(vl.plugin_instance));
   sstrncpy(vl.type, vm_handoff_ds.type, sizeof(vl.type));
   sstrncpy(vl.type_instance, "sample", sizeof(vl.type_instance));
-  /* ENOENT: no balancer loaded, nothing to do. */
-  plugin_write(VM_BALANCER, &vm_handoff_ds, &vl);
+  /* ENOENT: no balancer loaded, nothing to do now or later. */
+  int status = plugin_write(VM_BALANCER, &vm_handoff_ds, &vl);
+  atomic_store(&vm_balancer, status == ENOENT ? -1 : 1);
   meta_data_destroy(meta);
 }
 

@@ -5,7 +5,8 @@
  * reaches the policy `delay` seconds later; rates come from successive
  * samples, as in the membal plugin. Policies marked urgent (membal's) also
  * run a round as soon as an urgent sample arrives, as the plugin does on
- * vmmem's notification.
+ * vmmem's urgent sample (the plugin at most once per UrgentInterval, 1 s by
+ * default; not modelled here).
  */
 #include "sim.h"
 

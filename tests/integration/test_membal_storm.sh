@@ -26,6 +26,8 @@ mbt_wait_samples 1 2 3
 mbt_flush_round
 
 # rrd_not_ahead: no RRD file membal writes was updated at a time to come.
+# collectd's rrdtool plugin rounds a value's time to the nearest second
+# (CDTIME_T_TO_TIME_T), `date +%s` truncates: up to 1 s is that rounding.
 # Read from a copy: rrdtool on the file itself would lock it against the
 # rrdtool plugin's updates.
 rrd_not_ahead() {
@@ -34,7 +36,7 @@ rrd_not_ahead() {
     cp "$f" "$MB_DIR/copy.rrd"
     last=$(rrdtool last "$MB_DIR/copy.rrd")
     now=$(date +%s)
-    if [ "$last" -gt "$now" ]; then
+    if [ "$last" -gt $((now + 1)) ]; then
       mb_log "$f: last update $last is ahead of the clock ($now)"
       return 1
     fi
@@ -79,7 +81,12 @@ mb_wait_for 10 fetch_current ||
 mb_log "ok: rrdtool fetch after the restart: $(rrdtool fetch "$rrd" AVERAGE -s "$t_restart" -e now -r 1 | grep -v nan | tail -1)"
 last=$(rrdtool last "$rrd")
 mb_assert "last update ($last) after the restart ($t_restart) and not ahead of the clock" \
-  test "$last" -ge "$t_restart" -a "$last" -le "$(date +%s)"
-mb_assert "no rrdtool update refused after the restart" bash -c "! grep -q 'illegal attempt to update' '$MB_CD_LOG'"
+  test "$last" -ge "$t_restart" -a "$last" -le $(($(date +%s) + 1))
+# A refusal for a file ahead of the clock ("using time X when last update
+# time is Y", Y > X); Y == X is a restart within one second (one update of
+# the new lifetime in the old one's last second), not a defect.
+ahead=$(sed -n 's/.*using time \([0-9]*\) when last update time is \([0-9]*\).*/\1 \2/p' "$MB_CD_LOG" |
+  awk '$2 > $1' | wc -l)
+mb_assert_eq 0 "$ahead" "rrdtool updates refused because a file was ahead of the clock"
 mb_collectd_stop
 mb_log "storm test passed"

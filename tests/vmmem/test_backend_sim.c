@@ -148,6 +148,41 @@ static void test_list_and_requests(void) {
   mb_backend_close(b);
 }
 
+/* no_records (membal's handle): the same figures, no guest sample, and
+ * none of the record reads (1 per guest, +2 for the XenServer keys when
+ * the record is absent). */
+static void test_list_no_records(void) {
+  reset_store();
+  put("/tool/membal-sim/host", "total_kib 8000\nfree_kib 1000\n");
+  dom(9, "name nine\ncurrent_kib 900\nmax_kib 1900\ntarget_kib 850\n");
+  dom(5, "name five\ncurrent_kib 500\nmax_kib 1500\ntarget_kib 450\n");
+  dom(0, "name Domain-0\ncurrent_kib 100\nmax_kib 100\n");
+  record(9, 4, 0);
+
+  char err[256] = "";
+  mb_backend_opts_t o = {.kind = "sim", .no_records = true};
+  mb_backend_t *b = mb_backend_open(&o, err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  mb_dominfo_t *d = NULL;
+  size_t n = 0;
+  uint64_t q0 = mb_backend_requests(b);
+  CU_ASSERT_EQUAL_FATAL(mb_backend_list(b, &d, &n, err, sizeof(err)), 0);
+  uint64_t q = mb_backend_requests(b) - q0;
+  CU_ASSERT_EQUAL_FATAL(n, 3);
+  CU_ASSERT_EQUAL(d[1].domid, 5);
+  CU_ASSERT_EQUAL(d[1].target_kib, 450);
+  CU_ASSERT_EQUAL(d[2].domid, 9);
+  CU_ASSERT_EQUAL(d[2].current_kib, 900);
+  CU_ASSERT_EQUAL(d[2].target_kib, 850);
+  CU_ASSERT_EQUAL(d[2].max_kib, 1900);
+  CU_ASSERT_EQUAL(d[1].sample_status, MB_SAMPLE_NONE);
+  CU_ASSERT_EQUAL(d[2].sample_status, MB_SAMPLE_NONE);
+  /* listing 1, then one dom node per domain */
+  CU_ASSERT_EQUAL(q, 1 + 3);
+  free(d);
+  mb_backend_close(b);
+}
+
 static void test_set_target(void) {
   reset_store();
   dom(3, "name three\ncurrent_kib 500\nmax_kib 1500\n");
@@ -282,6 +317,7 @@ int main(void) {
   CU_pSuite s = CU_add_suite("backend_sim", NULL, NULL);
   CU_add_test(s, "host node", test_host);
   CU_add_test(s, "list, fallbacks, request count", test_list_and_requests);
+  CU_add_test(s, "list without guest records", test_list_no_records);
   CU_add_test(s, "set_target", test_set_target);
   CU_add_test(s, "watch, guest, name", test_watch_guest_name);
   CU_add_test(s, "skipped domains logged once", test_skipped_logged_once);
