@@ -3,7 +3,8 @@
 # only its paths pointed at the test (plugin dir, DataDir, socket)
 # collectd accepts it as is (Backend "libxl"); switched to Backend "sim" it
 # runs vmmem + membal + rrdtool + unixsock, and `collectdctl flush
-# plugin=membal` through the drop-in's own unixsock block rebalances.
+# plugin=membal` through the drop-in's own unixsock block rebalances, also
+# after a crash left the socket file behind (DeleteSocket).
 . "$(dirname "$0")/membal_lib.bash"
 
 dropin=$MEMBAL_SOURCE_DIR/collectd.conf.d/dom0.conf
@@ -93,5 +94,18 @@ mb_wait_for 2 bash -c "[ \"\$(xenstore-read /local/domain/1/memory/target)\" -gt
 mb_assert "vm2 shrunk ($(mbt_target 2) KiB)" test "$(mbt_target 2)" -lt $((1024 * MiB))
 mb_assert "rrdtool from the drop-in writes membal's history" \
   mb_wait_for 5 test -s "$MB_DIR/rrd/$MB_HOSTNAME/membal-vm1/memory-target.rrd"
+
+# 3. A crash leaves unixsock's socket file behind; the drop-in's
+# DeleteSocket lets the next start bind it, so collectdctl works again
+# (without it: "unixsock plugin: bind failed: Address already in use").
+grep -q '^  DeleteSocket true$' "$MB_DIR/sim.conf" || mb_fail "drop-in's unixsock block lacks DeleteSocket true"
+kill -KILL "$MB_CD_PID"
+wait "$MB_CD_PID" 2>/dev/null || true
+MB_CD_PID=""
+[ -S "$MB_CD_SOCK" ] || mb_fail "the killed collectd left no socket file (test assumption)"
+MB_KEEP_STALE_SOCKET=1 mb_collectd_start "$MB_DIR/sim.conf"
+mbt_flush_round
+if mb_log_has "unixsock plugin: bind failed"; then mb_fail "unixsock could not bind after the crash"; fi
+mb_log "ok: after a crash (SIGKILL) the next start binds the socket, collectdctl flush works"
 mb_collectd_stop
 mb_log "drop-in test passed"

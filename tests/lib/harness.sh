@@ -352,7 +352,9 @@ mb_collectd_start() {
   MB_CD_SOCK=$MB_CD_DIR/collectd.sock
   MB_CD_LOG=$MB_CD_DIR/collectd.log
   mkdir -p "$MB_CD_DIR"
-  rm -f "$MB_CD_SOCK"
+  # MB_KEEP_STALE_SOCKET=1: leave a socket file a killed collectd left
+  # (tests of unixsock's DeleteSocket)
+  [ "${MB_KEEP_STALE_SOCKET:-0}" = 1 ] || rm -f "$MB_CD_SOCK"
   "$MB_COLLECTD_BIN" -t -C "$conf" >"$MB_CD_DIR/configtest.out" 2>&1 ||
     mb_fail "collectd -t rejected $conf: $(cat "$MB_CD_DIR/configtest.out")"
   local -a env=() wrapper=()
