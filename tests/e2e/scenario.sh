@@ -260,7 +260,7 @@ sampler() {
           printf " %s %s\n", l[1], l[2]
         }
       }' >> $R/timeline.tsv
-    sleep 0.5
+    sleep 1
   done
 }
 
