@@ -330,12 +330,12 @@ if "storm_rt" in facts:
                  + ("; urgent record + round on an urgent sample: no Period/Interval wait in the chain"
                     if no_wait else "; the chain went through a periodic round or no urgent record"))
 
-# --- the sampler: rows stamped with dom0's clock, about every second
+# --- the sampler: every row carries dom0's clock (the checks above use
+# those times, never a row count); how often it wrote is reported.
 gaps = sorted(b["t"] - a["t"] for a, b in zip(by["busy"], by["busy"][1:]))
 if gaps:
-    med = gaps[len(gaps) // 2]
-    check("timeline_rows", med <= 2.0,
-          f"{len(by['busy'])} rows of busy, gap median {med:.1f}s, max {gaps[-1]:.1f}s")
+    print(f"INFO timeline {len(by['busy'])} rows of busy, gap median {gaps[len(gaps) // 2]:.1f}s, "
+          f"max {gaps[-1]:.1f}s")
 
 # --- RRD files hold data
 rrd_dir = os.path.join(res, "rrd", "dom0")

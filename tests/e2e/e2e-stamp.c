@@ -5,6 +5,10 @@
  *                                 (busybox date has no %N)
  *   e2e-stamp watch PATH...       one line per xenstore watch event:
  *                                 "<realtime> <path> <value on one line>"
+ *   e2e-stamp domains             (in dom0) one line per domain from the
+ *                                 hypervisor: "X <name> <domid> <KiB>
+ *                                 <cpu s>", what `xl list` shows, at a
+ *                                 fraction of its cost under emulation
  *   e2e-stamp signals KEY         (in a guest) polls the kernel every 50 ms
  *                                 and prints, stamped: the first swap-out,
  *                                 the first memory stall (PSI some total),
@@ -31,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <xenctrl.h>
 #include <xenstore.h>
 
 static double rt_now(void) {
@@ -200,15 +205,46 @@ static int cmd_signals(const char *key) {
   return 0;
 }
 
+static int cmd_domains(void) {
+  xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+  struct xs_handle *xs = xs_open(XS_OPEN_READONLY);
+  if (xch == NULL || xs == NULL) {
+    fprintf(stderr, "e2e-stamp: cannot open the hypervisor or xenstore\n");
+    return 1;
+  }
+  static xc_domaininfo_t info[256];
+  int n = xc_domain_getinfolist(xch, 0, 256, info);
+  if (n < 0) {
+    fprintf(stderr, "e2e-stamp: getinfolist: %s\n", strerror(errno));
+    return 1;
+  }
+  for (int i = 0; i < n; i++) {
+    char path[64];
+    snprintf(path, sizeof(path), "/local/domain/%u/name", info[i].domain);
+    unsigned int len = 0;
+    char *name = xs_read(xs, XBT_NULL, path, &len);
+    printf("X %s %u %llu %.1f\n", name ? name : "-", info[i].domain,
+           (unsigned long long)info[i].tot_pages * 4,
+           (double)info[i].cpu_time / 1e9);
+    free(name);
+  }
+  xs_close(xs);
+  xc_interface_close(xch);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "now") == 0) {
     printf("%.3f\n", rt_now());
     return 0;
   }
+  if (argc == 2 && strcmp(argv[1], "domains") == 0)
+    return cmd_domains();
   if (argc >= 3 && strcmp(argv[1], "watch") == 0)
     return cmd_watch(argc - 2, argv + 2);
   if (argc == 3 && strcmp(argv[1], "signals") == 0)
     return cmd_signals(argv[2]);
-  fprintf(stderr, "usage: e2e-stamp now | watch PATH... | signals KEY\n");
+  fprintf(stderr,
+          "usage: e2e-stamp now | domains | watch PATH... | signals KEY\n");
   return 2;
 }

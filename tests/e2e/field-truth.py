@@ -162,7 +162,7 @@ ds["sim_need"] = resample([(num(r["t"]), num(r.get("busy_need_mib"))) for r in s
                            if num(r.get("busy_need_mib")) is not None])
 
 rrd = os.path.join(out, "field-truth.rrd")
-base_ts = 1000000000
+base_ts = 999997200  # on a whole hour: the axis's mm:ss is the time since start
 keys = list(ds)
 subprocess.run(["rrdtool", "create", rrd, "--step", "1", "--start", str(base_ts - 1)]
                + [f"DS:{k[:19]}:GAUGE:10:0:U" for k in keys]
@@ -188,7 +188,7 @@ for n in names:
 args.append("LINE1:sim_need#888888:busy demand (sim):dashes=2,4")
 args.append("COMMENT:\\n")
 args.append(f"COMMENT:x axis\\: time since collectd started in dom0 (mm\\:ss)")
-r = subprocess.run(args, capture_output=True, text=True)
+r = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, TZ="UTC"))
 if r.returncode != 0:
     print(f"FIELD-TRUTH skipped: rrdtool graph failed: {r.stderr.strip()}")
     sys.exit(1)

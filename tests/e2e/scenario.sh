@@ -46,10 +46,17 @@ MAX_MIB=1024
 PERIOD_S=6 # membal's Period in collectd-dom0.conf
 STALL_S=${STALL_S:-120}
 
-domid() { xl domid "$1" 2> /dev/null; }
+# xl is slow under emulation (a call can take seconds on a loaded host):
+# domids are looked up once, memory and CPU time come from e2e-stamp.
+domid() {
+  eval "_d=\${DOMID_$1:-}"
+  [ -n "$_d" ] || _d=$(xl domid "$1" 2> /dev/null)
+  echo "$_d"
+}
 xsr() { xenstore-read "$1" 2> /dev/null; }
-# actual memory of a domain (KiB) from the hypervisor (xl list: MiB)
-actual_kib() { xl list "$1" 2> /dev/null | awk 'NR==2 {print $3 * 1024}'; }
+# actual memory of a domain (KiB) from the hypervisor; its CPU seconds
+actual_kib() { e2e-stamp domains 2> /dev/null | awk -v n="$1" '$2 == n {print $4}'; }
+cpu_s() { e2e-stamp domains 2> /dev/null | awk -v n="$1" '$2 == n {print $5}'; }
 later() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a > b)}'; } # later A B: A > B
 minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 
@@ -119,6 +126,7 @@ on_crash = "preserve"
 EOF
   t=$(now)
   if xl create /run/$g.cfg > /run/$g.create.log 2>&1; then
+    eval "DOMID_$g=$(xl domid $g 2> /dev/null)"
     log "created $g (domid $(domid $g)) in $(minus "$(now)" "$t")s"
   else
     cat /run/$g.create.log
@@ -129,7 +137,7 @@ fact guests_created_s "$(now)"
 
 # A booting guest makes progress as long as its console grows or it uses CPU.
 prog_guest() {
-  echo "$(wc -c < /var/log/xen/console/guest-$g.log 2> /dev/null) $(xl list $g 2> /dev/null | awk 'NR==2 {print $6}')"
+  echo "$(wc -c < /var/log/xen/console/guest-$g.log 2> /dev/null) $(cpu_s $g)"
 }
 guest_ready() { [ -n "$(xsr /local/domain/$(domid $g)/data/e2e/ready)" ]; }
 for g in $GUESTS; do
@@ -196,7 +204,7 @@ phase memset
 # --- xl mem-set moves a real balloon (shrink, then grow back); the grow
 # gives the balloon speed of this run (the checker compares with it).
 g=idle2
-prog_balloon() { xl list $g 2> /dev/null | awk 'NR==2 {print $3, $6}'; }
+prog_balloon() { e2e-stamp domains 2> /dev/null | awk -v n="$g" '$2 == n {print $4, $5}'; }
 before=$(actual_kib $g)
 xl mem-set $g 256m
 at_256() { [ "$(actual_kib $g)" -le $((260 * 1024)) ]; }
@@ -224,12 +232,12 @@ record_field() { # record_field DOMID KEY: one field of the guest record
     awk -v k="$2" '$1 == k {print $2; exit}'
 }
 # Every guest's memory, target and record, about once a second. Each row
-# carries the time (dom0 uptime) at which xl list answered; xenstore is read
-# at once after it, in one call for all guests.
+# carries the time (dom0 uptime) at which the hypervisor answered; xenstore
+# is read at once after it, in one call for all guests.
 sampler() {
   echo "t name domid target_kib actual_kib seq MemTotal MemAvailable SwapTotal SwapFree pswpin pswpout load_mib phase" > $R/timeline.tsv
   while [ ! -e /run/sampler.stop ]; do
-    xl list 2> /dev/null | awk 'NR > 1 && $2 != 0 {print "X", $1, $2, $3 * 1024}' > /run/xl.now
+    e2e-stamp domains 2> /dev/null | awk '$3 != 0' > /run/xl.now
     t=$(now)
     xenstore-ls -f /local/domain 2> /dev/null | cat /run/xl.now - | awk -v t="$t" '
       $1 == "X" { name[$3] = $2; act[$3] = $4; next }
@@ -252,7 +260,7 @@ sampler() {
           printf " %s %s\n", l[1], l[2]
         }
       }' >> $R/timeline.tsv
-    sleep 0.5
+    sleep 1
   done
 }
 

@@ -83,7 +83,7 @@ if [ "${MEMBAL_E2E_NOBUILD:-0}" != 1 ]; then
   fi
   # The test's time stamper runs in dom0 and in the guests.
   cc -O2 -Wall -Wextra -o "$bdir/e2e-stamp" "$here/e2e-stamp.c" \
-    $(pkg-config --cflags --libs xenstore) >> "$out/build.log" 2>&1 ||
+    $(pkg-config --cflags --libs xenstore xencontrol) >> "$out/build.log" 2>&1 ||
     { tail -n 30 "$out/build.log"; fail "build of e2e-stamp failed"; }
   say "built: ${targets[*]:-nothing} e2e-stamp ($(elapsed)s)"
 fi
