@@ -196,13 +196,15 @@ uvirsh "create $lv/guest.xml" >"$MB_DIR/create.out" 2>&1 ||
 mb_wait_for 120 grep -q GUEST-READY "$serial" || mb_fail "guest did not boot: $(tail -5 "$serial" 2>/dev/null)"
 mb_log "guest booted in $(($(mb_now_ms) - t0)) ms (TCG)"
 guest_total() { sed -n 's/^GUEST MemTotal: \([0-9]*\) kB.*/\1/p' "$serial" | tail -n1; }
+# The guest prints a GUEST line every 2 s of its own time: its progress.
+guest_lines() { grep -c '^GUEST ' "$serial"; }
 actual_kib() { virsh -q -c "$uri" "dommemstat $name" | sed -n 's/^actual \([0-9]*\)$/\1/p'; }
 # Polled conditions (evaluated afresh on each try of mb_wait_for).
 actual_le() { local a; a=$(actual_kib); [ -n "$a" ] && [ "$a" -le "$1" ]; }
 actual_ge() { local a; a=$(actual_kib); [ -n "$a" ] && [ "$a" -ge "$1" ]; }
 guest_lt() { local g; g=$(guest_total); [ -n "$g" ] && [ "$g" -lt "$1" ]; }
 guest_gt() { local g; g=$(guest_total); [ -n "$g" ] && [ "$g" -gt "$1" ]; }
-mb_wait_for 10 guest_gt 0 || mb_fail "no meminfo line from the guest"
+mb_wait_progress 30 guest_lines guest_gt 0 || mb_fail "no meminfo line from the guest"
 
 gauge() { mb_getval "$MB_HOSTNAME/$1"; }
 gauge_is() { # within 1e-6 (collectdctl prints 7 digits)
@@ -249,10 +251,10 @@ t0=$(mb_now_ms)
 mb_collectdctl flush plugin=membal
 mb_wait_for 5 mb_log_has "membal: $name \(domid [0-9]+\) target 512.0 MiB -> 300.0 MiB" ||
   mb_fail "no shrink to 300 MiB logged"
-mb_wait_for 30 actual_le $((300 * MiB)) || mb_fail "balloon never reached 300 MiB (actual $(actual_kib) KiB)"
+mb_wait_progress 30 guest_lines actual_le $((300 * MiB)) || mb_fail "balloon never reached 300 MiB (actual $(actual_kib) KiB)"
 ms=$(($(mb_now_ms) - t0))
 mb_log "flush -> QEMU balloon at 300 MiB: $ms ms"
-mb_wait_for 10 guest_lt $((300 * MiB)) || mb_fail "the guest still sees MemTotal $(guest_total) KiB"
+mb_wait_progress 30 guest_lines guest_lt $((300 * MiB)) || mb_fail "the guest still sees MemTotal $(guest_total) KiB"
 mb_log "guest's own MemTotal now $(guest_total) KiB"
 mb_wait_for 10 gauge_is "vmmem-$name/memory-current" $((300 * MiB * 1024)) || mb_fail "vmmem never read back 300 MiB"
 mb_wait_for 15 gauge_le "vmmem-$name/memory-guest_MemTotal" $((300 * MiB * 1024)) || mb_fail "vmmem's guest_MemTotal still above 300 MiB"
@@ -262,7 +264,7 @@ mb_collectd_stop
 # With the Max gone and no flush, only the swap storm can start a round:
 # the backend's poll hands the changed statistics to vmmem's watch thread,
 # which raises its urgent notification, and membal grows the guest at once.
-mb_wait_for 30 grep -q GUEST-HOG "$serial" || mb_fail "the guest's workload did not start"
+mb_wait_progress 30 guest_lines grep -q GUEST-HOG "$serial" || mb_fail "the guest's workload did not start"
 conf "$MB_DIR/storm.conf" ""
 t0=$(mb_now_ms)
 mb_collectd_start "$MB_DIR/storm.conf"
@@ -270,8 +272,8 @@ mb_wait_for 90 mb_log_has "membal: $name \(domid [0-9]+\) target 300.0 MiB -> [0
   mb_fail "no emergency round on the swap storm: $(grep -E 'membal|vmmem|Notif' "$MB_CD_LOG" | tail -5)"
 mb_log "swapping guest grown by an urgent round $(($(mb_now_ms) - t0)) ms after collectd started: $(grep -oE "target 300.0 MiB -> [0-9.]+ MiB: emergency" "$MB_CD_LOG" | head -1)"
 mb_assert "membal ran no flush round" test "$(grep -c "round on flush" "$MB_CD_LOG")" -eq 1
-mb_wait_for 30 actual_ge $((330 * MiB)) || mb_fail "the balloon did not grow (actual $(actual_kib) KiB)"
-mb_wait_for 10 guest_gt $((300 * MiB)) || mb_fail "the guest's MemTotal stayed at $(guest_total) KiB"
+mb_wait_progress 30 guest_lines actual_ge $((330 * MiB)) || mb_fail "the balloon did not grow (actual $(actual_kib) KiB)"
+mb_wait_progress 30 guest_lines guest_gt $((300 * MiB)) || mb_fail "the guest's MemTotal stayed at $(guest_total) KiB"
 mb_log "grown: QEMU actual $(actual_kib) KiB, guest MemTotal $(guest_total) KiB"
 
 # ---- libvirtd restarts under collectd (the guest keeps running; the new

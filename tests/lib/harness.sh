@@ -115,6 +115,34 @@ mb_wait_for() {
   done
 }
 
+# mb_wait_progress <stall_s> <progress_cmd> <command...>: poll every 0.2 s
+# until the command succeeds. Fails when the output of progress_cmd (for
+# example the number of lines an emulated guest printed) has not changed for
+# stall_s seconds, or after 20 x stall_s in all: it waits on the progress
+# of what it waits for, not on how fast this machine is.
+mb_wait_progress() {
+  local stall=$1 prog=$2
+  shift 2
+  local last cur now changed end
+  last=$(eval "$prog" 2>/dev/null)
+  changed=$(date +%s%N)
+  end=$((changed + stall * 20 * 1000000000))
+  while :; do
+    if "$@" >/dev/null 2>&1; then
+      return 0
+    fi
+    now=$(date +%s%N)
+    cur=$(eval "$prog" 2>/dev/null)
+    if [ "$cur" != "$last" ]; then
+      last=$cur
+      changed=$now
+    fi
+    [ $((now - changed)) -lt $((stall * 1000000000)) ] || return 1
+    [ "$now" -lt "$end" ] || return 1
+    sleep 0.2
+  done
+}
+
 # Milliseconds since the epoch (for latency measurements).
 mb_now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
