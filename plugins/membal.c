@@ -21,6 +21,7 @@
 #include "control.h"
 #include "live.h"
 #include "membal_policy.h"
+#include "ops.h"
 #include "round.h"
 #include "status.h"
 
@@ -65,25 +66,6 @@
 
 /* A <Domain> block: the round module's clamp. */
 typedef mb_round_clamp_t mb_domconf_t;
-
-/* `membal hold NAME [SECONDS]`: the domain's target is left alone. */
-typedef struct {
-  char name[MB_NAME_LEN];
-  cdtime_t until; /* 0 = until `membal release` */
-} mb_hold_t;
-
-/* `membal reserve SIZE --for NAME --timeout S`: memory kept out of the
- * pool until NAME appears in the hypervisor or the time is up. */
-typedef struct {
-  uint64_t id;
-  char name[MB_NAME_LEN]; /* "" = no domain named: held until the timeout */
-  uint64_t kib;
-  cdtime_t until;
-} mb_resv_t;
-
-/* Bounds the operator's tables. */
-#define MB_MAX_HOLDS 256
-#define MB_MAX_RESV 64
 
 /* The latest whole samples of one domain, as vmmem handed them. */
 typedef struct {
@@ -143,13 +125,9 @@ static bool write_closed;     /* shutdown began: messages are ignored */
 static pthread_t main_thread; /* collectd's, which runs init and shutdown */
 static bool main_thread_known;
 static bool urgent_pending;
-static cdtime_t flush_at;     /* 0 = no flush pending */
-static bool operator_pending; /* a hold, release or reserve asks a round */
-static mb_hold_t holds[MB_MAX_HOLDS];
-static size_t holds_num;
-static mb_resv_t resvs[MB_MAX_RESV];
-static size_t resvs_num;
-static uint64_t resv_next_id = 1;
+static cdtime_t flush_at;      /* 0 = no flush pending */
+static bool operator_pending;  /* a hold, release or reserve asks a round */
+static mb_ops_t ops;           /* holds and reservations (policy/ops.h) */
 static uint64_t host_free_kib; /* vmmem's memory/host_free, every interval */
 static bool have_host_free;
 
@@ -987,72 +965,13 @@ static void mb_notify(int severity, const char *domain, const char *what,
   plugin_notification_meta_free(n.meta);
 }
 
-/* Events found under store_lock, notified after it. */
-typedef struct {
-  int severity;
-  char name[MB_NAME_LEN];
-  const char *what; /* static */
-  uint64_t kib;
-  char msg[160];
-} mb_event_t;
-
-/* Caller holds store_lock. Drops expired holds and reservations that are
- * met (their domain is in doms) or expired, into ev (at most evmax);
- * returns the reserved sum still in force. */
-static uint64_t mb_ops_expire(const mb_domain_t *doms, size_t n, cdtime_t now,
-                              mb_event_t *ev, size_t evmax, size_t *nev) {
-  for (size_t i = 0; i < holds_num;) {
-    if (holds[i].until != 0 && holds[i].until <= now) {
-      INFO(PLUGIN ": hold on %s expired: balanced again", holds[i].name);
-      holds[i] = holds[--holds_num];
-      continue;
-    }
-    i++;
-  }
-  uint64_t reserved = 0;
-  for (size_t i = 0; i < resvs_num;) {
-    const mb_resv_t *r = resvs + i;
-    bool appeared = false;
-    for (size_t j = 0; r->name[0] != 0 && j < n && !appeared; j++)
-      appeared = strcmp(doms[j].name, r->name) == 0;
-    if (appeared || r->until <= now) {
-      if (*nev < evmax) {
-        mb_event_t *e = ev + (*nev)++;
-        sstrncpy(e->name, r->name, sizeof(e->name));
-        e->kib = r->kib;
-        e->severity = appeared ? NOTIF_OKAY : NOTIF_WARNING;
-        e->what = appeared ? "reservation_met" : "reservation_expired";
-        ssnprintf(e->msg, sizeof(e->msg),
-                  appeared ? "reservation %" PRIu64 " of %.0f MiB for %s met: "
-                             "the domain is running"
-                           : "reservation %" PRIu64 " of %.0f MiB for %s "
-                             "expired before the domain appeared",
-                  r->id, r->kib / 1024.0, r->name[0] ? r->name : "(any)");
-      }
-      resvs[i] = resvs[--resvs_num];
-      continue;
-    }
-    reserved += r->kib;
-    i++;
-  }
-  return reserved;
-}
-
-/* Caller holds store_lock. The hold on name in force; NULL when none. */
-static const mb_hold_t *mb_hold_find(const char *name) {
-  for (size_t i = 0; i < holds_num; i++)
-    if (strcmp(holds[i].name, name) == 0)
-      return holds + i;
-  return NULL;
-}
-
 /* Caller holds store_lock. Whether name is held (`membal hold`, or
  * Balance false); *until (may be NULL): when the hold ends, 0 = never. */
 static bool mb_held(const char *name, cdtime_t *until) {
-  const mb_hold_t *h = mb_hold_find(name);
-  if (h != NULL) {
+  double until_s = 0;
+  if (mb_ops_held(&ops, name, &until_s)) {
     if (until != NULL)
-      *until = h->until;
+      *until = until_s > 0 ? DOUBLE_TO_CDTIME_T(until_s) : 0;
     return true;
   }
   for (size_t i = 0; i < conf_nobalance_num; i++) {
@@ -1065,67 +984,28 @@ static bool mb_held(const char *name, cdtime_t *until) {
   return false;
 }
 
-/* A domain name as the operator typed it: printable, no blanks. */
-static bool mb_name_ok(const char *s) {
-  size_t len = strlen(s);
-  if (len == 0 || len >= MB_NAME_LEN)
-    return false;
-  for (const char *p = s; *p; p++)
-    if (*p <= ' ' || *p > '~')
-      return false;
-  return true;
-}
-
-/* A whole number in [lo, hi]; false otherwise. */
-static bool mb_parse_u64(const char *s, uint64_t lo, uint64_t hi,
-                         uint64_t *out) {
-  if (s == NULL || *s < '0' || *s > '9')
-    return false;
-  char *end = NULL;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno != 0 || *end != 0 || v < lo || v > hi)
-    return false;
-  *out = v;
-  return true;
-}
-
 /* Asks the round thread for a round now (caller holds store_lock). */
 static void mb_ask_round(void) {
   operator_pending = true;
   pthread_cond_signal(&store_cond);
 }
 
-/* The control socket's requests (control.h), on its thread:
- *   status [json] | free | hold NAME [SECONDS] | release NAME
- *   reserve KIB NAME|- TIMEOUT_S | cancel ID */
+/* The control socket's requests (control.h, policy/ops.h), on its
+ * thread. */
 static void mb_control(const char *line, uid_t uid, mb_strbuf_t *reply,
                        void *ud) {
-  /* Up to five words separated by blanks; a sixth makes `extra`. */
-  char buf[MB_CONTROL_LINE];
-  sstrncpy(buf, line, sizeof(buf));
-  char *w[6] = {NULL};
-  size_t nw = 0;
-  for (char *p = buf; *p != 0 && nw < 6;) {
-    while (*p == ' ' || *p == '\t')
-      *p++ = 0;
-    if (*p == 0)
-      break;
-    w[nw++] = p;
-    while (*p != 0 && *p != ' ' && *p != '\t')
-      p++;
-  }
-  char *cmd = w[0], *a1 = w[1], *a2 = w[2], *a3 = w[3], *extra = w[4];
-  if (cmd == NULL) {
-    mb_sb_printf(reply, "error empty request\n");
+  mb_op_t op;
+  char err[256] = "";
+  if (mb_op_parse(line, &op, err, sizeof(err)) != 0) {
+    mb_sb_printf(reply, "error %s\n", err);
     return;
   }
-  if (strcmp(cmd, "status") == 0 && a2 == NULL &&
-      (a1 == NULL || strcmp(a1, "json") == 0)) {
+  if (op.kind == MB_OP_STATUS || op.kind == MB_OP_STATUS_JSON) {
     char *text = NULL; /* owned */
     size_t len = 0;
-    int rc = a1 ? mb_status_json(status_board, &text, &len)
-                : mb_status_table(status_board, &text, &len);
+    int rc = op.kind == MB_OP_STATUS_JSON
+                 ? mb_status_json(status_board, &text, &len)
+                 : mb_status_table(status_board, &text, &len);
     if (rc == 1)
       mb_sb_printf(reply, "error no round yet: the first round has not run\n");
     else if (rc != 0)
@@ -1135,124 +1015,55 @@ static void mb_control(const char *line, uid_t uid, mb_strbuf_t *reply,
     free(text);
     return;
   }
-  if (strcmp(cmd, "free") == 0 && a1 == NULL) {
+  if (op.kind == MB_OP_FREE) {
     pthread_mutex_lock(&store_lock);
-    uint64_t reserved = 0;
-    for (size_t i = 0; i < resvs_num; i++)
-      reserved += resvs[i].kib;
     if (have_host_free)
       mb_sb_printf(reply, "ok free_kib %" PRIu64 " reserved_kib %" PRIu64 "\n",
-                   host_free_kib, reserved);
+                   host_free_kib, mb_ops_reserved_kib(&ops));
     else
       mb_sb_printf(reply, "error vmmem has not reported the host's free "
                           "memory yet\n");
     pthread_mutex_unlock(&store_lock);
     return;
   }
-  /* Everything below changes something: logged once, with what was asked. */
+  /* Everything else changes something: logged once, with what was asked. */
   INFO(PLUGIN ": control: uid %u asks \"%s\"", (unsigned)uid, line);
-  cdtime_t now = cdtime();
-  if (strcmp(cmd, "hold") == 0 && a1 != NULL && a3 == NULL) {
-    uint64_t secs = 0;
-    if (!mb_name_ok(a1)) {
-      mb_sb_printf(reply, "error \"%s\" is not a domain name\n", a1);
-      return;
-    }
-    if (a2 != NULL && !mb_parse_u64(a2, 1, 366 * 86400, &secs)) {
-      mb_sb_printf(reply, "error duration \"%s\": whole seconds, 1 to a year\n",
-                   a2);
-      return;
-    }
-    pthread_mutex_lock(&store_lock);
-    mb_hold_t *h = (mb_hold_t *)mb_hold_find(a1);
-    if (h == NULL && holds_num < MB_MAX_HOLDS) {
-      h = holds + holds_num++;
-      sstrncpy(h->name, a1, sizeof(h->name));
-    }
-    if (h != NULL) {
-      h->until = secs ? now + TIME_T_TO_CDTIME_T((time_t)secs) : 0;
-      mb_ask_round();
-    }
-    pthread_mutex_unlock(&store_lock);
-    if (h == NULL)
-      mb_sb_printf(reply, "error %d holds already\n", MB_MAX_HOLDS);
-    else if (secs)
-      mb_sb_printf(reply, "ok %s held for %" PRIu64 " s\n", a1, secs);
-    else
-      mb_sb_printf(reply, "ok %s held until released\n", a1);
-    return;
+  double now_s = CDTIME_T_TO_DOUBLE(cdtime());
+  uint64_t id = 0;
+  int rc = -1;
+  pthread_mutex_lock(&store_lock);
+  switch (op.kind) {
+  case MB_OP_HOLD:
+    rc = mb_ops_hold(&ops, op.name, op.secs, now_s, err, sizeof(err));
+    break;
+  case MB_OP_RELEASE:
+    rc = mb_ops_release(&ops, op.name, err, sizeof(err));
+    break;
+  case MB_OP_RESERVE:
+    rc = mb_ops_reserve(&ops, op.name, op.kib, op.secs, now_s, &id, err,
+                        sizeof(err));
+    break;
+  case MB_OP_CANCEL:
+    rc = mb_ops_cancel(&ops, op.id, err, sizeof(err));
+    break;
+  default:
+    break;
   }
-  if (strcmp(cmd, "release") == 0 && a1 != NULL && a2 == NULL) {
-    pthread_mutex_lock(&store_lock);
-    const mb_hold_t *h = mb_hold_find(a1);
-    if (h != NULL) {
-      holds[h - holds] = holds[--holds_num];
-      mb_ask_round();
-    }
-    pthread_mutex_unlock(&store_lock);
-    if (h != NULL)
-      mb_sb_printf(reply, "ok %s released: balanced again\n", a1);
-    else
-      mb_sb_printf(reply, "error %s is not held\n", a1);
-    return;
-  }
-  if (strcmp(cmd, "reserve") == 0 && a3 != NULL && extra == NULL) {
-    uint64_t kib = 0, secs = 0;
-    if (!mb_parse_u64(a1, 1, MB_KIB_MAX, &kib)) {
-      mb_sb_printf(reply, "error size \"%s\": KiB, at least 1\n", a1);
-      return;
-    }
-    if (strcmp(a2, "-") != 0 && !mb_name_ok(a2)) {
-      mb_sb_printf(reply, "error \"%s\" is not a domain name\n", a2);
-      return;
-    }
-    if (!mb_parse_u64(a3, 1, 86400, &secs)) {
-      mb_sb_printf(reply, "error timeout \"%s\": whole seconds, 1 to 86400\n",
-                   a3);
-      return;
-    }
-    pthread_mutex_lock(&store_lock);
-    uint64_t id = 0;
-    if (resvs_num < MB_MAX_RESV) {
-      mb_resv_t *r = resvs + resvs_num++;
-      r->id = id = resv_next_id++;
-      sstrncpy(r->name, strcmp(a2, "-") == 0 ? "" : a2, sizeof(r->name));
-      r->kib = kib;
-      r->until = now + TIME_T_TO_CDTIME_T((time_t)secs);
-      mb_ask_round();
-    }
-    pthread_mutex_unlock(&store_lock);
-    if (id == 0)
-      mb_sb_printf(reply, "error %d reservations already\n", MB_MAX_RESV);
-    else
-      mb_sb_printf(reply, "ok %" PRIu64 "\n", id);
-    return;
-  }
-  if (strcmp(cmd, "cancel") == 0 && a1 != NULL && a2 == NULL) {
-    uint64_t id = 0;
-    bool found = false;
-    if (mb_parse_u64(a1, 1, UINT64_MAX, &id)) {
-      pthread_mutex_lock(&store_lock);
-      for (size_t i = 0; i < resvs_num && !found; i++) {
-        if (resvs[i].id == id) {
-          resvs[i] = resvs[--resvs_num];
-          found = true;
-          mb_ask_round();
-        }
-      }
-      pthread_mutex_unlock(&store_lock);
-    }
-    if (found)
-      mb_sb_printf(reply, "ok reservation %s cancelled\n", a1);
-    else
-      mb_sb_printf(reply, "error no reservation %s\n", a1);
-    return;
-  }
-  mb_sb_printf(reply,
-               "error unknown request \"%s\" (status [json], free, hold NAME "
-               "[SECONDS], release NAME, reserve KIB NAME|- TIMEOUT_S, cancel "
-               "ID)\n",
-               cmd);
+  if (rc == 0)
+    mb_ask_round();
+  pthread_mutex_unlock(&store_lock);
+  if (rc != 0)
+    mb_sb_printf(reply, "error %s\n", err);
+  else if (op.kind == MB_OP_HOLD && op.secs)
+    mb_sb_printf(reply, "ok %s held for %" PRIu64 " s\n", op.name, op.secs);
+  else if (op.kind == MB_OP_HOLD)
+    mb_sb_printf(reply, "ok %s held until released\n", op.name);
+  else if (op.kind == MB_OP_RELEASE)
+    mb_sb_printf(reply, "ok %s released: balanced again\n", op.name);
+  else if (op.kind == MB_OP_RESERVE)
+    mb_sb_printf(reply, "ok %" PRIu64 "\n", id);
+  else
+    mb_sb_printf(reply, "ok reservation %" PRIu64 " cancelled\n", op.id);
 }
 
 /* The round for the status board: every domain, the targets it moved
@@ -1265,7 +1076,7 @@ static void mb_status_round(const mb_domain_t *doms, const mb_decision_t *dec,
                             const char *why) {
   mb_status_dom_t *ld = calloc(n > 0 ? n : 1, sizeof(*ld));  /* owned */
   mb_status_move_t *lm = calloc(n > 0 ? n : 1, sizeof(*lm)); /* owned */
-  mb_status_resv_t rv[MB_MAX_RESV];
+  mb_resv_t rv[MB_OPS_MAX_RESV];
   size_t nrv = 0;
   if (ld == NULL || lm == NULL) {
     ERROR(PLUGIN ": out of memory");
@@ -1303,12 +1114,8 @@ static void mb_status_round(const mb_domain_t *doms, const mb_decision_t *dec,
     }
   }
   pthread_mutex_lock(&store_lock);
-  for (size_t i = 0; i < resvs_num; i++, nrv++) {
-    rv[nrv] = (mb_status_resv_t){.id = resvs[i].id,
-                                 .kib = resvs[i].kib,
-                                 .until_s = CDTIME_T_TO_DOUBLE(resvs[i].until)};
-    sstrncpy(rv[nrv].name, resvs[i].name, sizeof(rv[nrv].name));
-  }
+  nrv = ops.nresv;
+  memcpy(rv, ops.resv, nrv * sizeof(*rv));
   pthread_mutex_unlock(&store_lock);
   mb_status_round_t r = {.time_s = now_s,
                          .round = rstate.rounds,
@@ -1373,17 +1180,17 @@ static void mb_round_notify(const mb_domain_t *doms, const mb_decision_t *dec,
 static void mb_round(const char *why) {
   mb_dominfo_t *info = NULL; /* owned, from the backend */
   size_t info_num = 0;
-  mb_domain_t *in_doms = NULL;     /* owned: the backend's list + samples */
-  mb_domain_t *doms = NULL;        /* owned: the plan's guests */
-  mb_decision_t *dec = NULL;       /* owned */
-  mb_round_step_t *steps = NULL;   /* owned */
-  uint64_t *decided = NULL;        /* owned: the policy's targets, dec holds
-                                      what is in force after actuation */
-  mb_round_clamp_t *clamps = NULL; /* owned: the configured clamps, and
-                                      the held domains' */
-  cdtime_t *held_until = NULL;     /* owned: 0 = balanced, 1 = held until
-                                      released, else held until then */
-  mb_event_t ev[MB_MAX_RESV];
+  mb_domain_t *in_doms = NULL;        /* owned: the backend's list + samples */
+  mb_domain_t *doms = NULL;           /* owned: the plan's guests */
+  mb_decision_t *dec = NULL;          /* owned */
+  mb_round_step_t *steps = NULL;      /* owned */
+  uint64_t *decided = NULL;           /* owned: the policy's targets, dec holds
+                                         what is in force after actuation */
+  mb_round_clamp_t *clamps = NULL;    /* owned: the configured clamps, and
+                                         the held domains' */
+  cdtime_t *held_until = NULL;        /* owned: 0 = balanced, 1 = held until
+                                         released, else held until then */
+  mb_ops_event_t ev[MB_OPS_MAX_RESV]; /* reservations met or expired */
   size_t nev = 0;
   uint64_t reserved_kib = 0;
   char err[256] = "";
@@ -1445,7 +1252,8 @@ static void mb_round(const char *why) {
     }
     i++;
   }
-  reserved_kib = mb_ops_expire(in_doms, info_num, now, ev, MB_MAX_RESV, &nev);
+  reserved_kib = mb_ops_expire(&ops, in_doms, info_num, CDTIME_T_TO_DOUBLE(now),
+                               ev, MB_OPS_MAX_RESV, &nev);
   /* Held (`membal hold`, or Balance false): the target in force, set by
    * membal or by hand (xl mem-set), is the domain's Min and Max. */
   mb_round_config_t rc = rconf;
@@ -1471,9 +1279,18 @@ static void mb_round(const char *why) {
   rc.nclamps = nclamps;
   pthread_mutex_unlock(&store_lock);
   for (size_t k = 0; k < nev; k++) {
-    INFO(PLUGIN ": %s", ev[k].msg);
-    mb_notify(ev[k].severity, ev[k].name, ev[k].what, ev[k].kib, "%s",
-              ev[k].msg);
+    const mb_resv_t *r = &ev[k].resv;
+    char msg[160];
+    ssnprintf(msg, sizeof(msg),
+              ev[k].met ? "reservation %" PRIu64 " of %.0f MiB for %s met: "
+                          "the domain is running"
+                        : "reservation %" PRIu64 " of %.0f MiB for %s "
+                          "expired before the domain appeared",
+              r->id, r->kib / 1024.0, r->name[0] ? r->name : "(any)");
+    INFO(PLUGIN ": %s", msg);
+    mb_notify(ev[k].met ? NOTIF_OKAY : NOTIF_WARNING, r->name,
+              ev[k].met ? "reservation_met" : "reservation_expired", r->kib,
+              "%s", msg);
   }
 
   /* Memory reserved for VMs about to start stays out of the pool, so the
@@ -1669,6 +1486,7 @@ static int mb_init(void) {
    * round; the error is logged now so a wrong setup shows at start. */
   mb_backend_ensure();
 
+  mb_ops_init(&ops);
   status_board = mb_status_new(hostname_g);
   if (status_board == NULL) {
     ERROR(PLUGIN ": out of memory");
@@ -1749,8 +1567,7 @@ static int mb_shutdown(void) {
   status_board = NULL;
   sfree(stale_prev);
   stale_prev_num = 0;
-  holds_num = 0;
-  resvs_num = 0;
+  mb_ops_init(&ops);
   pthread_mutex_lock(&store_lock);
   sfree(store);
   store_num = 0;

@@ -15,7 +15,7 @@ struct mb_status {
   bool have;              /* a round was published */
   mb_status_round_t last; /* its doms/resv point to the arrays below */
   mb_status_dom_t *doms;  /* owned */
-  mb_status_resv_t *resv; /* owned */
+  mb_resv_t *resv;        /* owned */
   char *json;             /* owned; the last round as JSON */
   size_t json_len;
   mb_status_move_t moves[MB_STATUS_MOVES]; /* ring */
@@ -69,7 +69,7 @@ static void status_format_json(const mb_status_t *st,
   mb_sb_json_num(b, r->tau);
   mb_sb_printf(b, "},\"reservations\":[");
   for (size_t i = 0; i < r->nresv; i++) {
-    const mb_status_resv_t *v = r->resv + i;
+    const mb_resv_t *v = r->resv + i;
     mb_sb_printf(b, "%s{\"id\":%" PRIu64 ",\"for\":", i ? "," : "", v->id);
     mb_sb_json_str(b, v->name);
     mb_sb_printf(b, ",\"kib\":%" PRIu64 ",\"until\":%.3f}", v->kib, v->until_s);
@@ -122,7 +122,7 @@ static void status_format_json(const mb_status_t *st,
 void mb_status_publish(mb_status_t *st, const mb_status_round_t *r) {
   /* Copies outside the lock. */
   mb_status_dom_t *doms = calloc(r->n ? r->n : 1, sizeof(*doms));
-  mb_status_resv_t *resv = calloc(r->nresv ? r->nresv : 1, sizeof(*resv));
+  mb_resv_t *resv = calloc(r->nresv ? r->nresv : 1, sizeof(*resv));
   if (doms == NULL || resv == NULL) {
     free(doms);
     free(resv);
@@ -238,7 +238,7 @@ int mb_status_table(mb_status_t *st, char **text, size_t *len) {
   }
   mb_sb_printf(&b, "(sizes in MiB)\n");
   for (size_t i = 0; i < r->nresv; i++) {
-    const mb_status_resv_t *v = r->resv + i;
+    const mb_resv_t *v = r->resv + i;
     mb_sb_printf(&b, "reservation %" PRIu64 ": %.0f MiB for %s until ", v->id,
                  v->kib / 1024.0, v->name[0] ? v->name : "(any)");
     status_clock(&b, v->until_s);

@@ -12,6 +12,7 @@
 #define MEMBAL_STATUS_H
 
 #include "membal_policy.h"
+#include "ops.h"
 #include "strbuf.h"
 
 #include <stdbool.h>
@@ -40,14 +41,6 @@ typedef struct {
   const char *trigger; /* what started the round; static */
 } mb_status_move_t;
 
-/* One reservation (`membal reserve`). */
-typedef struct {
-  uint64_t id;
-  char name[MB_NAME_LEN]; /* the domain it is for; "" = none */
-  uint64_t kib;
-  double until_s; /* epoch seconds */
-} mb_status_resv_t;
-
 typedef struct {
   double time_s; /* epoch seconds of the round */
   uint64_t round;
@@ -60,7 +53,7 @@ typedef struct {
   size_t n;
   const mb_status_move_t *moves; /* borrowed for the call */
   size_t nmoves;
-  const mb_status_resv_t *resv; /* borrowed for the call */
+  const mb_resv_t *resv; /* borrowed for the call (until_s: epoch s) */
   size_t nresv;
 } mb_status_round_t;
 
