@@ -605,7 +605,7 @@ static void lv_enable_period(lv_priv_t *p, virDomainPtr dom, const char *name) {
            name, lv_errmsg());
 }
 
-/* What virDomainMemoryStats gives, as sample fields (README, section kvm).
+/* What virDomainMemoryStats gives, as sample fields (docs/kvm.md).
  * Every tag this libvirt defines (VIR_DOMAIN_MEMORY_STAT_NR) is either
  * mapped here or listed in lv_stat_unmapped with the reason: a libvirt that
  * defines more (Linux 6.12's balloon stats: OOM kills, allocation stalls,
