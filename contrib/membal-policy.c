@@ -63,26 +63,8 @@ static int fail(const where_t *w, const char *fmt, const char *a,
 }
 
 static int parse_size(const char *s, uint64_t *out) {
-  char *end = NULL;
-  if (s[0] < '0' || s[0] > '9')
-    return -1;
-  errno = 0;
-  unsigned long long n = strtoull(s, &end, 10);
-  if (errno != 0)
-    return -1;
-  uint64_t mult;
-  if (*end == 0 || strcasecmp(end, "K") == 0 || strcasecmp(end, "KiB") == 0)
-    mult = 1;
-  else if (strcasecmp(end, "M") == 0 || strcasecmp(end, "MiB") == 0)
-    mult = 1024;
-  else if (strcasecmp(end, "G") == 0 || strcasecmp(end, "GiB") == 0)
-    mult = 1024 * 1024;
-  else
-    return -1;
-  if (n > UINT64_MAX / mult)
-    return -1;
-  *out = (uint64_t)n * mult;
-  return 0;
+  char err[160];
+  return mb_size_parse(s, out, err, sizeof(err));
 }
 
 static int parse_double(const char *s, double *out) {

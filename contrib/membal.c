@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "membal_policy.h"
+
 #define DEFAULT_SOCKET "/run/membal.sock"
 
 static const char *sock_path = DEFAULT_SOCKET;
@@ -135,28 +137,10 @@ static char *ask_ok(const char *req, const char **rest) {
   return NULL;
 }
 
-/* KiB from "1024", "512M", "512MiB", "1G", "64K". */
+/* KiB from "1024", "512M", "512MiB", "1G", "64K"; at least 1. */
 static bool parse_size(const char *s, uint64_t *kib) {
-  char *end = NULL;
-  errno = 0;
-  if (*s < '0' || *s > '9')
-    return false;
-  unsigned long long n = strtoull(s, &end, 10);
-  if (errno != 0)
-    return false;
-  uint64_t mult;
-  if (*end == 0 || strcasecmp(end, "K") == 0 || strcasecmp(end, "KiB") == 0)
-    mult = 1;
-  else if (strcasecmp(end, "M") == 0 || strcasecmp(end, "MiB") == 0)
-    mult = 1024;
-  else if (strcasecmp(end, "G") == 0 || strcasecmp(end, "GiB") == 0)
-    mult = 1024 * 1024;
-  else
-    return false;
-  if (n == 0 || n > UINT64_MAX / 1024 / mult)
-    return false;
-  *kib = n * mult;
-  return true;
+  char err[160];
+  return mb_size_parse(s, kib, err, sizeof(err)) == 0 && *kib > 0;
 }
 
 /* Seconds from "90", "90s", "15m", "2h", "1d". */

@@ -142,8 +142,8 @@ mb_control_t *mb_control_start(const char *path, mb_control_handler_t handler,
     /* A socket nobody answers on was left by a daemon that did not stop
      * cleanly: replaced. One that answers belongs to a running balancer. */
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live = probe >= 0 &&
-                connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    bool live =
+        probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
     if (probe >= 0)
       close(probe);
     if (live) {

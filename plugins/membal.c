@@ -167,32 +167,11 @@ static int mb_conf_size(const oconfig_item_t *ci, uint64_t *out_kib) {
           ci->key);
     return -1;
   }
-  const char *s = v->value.string;
-  char *end = NULL;
-  errno = 0;
-  unsigned long long n = strtoull(s, &end, 10);
-  if (end == s || errno != 0 || s[0] == '-' || s[0] == '+') {
-    ERROR(PLUGIN ": option %s: \"%s\" is not a size, e.g. \"512MiB\"", ci->key,
-          s);
+  char err[160];
+  if (mb_size_parse(v->value.string, out_kib, err, sizeof(err)) != 0) {
+    ERROR(PLUGIN ": option %s: %s", ci->key, err);
     return -1;
   }
-  uint64_t mult;
-  if (*end == 0 || strcasecmp(end, "K") == 0 || strcasecmp(end, "KiB") == 0)
-    mult = 1;
-  else if (strcasecmp(end, "M") == 0 || strcasecmp(end, "MiB") == 0)
-    mult = 1024;
-  else if (strcasecmp(end, "G") == 0 || strcasecmp(end, "GiB") == 0)
-    mult = 1024 * 1024;
-  else {
-    ERROR(PLUGIN ": option %s: unknown unit \"%s\" (use KiB, MiB or GiB)",
-          ci->key, end);
-    return -1;
-  }
-  if (n > UINT64_MAX / 1024 / mult) {
-    ERROR(PLUGIN ": option %s: \"%s\" is too large", ci->key, s);
-    return -1;
-  }
-  *out_kib = (uint64_t)n * mult;
   return 0;
 }
 

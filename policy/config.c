@@ -1,5 +1,9 @@
 /* Policy configuration: defaults and validation. */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
 
 #include "policy_impl.h"
 
@@ -121,4 +125,36 @@ void mb_state_init(mb_state_t *st, const mb_config_t *cfg) {
       cfg->tax.tau <= 1)
     st->tau = cfg->tax.tau;
   st->rounds = 0;
+}
+
+int mb_size_parse(const char *s, uint64_t *kib, char *err, size_t errlen) {
+  if (s[0] < '0' || s[0] > '9') {
+    snprintf(err, errlen, "\"%s\" is not a size, e.g. \"512MiB\"", s);
+    return -1;
+  }
+  char *end = NULL;
+  errno = 0;
+  unsigned long long n = strtoull(s, &end, 10);
+  if (errno != 0) {
+    snprintf(err, errlen, "\"%s\" is too large", s);
+    return -1;
+  }
+  uint64_t mult;
+  if (*end == 0 || strcasecmp(end, "K") == 0 || strcasecmp(end, "KiB") == 0)
+    mult = 1;
+  else if (strcasecmp(end, "M") == 0 || strcasecmp(end, "MiB") == 0)
+    mult = 1024;
+  else if (strcasecmp(end, "G") == 0 || strcasecmp(end, "GiB") == 0)
+    mult = 1024 * 1024;
+  else {
+    snprintf(err, errlen, "unknown unit \"%s\" (use KiB, MiB or GiB)", end);
+    return -1;
+  }
+  /* Bytes of the size still fit 64 bits. */
+  if (n > UINT64_MAX / 1024 / mult) {
+    snprintf(err, errlen, "\"%s\" is too large", s);
+    return -1;
+  }
+  *kib = (uint64_t)n * mult;
+  return 0;
 }

@@ -386,6 +386,13 @@ typedef struct {
   double stale_after_s;  /* sample older than this is stale; default 30 */
 } mb_config_t;
 
+/* A size as the operator writes it (config, membal-policy, the membal
+ * command): decimal KiB, or with a binary unit K/KiB, M/MiB, G/GiB (any
+ * case): "524288", "512MiB", "2G". 0, or -1 with err saying what was wrong
+ * ("\"x\" is not a size, e.g. \"512MiB\"", "unknown unit ...", "... is too
+ * large": at most UINT64_MAX / 1024 KiB). */
+int mb_size_parse(const char *s, uint64_t *kib, char *err, size_t errlen);
+
 /* Fills *cfg with the documented defaults. */
 void mb_config_default(mb_config_t *cfg);
 /* 0 if usable; else -1 with err naming the option (e.g. "DownHysteresis

@@ -183,6 +183,55 @@ static void test_balloon_min(void) {
     ASSERT_U64(mb_balloon_min_kib(t[i].max_kib), t[i].min_kib);
 }
 
+static void test_size_parse(void) {
+  static const struct {
+    const char *s;
+    uint64_t kib;
+  } ok[] = {
+      {"0", 0},
+      {"524288", 524288},
+      {"64K", 64},
+      {"64kib", 64},
+      {"512M", 524288},
+      {"512MiB", 524288},
+      {"2G", 2097152},
+      {"2gib", 2097152},
+      {"18014398509481983", 18014398509481983ULL},
+  };
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    uint64_t kib = 1;
+    char err[160] = "";
+    CU_ASSERT_EQUAL(mb_size_parse(ok[i].s, &kib, err, sizeof(err)), 0);
+    ASSERT_U64(kib, ok[i].kib);
+  }
+  static const struct {
+    const char *s, *why;
+  } bad[] = {
+      {"", "not a size"},
+      {"-1", "not a size"},
+      {"+5", "not a size"},
+      {" 5", "not a size"},
+      {"MiB", "not a size"},
+      {"5 MiB", "unknown unit \" MiB\""},
+      {"5TiB", "unknown unit \"TiB\""},
+      {"5.5G", "unknown unit \".5G\""},
+      {"18014398509481984", "too large"}, /* UINT64_MAX / 1024 + 1 KiB */
+      {"17592186044416M", "too large"},
+      {"99999999999999999999999", "too large"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    uint64_t kib = 7;
+    char err[160] = "";
+    CU_ASSERT_EQUAL(mb_size_parse(bad[i].s, &kib, err, sizeof(err)), -1);
+    ASSERT_U64(kib, 7);
+    if (strstr(err, bad[i].why) == NULL) {
+      fprintf(stderr, "\"%s\": \"%s\" lacks \"%s\"\n", bad[i].s, err,
+              bad[i].why);
+      CU_FAIL("size error text");
+    }
+  }
+}
+
 int main(void) {
   static CU_TestInfo tests[] = {
       {"defaults", test_defaults},
@@ -190,6 +239,7 @@ int main(void) {
       {"validation accepts edges", test_validate_accepts_edges},
       {"policy and reason names", test_names},
       {"balloon minimum target", test_balloon_min},
+      {"sizes as the operator writes them", test_size_parse},
       CU_TEST_INFO_NULL,
   };
   return unit_main_suite("config", tests);
