@@ -113,57 +113,17 @@ static char *slurp(const char *base, const char *name, size_t *len) {
   return buf;
 }
 
+/* A policy option, through the table membal's config uses
+ * (policy/options.c). */
 static int option(const where_t *w, mb_config_t *cfg, const char *key,
                   const char *val) {
-  uint64_t kib;
-  unsigned u;
-  double d;
-  if (strcasecmp(key, "Policy") == 0) {
-    if (mb_policy_from_name(val, &cfg->kind) != 0)
-      return fail(w, "Policy: unknown policy '%s'%s", val, "");
-    return 0;
-  }
-  if (strcasecmp(key, "TaxRate") == 0) {
-    if (strcasecmp(val, "AUTO") == 0) {
-      cfg->tax.tau_auto = true;
-      return 0;
-    }
-    cfg->tax.tau_auto = false;
-    if (parse_double(val, &cfg->tax.tau) != 0)
-      return fail(w, "TaxRate: '%s' is not a number or AUTO%s", val, "");
-    return 0;
-  }
-  struct {
-    const char *name;
-    char kind; /* s = size, u = unsigned, d = double */
-    void *dst;
-  } opts[] = {
-      {"UpHysteresis", 'u', &cfg->selfballoon.up_hysteresis},
-      {"DownHysteresis", 'u', &cfg->selfballoon.down_hysteresis},
-      {"CmaMarginFraction", 'd', &cfg->cagma.margin_frac},
-      {"CmaMarginMin", 's', &cfg->cagma.margin_min_kib},
-      {"SwapThreshold", 'd', &cfg->cagma.swap_threshold_pps},
-      {"ForecastHorizon", 'd', &cfg->cagma.forecast_s},
-      {"MajorFaultThreshold", 'd', &cfg->cagma.majflt_threshold_ps},
-      {"StepCap", 's', &cfg->step_cap_kib},
-      {"DeadBand", 's', &cfg->deadband_kib},
-      {"StaleAfter", 'd', &cfg->stale_after_s},
-  };
-  for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-    if (strcasecmp(key, opts[i].name) != 0)
-      continue;
-    int r = -1;
-    if (opts[i].kind == 's' && (r = parse_size(val, &kib)) == 0)
-      *(uint64_t *)opts[i].dst = kib;
-    else if (opts[i].kind == 'u' && (r = parse_uint(val, &u)) == 0)
-      *(unsigned *)opts[i].dst = u;
-    else if (opts[i].kind == 'd' && (r = parse_double(val, &d)) == 0)
-      *(double *)opts[i].dst = d;
-    if (r != 0)
-      return fail(w, "%s: bad value '%s'", opts[i].name, val);
-    return 0;
-  }
-  return fail(w, "unknown option '%s'%s", key, "");
+  char err[256];
+  int r = mb_option_set(cfg, key, val, err, sizeof(err));
+  if (r == 1)
+    return fail(w, "unknown option '%s'%s", key, "");
+  if (r != 0)
+    return fail(w, "%s%s", err, "");
+  return 0;
 }
 
 static int domain_kv(const where_t *w, mb_domain_t *d, char *kv) {

@@ -329,82 +329,34 @@ static int mb_conf_live(const oconfig_item_t *ci) {
   return 0;
 }
 
+/* A policy option (policy/options.c's table): its value as text, as the
+ * table reads it. 1 when c is none of the policy's options. */
+static int mb_conf_policy_option(const oconfig_item_t *c) {
+  if (mb_option_find(c->key) == NULL)
+    return 1;
+  char buf[64], err[256];
+  const char *text = NULL;
+  if (c->values_num == 1 && c->values[0].type == OCONFIG_TYPE_NUMBER) {
+    snprintf(buf, sizeof(buf), "%.17g", c->values[0].value.number);
+    text = buf;
+  } else if (c->values_num == 1 && c->values[0].type == OCONFIG_TYPE_STRING) {
+    text = c->values[0].value.string;
+  } else {
+    ERROR(PLUGIN ": option %s takes one number or string", c->key);
+    return -1;
+  }
+  if (mb_option_set(&conf, c->key, text, err, sizeof(err)) != 0) {
+    ERROR(PLUGIN ": %s", err);
+    return -1;
+  }
+  return 0;
+}
+
 static int mb_conf_option(const oconfig_item_t *c) {
   double d;
-  unsigned u;
-  if (strcasecmp("Policy", c->key) == 0) {
-    char buf[32];
-    if (cf_util_get_string_buffer(c, buf, sizeof(buf)) != 0)
-      return -1;
-    if (mb_policy_from_name(buf, &conf.kind) != 0) {
-      ERROR(PLUGIN ": Policy \"%s\" unknown (cagma, tax or selfballoon)", buf);
-      return -1;
-    }
-    return 0;
-  }
-  if (strcasecmp("TaxRate", c->key) == 0) {
-    if (c->values_num == 1 && c->values[0].type == OCONFIG_TYPE_STRING) {
-      if (strcasecmp(c->values[0].value.string, "auto") != 0) {
-        ERROR(PLUGIN ": TaxRate must be a number in [0,1] or \"auto\"");
-        return -1;
-      }
-      conf.tax.tau_auto = true;
-      return 0;
-    }
-    if (mb_conf_number(c, &d) != 0)
-      return -1;
-    conf.tax.tau = d;
-    conf.tax.tau_auto = false;
-    return 0;
-  }
-  if (strcasecmp("UpHysteresis", c->key) == 0) {
-    if (mb_conf_unsigned(c, &u) != 0)
-      return -1;
-    conf.selfballoon.up_hysteresis = u;
-    return 0;
-  }
-  if (strcasecmp("DownHysteresis", c->key) == 0) {
-    if (mb_conf_unsigned(c, &u) != 0)
-      return -1;
-    conf.selfballoon.down_hysteresis = u;
-    return 0;
-  }
-  if (strcasecmp("CmaMarginFraction", c->key) == 0) {
-    if (mb_conf_number(c, &d) != 0)
-      return -1;
-    conf.cagma.margin_frac = d;
-    return 0;
-  }
-  if (strcasecmp("CmaMarginMin", c->key) == 0)
-    return mb_conf_size(c, &conf.cagma.margin_min_kib);
-  if (strcasecmp("SwapThreshold", c->key) == 0) {
-    if (mb_conf_number(c, &d) != 0)
-      return -1;
-    conf.cagma.swap_threshold_pps = d;
-    return 0;
-  }
-  if (strcasecmp("MajorFaultThreshold", c->key) == 0) {
-    if (mb_conf_number(c, &d) != 0)
-      return -1;
-    conf.cagma.majflt_threshold_ps = d;
-    return 0;
-  }
-  if (strcasecmp("ForecastHorizon", c->key) == 0) {
-    if (mb_conf_number(c, &d) != 0)
-      return -1;
-    conf.cagma.forecast_s = d;
-    return 0;
-  }
-  if (strcasecmp("StepCap", c->key) == 0)
-    return mb_conf_size(c, &conf.step_cap_kib);
-  if (strcasecmp("DeadBand", c->key) == 0)
-    return mb_conf_size(c, &conf.deadband_kib);
-  if (strcasecmp("StaleAfter", c->key) == 0) {
-    if (mb_conf_number(c, &d) != 0)
-      return -1;
-    conf.stale_after_s = d;
-    return 0;
-  }
+  int r = mb_conf_policy_option(c);
+  if (r <= 0)
+    return r;
   if (strcasecmp("Backend", c->key) == 0) {
     char *s = NULL;
     if (cf_util_get_string(c, &s) != 0)

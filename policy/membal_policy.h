@@ -386,6 +386,34 @@ typedef struct {
   double stale_after_s;  /* sample older than this is stale; default 30 */
 } mb_config_t;
 
+/* The policy's options (policy/options.c): the one table membal's config
+ * and membal-policy read them through. */
+typedef enum {
+  MB_OPT_POLICY,   /* a policy name */
+  MB_OPT_TAXRATE,  /* a number, or "auto" */
+  MB_OPT_NUMBER,   /* double */
+  MB_OPT_UNSIGNED, /* unsigned, a whole number */
+  MB_OPT_SIZE      /* uint64_t KiB, as mb_size_parse() reads it */
+} mb_option_kind_t;
+
+typedef struct {
+  const char *name; /* as in the config: "CmaMarginMin" */
+  mb_option_kind_t kind;
+  const char *unit, *def, *doc; /* for documentation */
+  size_t off;                   /* where in mb_config_t */
+} mb_option_t;
+
+/* The table and its length. */
+size_t mb_options(const mb_option_t **table);
+/* The option of that name (any case); NULL when it is none of the policy's. */
+const mb_option_t *mb_option_find(const char *name);
+/* Sets option name from its value as written in a config ("512MiB", "0.1",
+ * "auto", "cagma"). 0; 1 when name is not a policy option; -1 with err
+ * naming the option when the value is not of its kind (ranges are
+ * mb_config_validate()'s). */
+int mb_option_set(mb_config_t *cfg, const char *name, const char *value,
+                  char *err, size_t errlen);
+
 /* A size as the operator writes it (config, membal-policy, the membal
  * command): decimal KiB, or with a binary unit K/KiB, M/MiB, G/GiB (any
  * case): "524288", "512MiB", "2G". 0, or -1 with err saying what was wrong

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every configuration option the three plugins accept (the keys their
-# config callbacks compare with strcasecmp) is documented in the manual
+# config callbacks compare with strcasecmp, and the policy's option table in
+# policy/options.c) is documented in the manual
 # page collectd-membal(5) (docs/man/collectd-membal.pod, as B<Option>) and
 # in a drop-in (collectd.conf.d/*.conf, as "Option" at the start of a
 # setting or a commented one).
@@ -11,6 +12,10 @@ fail=0 n=0
 for plugin in guestmem vmmem membal; do
   opts=$(grep -oE 'strcasecmp\("[A-Za-z]+", (c|ci|child)->key\)' "$src/plugins/$plugin.c" |
     sed -E 's/strcasecmp\("([A-Za-z]+)".*/\1/' | sort -u)
+  # membal also takes the policy's options, from policy/options.c's table
+  if [ "$plugin" = membal ]; then
+    opts=$(printf '%s\n' $opts $(sed -nE 's/.*\.name = "([A-Za-z]+)".*/\1/p' "$src/policy/options.c") | sort -u)
+  fi
   [ -n "$opts" ] || { echo "FAIL: no options found in plugins/$plugin.c"; exit 1; }
   for o in $opts; do
     n=$((n + 1))

@@ -232,6 +232,54 @@ static void test_size_parse(void) {
   }
 }
 
+/* Every option's documented default, set through the table, leaves the
+ * defaults as they are; bad values are refused naming the option. */
+static void test_option_table(void) {
+  const mb_option_t *t = NULL;
+  size_t n = mb_options(&t);
+  CU_ASSERT_TRUE(n >= 12);
+  mb_config_t def, cfg;
+  memset(&def, 0, sizeof(def)); /* padding too: compared with memcmp */
+  mb_config_default(&def);
+  for (size_t i = 0; i < n; i++) {
+    char err[256] = "";
+    memset(&cfg, 0, sizeof(cfg));
+    mb_config_default(&cfg);
+    CU_ASSERT_PTR_EQUAL(mb_option_find(t[i].name), &t[i]);
+    CU_ASSERT_EQUAL(mb_option_set(&cfg, t[i].name, t[i].def, err, sizeof(err)),
+                    0);
+    if (memcmp(&cfg, &def, sizeof(cfg)) != 0) {
+      fprintf(stderr, "%s default \"%s\" is not mb_config_default's\n",
+              t[i].name, t[i].def);
+      CU_FAIL("option default");
+    }
+    CU_ASSERT_PTR_NOT_NULL(t[i].doc);
+    CU_ASSERT_PTR_NOT_NULL(t[i].unit);
+    if (t[i].kind != MB_OPT_POLICY) {
+      CU_ASSERT_EQUAL(mb_option_set(&cfg, t[i].name, "x1", err, sizeof(err)),
+                      -1);
+      CU_ASSERT_PTR_NOT_NULL(strstr(err, t[i].name));
+    }
+  }
+  char err[256] = "";
+  mb_config_default(&cfg);
+  CU_ASSERT_EQUAL(mb_option_set(&cfg, "Bogus", "1", err, sizeof(err)), 1);
+  CU_ASSERT_EQUAL(mb_option_set(&cfg, "policy", "tax", err, sizeof(err)), 0);
+  CU_ASSERT_EQUAL(cfg.kind, MB_POLICY_TAX);
+  CU_ASSERT_EQUAL(mb_option_set(&cfg, "TaxRate", "AUTO", err, sizeof(err)), 0);
+  CU_ASSERT_TRUE(cfg.tax.tau_auto);
+  CU_ASSERT_EQUAL(mb_option_set(&cfg, "TaxRate", "0.5", err, sizeof(err)), 0);
+  CU_ASSERT_FALSE(cfg.tax.tau_auto);
+  CU_ASSERT_EQUAL(cfg.tax.tau, 0.5);
+  CU_ASSERT_EQUAL(mb_option_set(&cfg, "CmaMarginMin", "1GiB", err, sizeof(err)),
+                  0);
+  ASSERT_U64(cfg.cagma.margin_min_kib, 1048576);
+  CU_ASSERT_EQUAL(
+      mb_option_set(&cfg, "DownHysteresis", "2.5", err, sizeof(err)), -1);
+  CU_ASSERT_EQUAL(mb_option_set(&cfg, "Policy", "fair", err, sizeof(err)), -1);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err, "Policy \"fair\" unknown"));
+}
+
 int main(void) {
   static CU_TestInfo tests[] = {
       {"defaults", test_defaults},
@@ -240,6 +288,7 @@ int main(void) {
       {"policy and reason names", test_names},
       {"balloon minimum target", test_balloon_min},
       {"sizes as the operator writes them", test_size_parse},
+      {"the option table", test_option_table},
       CU_TEST_INFO_NULL,
   };
   return unit_main_suite("config", tests);
