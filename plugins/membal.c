@@ -997,80 +997,6 @@ static void mb_control(const char *line, uid_t uid, mb_strbuf_t *reply,
     mb_sb_printf(reply, "ok reservation %" PRIu64 " cancelled\n", op.id);
 }
 
-/* The round for the status board: every domain, the targets it moved
- * (before: doms[i].target_kib, in force now: dec[i].target_kib), holds and
- * reservations. */
-static void mb_status_round(const mb_domain_t *doms, const mb_decision_t *dec,
-                            const cdtime_t *held_until, size_t n,
-                            const mb_host_t *host, uint64_t pool_kib,
-                            uint64_t sum_kib, uint64_t reserved_kib,
-                            const char *why) {
-  mb_status_dom_t *ld = calloc(n > 0 ? n : 1, sizeof(*ld));  /* owned */
-  mb_status_move_t *lm = calloc(n > 0 ? n : 1, sizeof(*lm)); /* owned */
-  mb_resv_t rv[MB_OPS_MAX_RESV];
-  size_t nrv = 0;
-  if (ld == NULL || lm == NULL) {
-    ERROR(PLUGIN ": out of memory");
-    goto out;
-  }
-  double now_s = CDTIME_T_TO_DOUBLE(cdtime());
-  size_t nm = 0;
-  for (size_t i = 0; i < n; i++) {
-    const mb_domain_t *dom = doms + i;
-    mb_status_dom_t *d = ld + i;
-    sstrncpy(d->name, dom->name, sizeof(d->name));
-    d->domid = dom->domid;
-    d->current_kib = dom->current_kib;
-    d->target_kib = dec[i].target_kib;
-    d->cma_kib = dec[i].cma_kib;
-    d->min_kib = dec[i].floor_kib;
-    d->max_kib = dom->max_kib;
-    d->reason = mb_reason_name(dec[i].reason);
-    bool rates = dom->has_sample && dom->rates.valid;
-    d->swapin_pps = rates ? dom->rates.swapin_pps : -1;
-    d->swapout_pps = rates ? dom->rates.swapout_pps : -1;
-    d->majflt_ps = rates ? dom->rates.majflt_ps : -1;
-    d->sample_age_s = dom->has_sample ? dom->sample_age_s : -1;
-    d->stale = dec[i].stale;
-    d->held = held_until[i] != 0;
-    d->held_until_s = held_until[i] > 1 ? CDTIME_T_TO_DOUBLE(held_until[i]) : 0;
-    if (dec[i].target_kib != dom->target_kib) {
-      mb_status_move_t *m = lm + nm++;
-      m->time_s = now_s;
-      sstrncpy(m->name, dom->name, sizeof(m->name));
-      m->from_kib = dom->target_kib;
-      m->to_kib = dec[i].target_kib;
-      m->reason = d->reason;
-      m->trigger = why;
-    }
-  }
-  pthread_mutex_lock(&store_lock);
-  nrv = ops.nresv;
-  memcpy(rv, ops.resv, nrv * sizeof(*rv));
-  pthread_mutex_unlock(&store_lock);
-  mb_status_round_t r = {.time_s = now_s,
-                         .round = rstate.rounds,
-                         .trigger = why,
-                         .policy = mb_policy_name(conf.kind),
-                         .total_kib = host->total_kib,
-                         .free_kib = host->free_kib,
-                         .reserve_kib = host->reserve_kib,
-                         .pool_kib = pool_kib,
-                         .sum_targets_kib = sum_kib,
-                         .reserved_kib = reserved_kib,
-                         .tau = rstate.policy.tau,
-                         .doms = ld,
-                         .n = n,
-                         .moves = lm,
-                         .nmoves = nm,
-                         .resv = rv,
-                         .nresv = nrv};
-  mb_status_publish(status_board, &r);
-out:
-  free(lm);
-  free(ld);
-}
-
 /* Thread-only: the domains that were stale after the last round. */
 static char (*stale_prev)[MB_NAME_LEN]; /* owned */
 static size_t stale_prev_num;
@@ -1119,8 +1045,8 @@ static void mb_round(const char *why) {
                                          what is in force after actuation */
   mb_round_clamp_t *clamps = NULL;    /* owned: the configured clamps, and
                                          the held domains' */
-  cdtime_t *held_until = NULL;        /* owned: 0 = balanced, 1 = held until
-                                         released, else held until then */
+  double *held_s = NULL;              /* owned: < 0 = balanced, 0 = held until
+                                         released, else held until then (epoch s) */
   mb_ops_event_t ev[MB_OPS_MAX_RESV]; /* reservations met or expired */
   size_t nev = 0;
   uint64_t reserved_kib = 0;
@@ -1148,10 +1074,10 @@ static void mb_round(const char *why) {
   dec = calloc(cap, sizeof(*dec));
   steps = calloc(cap, sizeof(*steps));
   decided = calloc(cap, sizeof(*decided));
-  held_until = calloc(cap, sizeof(*held_until));
+  held_s = calloc(cap, sizeof(*held_s));
   clamps = calloc(conf_doms_num + info_num + 1, sizeof(*clamps));
   if (in_doms == NULL || doms == NULL || dec == NULL || steps == NULL ||
-      decided == NULL || held_until == NULL || clamps == NULL) {
+      decided == NULL || held_s == NULL || clamps == NULL) {
     ERROR(PLUGIN ": out of memory");
     goto out;
   }
@@ -1246,8 +1172,7 @@ static void mb_round(const char *why) {
   pthread_mutex_lock(&store_lock);
   for (size_t i = 0; i < n; i++) {
     cdtime_t until = 0;
-    if (mb_held(doms[i].name, &until))
-      held_until[i] = until != 0 ? until : 1;
+    held_s[i] = !mb_held(doms[i].name, &until) ? -1 : CDTIME_T_TO_DOUBLE(until);
   }
   pthread_mutex_unlock(&store_lock);
 
@@ -1301,8 +1226,27 @@ static void mb_round(const char *why) {
   mb_snap_publish(doms, dec, decided, n, rstate.policy.tau, pool_kib, sum_kib,
                   rstate.rounds);
   mb_round_notify(doms, dec, n);
-  mb_status_round(doms, dec, held_until, n, &plan.host, pool_kib, sum_kib,
-                  reserved_kib, why);
+  mb_resv_t resv[MB_OPS_MAX_RESV];
+  pthread_mutex_lock(&store_lock);
+  size_t nresv = ops.nresv;
+  memcpy(resv, ops.resv, nresv * sizeof(*resv));
+  pthread_mutex_unlock(&store_lock);
+  mb_status_publish(status_board,
+                    &(mb_status_round_t){.time_s = CDTIME_T_TO_DOUBLE(cdtime()),
+                                         .round = rstate.rounds,
+                                         .trigger = why,
+                                         .policy = mb_policy_name(conf.kind),
+                                         .host = plan.host,
+                                         .pool_kib = pool_kib,
+                                         .sum_targets_kib = sum_kib,
+                                         .reserved_kib = reserved_kib,
+                                         .tau = rstate.policy.tau,
+                                         .doms = doms,
+                                         .dec = dec,
+                                         .held_s = held_s,
+                                         .n = n,
+                                         .resv = resv,
+                                         .nresv = nresv});
   /* One line per round, so that an observer can tell what triggered it and
    * when it ran (epoch seconds, ms resolution). */
   if (conf_log_rounds)
@@ -1313,7 +1257,7 @@ static void mb_round(const char *why) {
 
 out:
   free(clamps);
-  free(held_until);
+  free(held_s);
   free(decided);
   free(steps);
   free(dec);

@@ -9,16 +9,50 @@
 #include <string.h>
 #include <time.h>
 
+/* One domain after a round, as the board keeps it. */
+typedef struct {
+  char name[MB_NAME_LEN];
+  uint32_t domid;
+  uint64_t current_kib, target_kib, cma_kib, min_kib, max_kib;
+  const char *reason;                        /* static */
+  double swapin_pps, swapout_pps, majflt_ps; /* pressure; < 0 = unknown */
+  double sample_age_s;                       /* < 0 = never heard from */
+  bool stale;
+  bool held;           /* `membal hold` or <Domain> Balance false */
+  double held_until_s; /* epoch s; 0 = until released (or config) */
+} status_dom_t;
+
+/* One decision that moved a target. */
+typedef struct {
+  double time_s; /* epoch seconds */
+  char name[MB_NAME_LEN];
+  uint64_t from_kib, to_kib;
+  const char *reason;  /* static */
+  const char *trigger; /* what started the round; static */
+} status_move_t;
+
+/* The last round, as the board keeps it. */
+typedef struct {
+  double time_s;
+  uint64_t round;
+  const char *trigger, *policy; /* static */
+  uint64_t total_kib, free_kib, reserve_kib, pool_kib, sum_targets_kib;
+  uint64_t reserved_kib;
+  double tau;
+  status_dom_t *doms; /* owned by the board */
+  size_t n;
+  mb_resv_t *resv; /* owned by the board */
+  size_t nresv;
+} status_last_t;
+
 struct mb_status {
   char *host; /* owned */
   pthread_mutex_t lock;
-  bool have;              /* a round was published */
-  mb_status_round_t last; /* its doms/resv point to the arrays below */
-  mb_status_dom_t *doms;  /* owned */
-  mb_resv_t *resv;        /* owned */
-  char *json;             /* owned; the last round as JSON */
+  bool have;          /* a round was published */
+  status_last_t last; /* its arrays are owned */
+  char *json;         /* owned; the last round as JSON */
   size_t json_len;
-  mb_status_move_t moves[MB_STATUS_MOVES]; /* ring */
+  status_move_t moves[MB_STATUS_MOVES]; /* ring */
   size_t moves_next, moves_num;
 };
 
@@ -40,8 +74,8 @@ void mb_status_free(mb_status_t *st) {
     return;
   pthread_mutex_destroy(&st->lock);
   free(st->json);
-  free(st->doms);
-  free(st->resv);
+  free(st->last.doms);
+  free(st->last.resv);
   free(st->host);
   free(st);
 }
@@ -49,8 +83,8 @@ void mb_status_free(mb_status_t *st) {
 const char *mb_status_host(const mb_status_t *st) { return st->host; }
 
 /* Caller holds the lock (the moves ring is read). */
-static void status_format_json(const mb_status_t *st,
-                               const mb_status_round_t *r, mb_strbuf_t *b) {
+static void status_format_json(const mb_status_t *st, const status_last_t *r,
+                               mb_strbuf_t *b) {
   mb_sb_printf(b, "{\"host\":");
   mb_sb_json_str(b, st->host);
   mb_sb_printf(b,
@@ -76,7 +110,7 @@ static void status_format_json(const mb_status_t *st,
   }
   mb_sb_printf(b, "],\"domains\":[");
   for (size_t i = 0; i < r->n; i++) {
-    const mb_status_dom_t *d = r->doms + i;
+    const status_dom_t *d = r->doms + i;
     mb_sb_printf(b, "%s{\"name\":", i ? "," : "");
     mb_sb_json_str(b, d->name);
     mb_sb_printf(b,
@@ -103,7 +137,7 @@ static void status_format_json(const mb_status_t *st,
   }
   mb_sb_printf(b, "],\"decisions\":[");
   for (size_t k = 0; k < st->moves_num; k++) { /* newest first */
-    const mb_status_move_t *m =
+    const status_move_t *m =
         &st->moves[(st->moves_next + MB_STATUS_MOVES - 1 - k) %
                    MB_STATUS_MOVES];
     mb_sb_printf(b, "%s{\"time\":%.3f,\"name\":", k ? "," : "", m->time_s);
@@ -120,37 +154,71 @@ static void status_format_json(const mb_status_t *st,
 }
 
 void mb_status_publish(mb_status_t *st, const mb_status_round_t *r) {
-  /* Copies outside the lock. */
-  mb_status_dom_t *doms = calloc(r->n ? r->n : 1, sizeof(*doms));
-  mb_resv_t *resv = calloc(r->nresv ? r->nresv : 1, sizeof(*resv));
-  if (doms == NULL || resv == NULL) {
-    free(doms);
-    free(resv);
-    return;
-  }
-  if (r->n)
-    memcpy(doms, r->doms, r->n * sizeof(*doms));
+  /* Copies and the JSON outside the lock but for the moves ring. */
+  status_last_t last = {.time_s = r->time_s,
+                        .round = r->round,
+                        .trigger = r->trigger,
+                        .policy = r->policy,
+                        .total_kib = r->host.total_kib,
+                        .free_kib = r->host.free_kib,
+                        .reserve_kib = r->host.reserve_kib,
+                        .pool_kib = r->pool_kib,
+                        .sum_targets_kib = r->sum_targets_kib,
+                        .reserved_kib = r->reserved_kib,
+                        .tau = r->tau,
+                        .n = r->n,
+                        .nresv = r->nresv};
+  last.doms = calloc(r->n ? r->n : 1, sizeof(*last.doms));
+  last.resv = calloc(r->nresv ? r->nresv : 1, sizeof(*last.resv));
+  status_move_t *moves = calloc(r->n ? r->n : 1, sizeof(*moves)); /* owned */
+  size_t nm = 0;
+  if (last.doms == NULL || last.resv == NULL || moves == NULL)
+    goto out;
   if (r->nresv)
-    memcpy(resv, r->resv, r->nresv * sizeof(*resv));
+    memcpy(last.resv, r->resv, r->nresv * sizeof(*last.resv));
+  for (size_t i = 0; i < r->n; i++) {
+    const mb_domain_t *dom = r->doms + i;
+    const mb_decision_t *dec = r->dec + i;
+    status_dom_t *d = last.doms + i;
+    snprintf(d->name, sizeof(d->name), "%s", dom->name);
+    d->domid = dom->domid;
+    d->current_kib = dom->current_kib;
+    d->target_kib = dec->target_kib;
+    d->cma_kib = dec->cma_kib;
+    d->min_kib = dec->floor_kib;
+    d->max_kib = dom->max_kib;
+    d->reason = mb_reason_name(dec->reason);
+    bool rates = dom->has_sample && dom->rates.valid;
+    d->swapin_pps = rates ? dom->rates.swapin_pps : -1;
+    d->swapout_pps = rates ? dom->rates.swapout_pps : -1;
+    d->majflt_ps = rates ? dom->rates.majflt_ps : -1;
+    d->sample_age_s = dom->has_sample ? dom->sample_age_s : -1;
+    d->stale = dec->stale;
+    d->held = r->held_s[i] >= 0;
+    d->held_until_s = r->held_s[i] > 0 ? r->held_s[i] : 0;
+    if (dec->target_kib != dom->target_kib)
+      moves[nm++] = (status_move_t){.time_s = r->time_s,
+                                    .from_kib = dom->target_kib,
+                                    .to_kib = dec->target_kib,
+                                    .reason = d->reason,
+                                    .trigger = r->trigger};
+    if (dec->target_kib != dom->target_kib)
+      snprintf(moves[nm - 1].name, sizeof(moves[nm - 1].name), "%s", dom->name);
+  }
 
   pthread_mutex_lock(&st->lock);
-  for (size_t k = 0; k < r->nmoves; k++) {
-    st->moves[st->moves_next] = r->moves[k];
+  for (size_t k = 0; k < nm; k++) {
+    st->moves[st->moves_next] = moves[k];
     st->moves_next = (st->moves_next + 1) % MB_STATUS_MOVES;
     if (st->moves_num < MB_STATUS_MOVES)
       st->moves_num++;
   }
   mb_strbuf_t b = {0};
-  status_format_json(st, r, &b);
-  free(st->doms);
-  free(st->resv);
-  st->doms = doms;
-  st->resv = resv;
-  st->last = *r;
-  st->last.doms = doms;
-  st->last.resv = resv;
-  st->last.moves = NULL;
-  st->last.nmoves = 0;
+  status_format_json(st, &last, &b);
+  status_last_t old_last = st->last;
+  st->last = last;
+  last.doms = NULL;
+  last.resv = NULL;
   st->have = true;
   char *old = NULL;
   if (!b.failed) {
@@ -161,7 +229,13 @@ void mb_status_publish(mb_status_t *st, const mb_status_round_t *r) {
   }
   pthread_mutex_unlock(&st->lock);
   free(old);
+  free(old_last.doms);
+  free(old_last.resv);
   mb_sb_dispose(&b);
+out:
+  free(moves);
+  free(last.doms);
+  free(last.resv);
 }
 
 int mb_status_json(mb_status_t *st, char **json, size_t *len) {
@@ -199,7 +273,7 @@ int mb_status_table(mb_status_t *st, char **text, size_t *len) {
     pthread_mutex_unlock(&st->lock);
     return 1;
   }
-  const mb_status_round_t *r = &st->last;
+  const status_last_t *r = &st->last;
   mb_sb_printf(&b, "host %s, policy %s, round %" PRIu64 " (%s) at ", st->host,
                r->policy, r->round, r->trigger);
   status_clock(&b, r->time_s);
@@ -214,7 +288,7 @@ int mb_status_table(mb_status_t *st, char **text, size_t *len) {
                "CURRENT", "TARGET", "CMA", "REASON", "AGE s", "SWAPOUT/s",
                "HELD");
   for (size_t i = 0; i < r->n; i++) {
-    const mb_status_dom_t *d = r->doms + i;
+    const status_dom_t *d = r->doms + i;
     mb_sb_printf(&b, "%-20s %6" PRIu32 " %9.1f %9.1f %9.1f %-16s ", d->name,
                  d->domid, d->current_kib / 1024.0, d->target_kib / 1024.0,
                  d->cma_kib / 1024.0, d->reason);

@@ -19,40 +19,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One domain after a round. */
-typedef struct {
-  char name[MB_NAME_LEN];
-  uint32_t domid;
-  uint64_t current_kib, target_kib, cma_kib, min_kib, max_kib;
-  const char *reason;                        /* static */
-  double swapin_pps, swapout_pps, majflt_ps; /* pressure; < 0 = unknown */
-  double sample_age_s;                       /* < 0 = never heard from */
-  bool stale;
-  bool held;           /* `membal hold` or <Domain> Balance false */
-  double held_until_s; /* epoch s; 0 = until released (or config) */
-} mb_status_dom_t;
-
-/* One decision that moved a target. */
-typedef struct {
-  double time_s; /* epoch seconds */
-  char name[MB_NAME_LEN];
-  uint64_t from_kib, to_kib;
-  const char *reason;  /* static */
-  const char *trigger; /* what started the round; static */
-} mb_status_move_t;
-
+/* One round, as the round module planned it and membal carried it out. */
 typedef struct {
   double time_s; /* epoch seconds of the round */
   uint64_t round;
   const char *trigger; /* static */
   const char *policy;  /* static */
-  uint64_t total_kib, free_kib, reserve_kib, pool_kib, sum_targets_kib;
+  mb_host_t host;      /* reserve_kib: the reserve in force */
+  uint64_t pool_kib, sum_targets_kib;
   uint64_t reserved_kib; /* sum of the reservations */
   double tau;
-  const mb_status_dom_t *doms; /* borrowed for the call */
+  /* The guests, borrowed for the call: doms[i].target_kib was in force
+   * before the round, dec[i].target_kib is after it; held_s[i] < 0: not
+   * held, 0: held until released, else held until then (epoch s). */
+  const mb_domain_t *doms;
+  const mb_decision_t *dec;
+  const double *held_s;
   size_t n;
-  const mb_status_move_t *moves; /* borrowed for the call */
-  size_t nmoves;
   const mb_resv_t *resv; /* borrowed for the call (until_s: epoch s) */
   size_t nresv;
 } mb_status_round_t;
@@ -65,7 +48,8 @@ typedef struct mb_status mb_status_t;
 mb_status_t *mb_status_new(const char *host);
 void mb_status_free(mb_status_t *st);
 
-/* Keeps the round and its moves (the last MB_STATUS_MOVES). */
+/* Keeps the round and the targets it moved (the last MB_STATUS_MOVES
+ * moves). */
 void mb_status_publish(mb_status_t *st, const mb_status_round_t *r);
 
 /* The last round as JSON (a copy, caller frees) and its length; 1 when no
