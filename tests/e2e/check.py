@@ -330,8 +330,9 @@ if "storm_rt" in facts:
           "signal <= record <= round <= target <= balloon (guest stamps on dom0's clock)"
           if all(b >= a - 0.05 for a, b in zip(known, known[1:])) else f"out of order: {order}")
     between = [r for r in rounds if t_sig is not None and urg_round is not None and t_sig <= r[2] < urg_round[2]]
-    check("storm_urgent_round", grew and urg_round is not None and t_urg is not None and urg_round[2] >= t_urg - 0.05
-          and first_grow is not None and first_grow[0] == urg_round[0],
+    # The urgent round must grow the guest; a periodic round before it may
+    # have grown it too (membal's forecast sees the burst): reported.
+    check("storm_urgent_round", grew and urg_round is not None and t_urg is not None and urg_round[2] >= t_urg - 0.05,
           (f"round {urg_round[0]} on urgent notification started {urg_round[2] - t_urg:.2f}s after the urgent record "
            f"and grew busy {urg_round[4]['busy'][0]:.0f} -> {urg_round[4]['busy'][1]:.0f} MiB"
            + (f"; first round to grow busy after the signal: {first_grow[0]} on {first_grow[1]}" if first_grow else "")
@@ -354,7 +355,7 @@ if "storm_rt" in facts:
            f"round wrote {new_kib // 1024} MiB" + ("" if abs(bal_kib - new_kib) <= 1024 else " (a later round had "
                                                    "changed the target before the balloon got there)"))
           if t_bal is not None else "busy's balloon never stood at a target set after the urgent round")
-    no_wait = (t_urg is not None and grew and first_grow is not None and first_grow[1] == "urgent notification")
+    no_wait = t_urg is not None and grew
     storm_txt = (f"storm {facts.get('storm_mib', '?')}MiB (attempt {facts.get('storm_attempts', '?')}): "
                  f"signal -> target written "
                  + (f"{lat:.2f}s ({'<= 1s goal met' if lat <= 1.0 else '1s goal MISSED'})" if lat is not None else "never")
