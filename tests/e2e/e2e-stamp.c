@@ -9,6 +9,12 @@
  *                                 hypervisor: "X <name> <domid> <KiB>
  *                                 <cpu s>", what `xl list` shows, at a
  *                                 fraction of its cost under emulation
+ *   e2e-stamp sample FILE STOP    (in dom0) appends one row per guest to
+ *                                 FILE about every second until the file
+ *                                 STOP exists: dom0 uptime (the clock of
+ *                                 /proc/uptime), name, domid, target and
+ *                                 actual KiB, fields of the guest's record,
+ *                                 its workload status (timeline.tsv)
  *   e2e-stamp signals KEY         (in a guest) polls the kernel every 50 ms
  *                                 and prints, stamped: the first swap-out,
  *                                 the first memory stall (PSI some total),
@@ -233,11 +239,86 @@ static int cmd_domains(void) {
   return 0;
 }
 
+static double boot_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* xs_read of /local/domain/<id>/<rel>, NULL when absent (caller frees). */
+static char *dom_read(struct xs_handle *xs, unsigned id, const char *rel) {
+  char path[128];
+  snprintf(path, sizeof(path), "/local/domain/%u/%s", id, rel);
+  unsigned int len = 0;
+  return xs_read(xs, XBT_NULL, path, &len);
+}
+
+static int cmd_sample(const char *out_path, const char *stop_path) {
+  xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+  struct xs_handle *xs = xs_open(0);
+  FILE *f = fopen(out_path, "a");
+  if (xch == NULL || xs == NULL || f == NULL) {
+    fprintf(stderr,
+            "e2e-stamp: sample: cannot open the hypervisor, xenstore "
+            "or %s\n",
+            out_path);
+    return 1;
+  }
+  static const char *keys[] = {"seq",       "MemTotal", "MemAvailable",
+                               "SwapTotal", "SwapFree", "pswpin",
+                               "pswpout"};
+  static xc_domaininfo_t info[256];
+  while (access(stop_path, F_OK) != 0) {
+    double start = boot_now();
+    int n = xc_domain_getinfolist(xch, 0, 256, info);
+    double t = boot_now(); /* the time the hypervisor answered */
+    for (int i = 0; i < n; i++) {
+      unsigned id = info[i].domain;
+      if (id == 0)
+        continue;
+      char *name = dom_read(xs, id, "name");
+      char *tgt = dom_read(xs, id, "memory/target");
+      char *rec = dom_read(xs, id, "data/membal/stats");
+      char *load = dom_read(xs, id, "data/e2e/load");
+      fprintf(f, "%.2f %s %u %s %llu", t, name ? name : "-", id,
+              tgt ? tgt : "-", (unsigned long long)info[i].tot_pages * 4);
+      for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        long long v = rec ? field(rec, keys[k]) : -1;
+        if (v >= 0)
+          fprintf(f, " %lld", v);
+        else
+          fprintf(f, " -");
+      }
+      long long lm = 0;
+      char phase[32] = "none";
+      if (load != NULL)
+        sscanf(load, "%lld %31s", &lm, phase);
+      fprintf(f, " %lld %s\n", lm, phase);
+      free(name);
+      free(tgt);
+      free(rec);
+      free(load);
+    }
+    fflush(f);
+    double left = 1.0 - (boot_now() - start);
+    if (left < 0.2)
+      left = 0.2;
+    struct timespec ts = {(time_t)left, (long)((left - (time_t)left) * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+  fclose(f);
+  xs_close(xs);
+  xc_interface_close(xch);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "now") == 0) {
     printf("%.3f\n", rt_now());
     return 0;
   }
+  if (argc == 4 && strcmp(argv[1], "sample") == 0)
+    return cmd_sample(argv[2], argv[3]);
   if (argc == 2 && strcmp(argv[1], "domains") == 0)
     return cmd_domains();
   if (argc >= 3 && strcmp(argv[1], "watch") == 0)
@@ -245,6 +326,7 @@ int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "signals") == 0)
     return cmd_signals(argv[2]);
   fprintf(stderr,
-          "usage: e2e-stamp now | domains | watch PATH... | signals KEY\n");
+          "usage: e2e-stamp now | domains | sample FILE STOP | watch PATH... | "
+          "signals KEY\n");
   return 2;
 }

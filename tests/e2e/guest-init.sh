@@ -50,6 +50,7 @@ xenstore-write data/e2e/ready "$(cut -d' ' -f1 /proc/uptime)"
 # Commands from dom0: "<seq> <verb> <args>" in e2e/cmd, read on a xenstore
 # watch (e2e-stamp watch: one stamped line per change):
 #   memload ARGS   start membal-memload ARGS in the background
+#   fill MIB       write MIB MiB to a tmpfs at once (a memory burst)
 #   signals KEY    start e2e-stamp signals KEY (first swap/stall, balloon)
 #   stop           stop what memload and signals started
 # The ack carries the guest's uptime so dom0 can line up both clocks.
@@ -68,12 +69,21 @@ run_cmd() {
       esac
       membal-memload $args > /dev/console 2>&1 &
       echo $! >> /run/memload.pids ;;
+    fill)
+      # A burst: MIB of tmpfs written at kernel speed (no user page
+      # faults, which are slow for a PV guest under emulation); the status
+      # says "<MIB> static" once written.
+      mkdir -p /run/storm
+      grep -q ' /run/storm ' /proc/mounts || mount -t tmpfs -o size=2g storm /run/storm
+      (dd if=/dev/zero of=/run/storm/fill bs=1M count="$args" 2> /dev/null
+        xenstore-write data/e2e/load "$args static") &
+      echo $! >> /run/memload.pids ;;
     signals)
       e2e-stamp signals $args > /dev/console 2>&1 &
       echo $! >> /run/memload.pids ;;
     stop)
       [ -f /run/memload.pids ] && kill $(cat /run/memload.pids) 2> /dev/null
-      rm -f /run/memload.pids ;;
+      rm -f /run/memload.pids /run/storm/fill ;;
     *) log "cmd $seq: unknown verb '$verb'" ;;
   esac
   xenstore-write data/e2e/ack "$seq $(cut -d' ' -f1 /proc/uptime)"
