@@ -243,6 +243,7 @@ static int cfg_load(const char *path, cfg_row_t *row) {
                             .desc = "membal with --config settings",
                             .interval_s = period,
                             .urgent = true,
+                            .urgent_gap_s = SIM_MEMBAL_URGENT_GAP_S,
                             .agent = agent,
                             .create_arg = sim_membal_create_arg,
                             .arg = &row->cfg,

@@ -5,8 +5,9 @@
  * reaches the policy `delay` seconds later; rates come from successive
  * samples, as in the membal plugin. Policies marked urgent (membal's) also
  * run a round as soon as an urgent sample arrives, as the plugin does on
- * vmmem's urgent sample (the plugin at most once per UrgentInterval, 1 s by
- * default; not modelled here).
+ * vmmem's urgent sample (membal's: at most one round per UrgentInterval, 1
+ * s by default, its period counted from the last round, as the plugin's
+ * thread does: urgent_gap_s).
  */
 #include "sim.h"
 
@@ -143,6 +144,8 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   long steps = lround(scn->duration_s / dt);
   long per_sec = lround(1.0 / dt);
   double next_round = interval;
+  double last_round = -1e9; /* no round yet */
+  bool urgent_pending = false;
   double disk_sum = 0, idle_sum = 0, iops_sum = 0, iops_free_sum = 0;
   bool seen[SIM_MAX_VMS] = {false};
   double prev_cur[SIM_MAX_VMS] = {0};
@@ -191,11 +194,20 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
         urgent_arrived = true;
     }
 
-    bool round = t >= next_round - 1e-9;
-    if (round)
-      next_round += interval;
+    bool periodic = t >= next_round - 1e-9;
     if (pol->urgent && urgent_arrived)
-      round = true;
+      urgent_pending = true;
+    bool round = periodic ||
+                 (urgent_pending && t >= last_round + pol->urgent_gap_s - 1e-9);
+    if (round) {
+      /* a round serves every urgent sample that came before it */
+      urgent_pending = false;
+      last_round = t;
+      if (pol->urgent_gap_s > 0)
+        next_round = t + interval; /* membal: Period from the last round */
+      else if (periodic)
+        next_round += interval;
+    }
     if (round) {
       mb_host_t host;
       mb_domain_t doms[SIM_MAX_VMS];

@@ -202,8 +202,14 @@ typedef struct {
 typedef struct {
   const char *name;
   const char *desc;
-  double interval_s;  /* 0: scenario interval; < 0: no periodic rounds */
-  bool urgent;        /* also runs when a guest publishes an urgent record */
+  double interval_s; /* 0: scenario interval; < 0: no periodic rounds */
+  bool urgent;       /* also runs when a guest publishes an urgent record */
+  /* membal's thread: an urgent round at least urgent_gap_s after the
+   * previous round (UrgentInterval; the urgent samples meanwhile wait for
+   * it), and the next periodic round interval_s after the last round of
+   * any kind, not on a fixed grid. 0: every urgent record at once, a fixed
+   * grid (the baselines'). */
+  double urgent_gap_s;
   sim_agent_t agent;  /* guest agent and collector (zeros: scenario's) */
   bool guest_local;   /* runs inside each guest: sees its sample at once */
   bool no_delay;      /* sees the truth at once (oracle) */
@@ -223,6 +229,8 @@ typedef struct {
  * from): guest records every 10 s, read every 10 s, urgent check every
  * 0.2 s, at most one urgent record per second; a round every 30 s. */
 #define SIM_MEMBAL_PERIOD_S 30.0
+/* membal's UrgentInterval default (plugins/membal.c) */
+#define SIM_MEMBAL_URGENT_GAP_S 1.0
 #define SIM_MEMBAL_AGENT                                                       \
   {                                                                            \
     .publish_s = 10, .read_s = 10, .poll_s = 0.2, .urgent_min_s = 1,           \
