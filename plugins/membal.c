@@ -81,6 +81,10 @@ typedef struct {
   bool have_prev;    /* the record before cur, for rates */
   mb_sample_t prev;
   cdtime_t prev_time;
+  /* seq of the last urgent message that asked for a round: each urgent
+   * sample asks once, whichever of vmmem's paths (read or watch) handed
+   * the same sample first */
+  uint64_t urgent_seq;
 
   c_complain_t set_complaint;
 } mb_dstore_t;
@@ -590,7 +594,13 @@ static int mb_write(const data_set_t *ds, const value_list_t *vl,
       mb_store_get(vl->plugin_instance, (uint32_t)domid, true, true);
   if (d == NULL)
     goto out;
-  if (mb_store_sample(d, &s, vl->time, age, complete) && urgent) {
+  mb_store_sample(d, &s, vl->time, age, complete);
+  /* An urgent sample asks for a round even when vmmem's other path handed
+   * the same sample first without the flag (on KVM the periodic read often
+   * sees the balloon statistics before the watch does); an older one does
+   * not. */
+  if (urgent && s.seq >= d->cur.seq && s.seq != d->urgent_seq) {
+    d->urgent_seq = s.seq;
     urgent_pending = true;
     pthread_cond_signal(&store_cond);
   }
@@ -1205,8 +1215,10 @@ static void mb_round(const char *why) {
             ? " [grow held back: targets in force must fit the pool]"
             : "";
     /* One line per decision that moves a target by at least the dead band
-     * (smaller moves of the envelope's cuts are in RRD, not in the log). */
-    uint64_t moved = to > from ? to - from : from - to;
+     * (smaller moves of the envelope's cuts are in RRD, not in the log); a
+     * grow held back by the pool is logged by what was decided. */
+    uint64_t want = s->want_kib;
+    uint64_t moved = want > from ? want - from : from - want;
     if (moved >= conf.deadband_kib && moved > 0 &&
         mb_snap_prev_decided(dom->name) != decided[s->dom])
       INFO(PLUGIN ": %s%s (domid %" PRIu32 ") target %.1f MiB -> %.1f MiB: "
