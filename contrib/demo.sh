@@ -3,7 +3,7 @@
 #
 #   contrib/demo.sh [OUTDIR]          (default ./demo-out)
 #
-# Installs what is missing (contrib/install-deps.sh), builds membal
+# Installs what is missing (.ci/install-deps.sh), builds membal
 # (build/demo, no sanitizers), starts a real xenstored (with the test shim
 # standing in for the hypervisor), the host simulator in live mode on the
 # "mono" scenario (3 guests; one's working set goes 50 MiB -> 400 MiB ->
@@ -33,8 +33,8 @@ die() {
 }
 
 # ---- 1. packages, build ----
-say "checking packages (contrib/install-deps.sh)"
-"$src/contrib/install-deps.sh"
+say "checking packages (.ci/install-deps.sh)"
+"$src/.ci/install-deps.sh"
 say "building in $build"
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMEMBAL_SANITIZE=OFF -DMEMBAL_WERROR=OFF -DMEMBAL_TESTS=ON \

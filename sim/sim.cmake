@@ -32,33 +32,3 @@ endif()
 install(TARGETS membal-sim membal-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT dom0)
 install(DIRECTORY ${_sim}/scenarios/ DESTINATION ${CMAKE_INSTALL_DATADIR}/membal/scenarios COMPONENT dom0)
 
-if(MEMBAL_TESTS)
-  # sim/ is added before the top level enables testing
-  enable_testing()
-  find_library(SIM_CUNIT cunit)
-  if(SIM_CUNIT AND EXISTS ${_sim}/tests/test_sim.c)
-    add_executable(test_sim ${_sim}/tests/test_sim.c)
-    target_link_libraries(test_sim PRIVATE sim_core ${SIM_CUNIT})
-    add_test(NAME sim.unit COMMAND test_sim ${_sim}/scenarios)
-  endif()
-  # The short deterministic benchmark subset; fails unless the committed
-  # ordering holds (sim/tests/expected-order.txt).
-  add_test(NAME sim.bench_short
-           COMMAND membal-bench --short --scenarios ${_sim}/scenarios
-                   --check ${_sim}/tests/expected-order.txt
-                   --out ${CMAKE_CURRENT_BINARY_DIR}/bench-short)
-  set_tests_properties(sim.bench_short PROPERTIES TIMEOUT 120)
-  add_test(NAME sim.bench_outputs COMMAND bash ${_sim}/tests/test_bench_plot.sh)
-  set_tests_properties(sim.bench_outputs PROPERTIES TIMEOUT 360
-    ENVIRONMENT "MEMBAL_BUILD_DIR=${CMAKE_BINARY_DIR};MEMBAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
-  # Live mode against a real xenstored, alone and under the real collectd
-  # pipeline (vmmem + membal, Backend "sim").
-  foreach(t live pipeline)
-    if(EXISTS ${_sim}/tests/test_${t}.sh)
-      add_test(NAME sim.${t} COMMAND bash ${_sim}/tests/test_${t}.sh)
-      set_tests_properties(sim.${t} PROPERTIES
-        ENVIRONMENT "MEMBAL_BUILD_DIR=${CMAKE_BINARY_DIR};MEMBAL_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
-        SKIP_RETURN_CODE 77 TIMEOUT 180 LABELS integration)
-    endif()
-  endforeach()
-endif()

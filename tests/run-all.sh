@@ -7,7 +7,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${MEMBAL_TEST_BUILD:-$src/build/test}
-"$src/contrib/install-deps.sh" --e2e
+"$src/.ci/install-deps.sh" --e2e
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DMEMBAL_SANITIZE=ON -DMEMBAL_WERROR=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
 # An optimised -Werror build too: gcc's -O2 flow analysis warns where -O0

@@ -18,7 +18,7 @@
 # goes to a logfile drop-in of the test. /etc/collectd is saved before and
 # restored after (also on failure), and compared at the end.
 #
-# Needs root (exit 77 otherwise), and the packages contrib/install-deps.sh
+# Needs root (exit 77 otherwise), and the packages .ci/install-deps.sh
 # installs (collectd, lintian, the build dependencies). Serialised with
 # other runs on this machine by a lock file. MEMBAL_PKG_DIR=<dir> uses the
 # .debs already in <dir> instead of building them.
@@ -26,10 +26,10 @@
 
 [ "$(id -u)" -eq 0 ] || mb_skip "needs root (installs and removes packages)"
 
-need() { command -v "$1" >/dev/null || mb_fail "$1 not found (contrib/install-deps.sh installs it)"; }
+need() { command -v "$1" >/dev/null || mb_fail "$1 not found (.ci/install-deps.sh installs it)"; }
 for c in dpkg-deb apt-get cpack lintian unshare flock file collectd; do need "$c"; done
 dpkg-query -W -f='${Status}' collectd 2>/dev/null | grep -q "install ok installed" ||
-  mb_fail "package collectd not installed: membal's packages depend on it (contrib/install-deps.sh)"
+  mb_fail "package collectd not installed: membal's packages depend on it (.ci/install-deps.sh)"
 [ -f /etc/collectd/collectd.conf ] || mb_fail "no /etc/collectd/collectd.conf (package collectd)"
 grep -q '^<Include "/etc/collectd/collectd.conf.d">' /etc/collectd/collectd.conf ||
   mb_fail "/etc/collectd/collectd.conf does not include collectd.conf.d: the README's enabling step would not apply"

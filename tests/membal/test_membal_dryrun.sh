@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# DryRun true: membal computes and records its targets (RRD, collectd
+# values, log) but never sets one in the backend; an urgent sample
+# from vmmem (swapping guest) runs a round at once, without any flush.
+. "$(dirname "$0")/../lib/membal_lib.bash"
+
+MiB=$MBT_MIB
+total=$((4096 * MiB))
+dom0=$((512 * MiB))
+
+mb_xenstored_start
+mbt_guests "$total" "$dom0" 3
+echo $((950 * MiB)) >"$MB_DIR/vm1.used"
+echo $((100 * MiB)) >"$MB_DIR/vm2.used"
+echo $((100 * MiB)) >"$MB_DIR/vm3.used"
+for id in 1 2 3; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
+
+mbt_conf "$MB_DIR/collectd.conf" <<EOF2
+  DryRun true
+  Period 3600
+  Reserve "1GiB"
+EOF2
+mb_collectd_start "$MB_DIR/collectd.conf"
+mbt_wait_samples 1 2 3
+sleep 1.5
+mb_assert "membal announces the dry run" mbt_membal_log "DRY RUN"
+
+for _ in 1 2 3; do mbt_flush_round; done
+sleep 1.5 # the read callback re-dispatches the decisions into RRD
+
+# Decided: vm1 up, vm2/vm3 down; recorded, never applied.
+d1=$(mb_getval "$MB_HOSTNAME/membal-vm1/memory-target")
+d2=$(mb_getval "$MB_HOSTNAME/membal-vm2/memory-target")
+mb_log "decided (bytes): vm1 $d1 vm2 $d2"
+mb_assert "vm1 would grow ($d1 bytes)" awk -v v="$d1" 'BEGIN { exit !(v > 1073741824) }'
+mb_assert "vm2 would shrink ($d2 bytes)" awk -v v="$d2" 'BEGIN { exit !(v < 1073741824) }'
+for id in 1 2 3; do
+  mb_assert_eq $((1024 * MiB)) "$(mbt_target "$id")" "vm$id target in the backend untouched"
+done
+mb_assert "decision logged as a dry run" \
+  mbt_membal_log "\[dry run\] vm1 \(domid 1\) target 1024.0 MiB -> [0-9.]+ MiB"
+lines=$(grep -c "membal: \[dry run\] vm1 " "$MB_CD_LOG")
+mb_assert_eq 1 "$lines" "the unchanged decision for vm1 logged once over 3 rounds"
+
+rrd=$MB_DIR/rrd/$MB_HOSTNAME/membal-vm1/memory-target.rrd
+mb_assert "target RRD of vm1 exists" test -s "$rrd"
+last=$(rrdtool lastupdate "$rrd" | awk -F': ' 'NF==2 { print $2 }')
+mb_assert "RRD holds the decided target ($last bytes)" \
+  awk -v r="$last" -v d="$d1" 'BEGIN { x = r - d; exit !(x < 1e4 && x > -1e4 && r > 1073741824) }'
+
+# Emergency path: vm2 starts swapping; vmmem hands its urgent sample to
+# membal, which decides at once (no flush, Period 1 h).
+echo $((1500 * MiB)) >"$MB_DIR/vm2.used"
+mb_wait_for 6 mbt_membal_log "\[dry run\] vm2 .*round on urgent sample" ||
+  mb_fail "no round on vm2's urgent sample"
+to=$(mbt_membal_log "\[dry run\] vm2 .*round on urgent sample" | tail -1 |
+  sed -n 's/.* target [0-9.]* MiB -> \([0-9.]*\) MiB: .*/\1/p')
+mb_assert "vm2's decision on the urgent sample grows it (to $to MiB)" \
+  awk -v t="$to" 'BEGIN { exit !(t > 1024) }'
+for id in 1 2 3; do
+  mb_assert_eq $((1024 * MiB)) "$(mbt_target "$id")" "vm$id target still untouched"
+done
+mb_collectd_stop
+mb_log "dry-run test passed"
