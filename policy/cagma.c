@@ -60,8 +60,8 @@
  * covers. The forecast fades the moment growth stops (the next sample's
  * rate). 10 s: the time the balloons need to move a ramp's worth (45 MiB/s
  * per donor measured, a few hundred MiB), the same horizon as the
- * emergency ask; the simulator's scenarios gain from 3 s on and are flat
- * from 5 to 20 s.
+ * emergency ask. How the simulator's scenarios respond to the horizon:
+ * membal-bench --config (docs/simulator.md).
  *
  * Memory beyond the sum of the CMAs is shared in proportion to weight
  * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory

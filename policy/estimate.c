@@ -60,8 +60,8 @@ static bool est_short(const mb_config_t *cfg, const mb_domain_t *d) {
  *    swapping anything out, while it holds plenty of free memory: more
  *    memory would not stop those faults (each page is read once), and
  *    flagging it made two such guests "emergencies" that the pool cut
- *    against each other, so nobody was shrunk (the CAGMA testbed froze
- *    from t=200 s to 440 s). MemAvailable alone does not say "not short"
+ *    against each other, so nobody was shrunk (the simulator's CAGMA
+ *    testbed froze for minutes). MemAvailable alone does not say "not short"
  *    on a real guest under zram thrashing (it counts cache the guest
  *    cannot drop without faulting it back), hence swap-out decides. */
 bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d) {

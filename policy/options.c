@@ -4,7 +4,7 @@
  * membal-policy set options through it; the limits are
  * mb_config_validate()'s, checked once every option is set. The manual page
  * collectd-membal(5) and the drop-ins document every entry
- * (tests/integration/test_options_documented.sh).
+ * (tests/plugins/test_options_documented.sh).
  */
 #include <errno.h>
 #include <math.h>

@@ -63,8 +63,9 @@ typedef struct {
    * guest faking a swap storm can neither take the host's memory in one
    * urgent round nor make every donor shrink at each of its storms.
    * Default 512 MiB per 60 s: a real storm's ask (10 s of its swap rate)
-   * is a few hundred MiB; in the simulator's scenarios the bound costs
-   * nothing (membal-bench, issue 11). 0 = no bound. */
+   * is a few hundred MiB, so the bound holds a faker back without cutting
+   * an honest storm short (the simulator's scenarios: docs/simulator.md).
+   * 0 = no bound. */
   uint64_t grant_max_kib;
   double grant_window_s;
   /* Holds. A guest given an emergency grant keeps what it was given
@@ -73,13 +74,13 @@ typedef struct {
    * (grown toward its CMA, shrunk within hold_s, asking again within
    * hold_s) is held the same way, so that it keeps the memory of its high
    * phase instead of moving every other balloon at each toggle (toggling
-   * with a period up to hold_s; tests/unit/test_round.c measures it). A
+   * with a period up to hold_s; tests/policy/test_round.c measures it). A
    * guest whose demand rises and falls once is not held. Holds give way
    * whenever another guest would be left below its CMA or emergency ask.
    * Default 45 s: longer than the 40 s toggling seen on the real
-   * pipeline; in the simulator holds cost some swap (held memory is no
-   * other guest's cushion: membal-bench consol10 +4 %, dacapo +4 %, issue
-   * 11). 0 = no hold. */
+   * pipeline. Holds cost some swap, since held memory is no other guest's
+   * cushion (what they cost on the simulator's scenarios:
+   * docs/simulator.md). 0 = no hold. */
   double hold_s;
 } mb_round_config_t;
 
@@ -167,7 +168,7 @@ void mb_round_state_dispose(mb_round_state_t *st);
 /* One round. Returns 0 with *plan filled, or -1 when cfg does not
  * validate, an argument is NULL, or the guests exceed plan->cap (st and
  * plan->n untouched). With audit MB_ROUND_SUM_BUG the plan has no steps.
- * Guarantees (tests/unit/test_round.c, on random hosts):
+ * Guarantees (tests/policy/test_round.c, on random hosts):
  *   - every decided target within [floor, max] (mb_policy_compute's);
  *   - steps: every shrink before every grow, each domain at most once,
  *     from_kib the target in force, to_kib == want_kib for shrinks and
