@@ -3,7 +3,8 @@
 # the end-to-end tests), builds with ASan+UBSan and -Werror, runs the unit,
 # integration and end-to-end tests (ctest), after the valgrind check of the
 # plugins in the Release build (ctest -L valgrind). Extra arguments go to
-# the main ctest (e.g. -L unit, -R membal, -LE e2e).
+# the main ctest (e.g. -L vmmem, -L unit, -R membal, -LE e2e; a label per
+# component: docs/testing.md).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${MEMBAL_TEST_BUILD:-$src/build/test}
