@@ -60,5 +60,8 @@ mb_assert "vm2's decision on the urgent sample grows it (to $to MiB)" \
 for id in 1 2 3; do
   mb_assert_eq $((1024 * MiB)) "$(mbt_target "$id")" "vm$id target still untouched"
 done
+# The emergency notification says nothing was granted.
+mb_wait_for 6 mb_log_has "plugin_instance = vm2, type = memory, type_instance = emergency, message = \[dry run\] emergency grant to vm2: .*, not set: DryRun" ||
+  mb_fail "no emergency notification marked as a dry run: $(grep -E 'Notification' "$MB_CD_LOG" | tail -3)"
 mb_collectd_stop
 mb_log "dry-run test passed"
