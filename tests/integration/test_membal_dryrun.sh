@@ -5,15 +5,9 @@
 . "$(dirname "$0")/membal_lib.bash"
 
 MiB=$MBT_MIB
-total=$((4096 * MiB))
-dom0=$((512 * MiB))
 
 mb_xenstored_start
-mbt_guests "$total" "$dom0" 3
-echo $((950 * MiB)) >"$MB_DIR/vm1.used"
-echo $((100 * MiB)) >"$MB_DIR/vm2.used"
-echo $((100 * MiB)) >"$MB_DIR/vm3.used"
-for id in 1 2 3; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
+mbt_three_guests 950 100 100
 
 mbt_conf "$MB_DIR/collectd.conf" <<EOF2
   DryRun true
