@@ -9,6 +9,7 @@ pkgs=(cmake make gcc libc6-dev pkg-config
       xenstore-utils xen-utils-4.17 libxen-dev
       libcunit1-dev rrdtool librrd-dev libmicrohttpd-dev
       chromium
+      prometheus python3-prometheus-client libprotobuf-c1 curl # /metrics, write_prometheus
       libvirt-dev libvirt0 libvirt-clients
       valgrind python3 procps
       lintian file perl) # tests/pkg: lint the .debs; cpack's shlibdeps; pod2man

@@ -212,8 +212,21 @@ static enum MHD_Result live_request(void *cls, struct MHD_Connection *c,
     return live_reply(c, MHD_HTTP_OK, "application/json", json, len,
                       MHD_RESPMEM_MUST_FREE);
   }
-  return live_error(c, MHD_HTTP_NOT_FOUND,
-                    "no such page: try /, /api/state or /api/history");
+  if (strcmp(url, "/metrics") == 0) {
+    char *text = NULL; /* owned, then by the response */
+    size_t len = 0;
+    int rc = mb_status_metrics(live->status, &text, &len);
+    if (rc == 1)
+      return live_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "no round yet: the first round has not run");
+    if (rc != 0)
+      return live_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return live_reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4", text, len,
+                      MHD_RESPMEM_MUST_FREE);
+  }
+  return live_error(
+      c, MHD_HTTP_NOT_FOUND,
+      "no such page: try /, /api/state, /api/history or /metrics");
 }
 
 mb_live_t *mb_live_start(const mb_live_opts_t *opts, mb_status_t *status,

@@ -1018,12 +1018,16 @@ static void mb_round_notify(const mb_domain_t *doms, const mb_decision_t *dec,
   char(*stale_now)[MB_NAME_LEN] = calloc(n > 0 ? n : 1, sizeof(*stale_now));
   size_t ns = 0;
   for (size_t i = 0; i < n; i++) {
+    /* In DryRun nothing was granted: the notification says so, so that
+     * whoever reads it does not look for memory that never moved. */
     if (dec[i].emergency && dec[i].target_kib > doms[i].target_kib)
       mb_notify(NOTIF_WARNING, doms[i].name, "emergency", dec[i].target_kib,
-                "emergency grant to %s: target %.1f -> %.1f MiB (cma %.1f "
-                "MiB)",
-                doms[i].name, doms[i].target_kib / 1024.0,
-                dec[i].target_kib / 1024.0, dec[i].cma_kib / 1024.0);
+                "%semergency grant to %s: target %.1f -> %.1f MiB (cma %.1f "
+                "MiB)%s",
+                conf_dry_run ? "[dry run] " : "", doms[i].name,
+                doms[i].target_kib / 1024.0, dec[i].target_kib / 1024.0,
+                dec[i].cma_kib / 1024.0,
+                conf_dry_run ? ", not set: DryRun" : "");
     bool was = false;
     for (size_t j = 0; j < stale_prev_num && !was; j++)
       was = strcmp(stale_prev[j], doms[i].name) == 0;

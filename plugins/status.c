@@ -16,7 +16,8 @@ typedef struct {
   uint64_t current_kib, target_kib, cma_kib, min_kib, max_kib;
   const char *reason;                        /* static */
   double swapin_pps, swapout_pps, majflt_ps; /* pressure; < 0 = unknown */
-  double sample_age_s;                       /* < 0 = never heard from */
+  double stall_some, stall_full; /* share of time (0..1); < 0 = unknown */
+  double sample_age_s;           /* < 0 = never heard from */
   bool stale;
   bool held;           /* `membal hold` or <Domain> Balance false */
   double held_until_s; /* epoch s; 0 = until released (or config) */
@@ -192,6 +193,9 @@ void mb_status_publish(mb_status_t *st, const mb_status_round_t *r) {
     d->swapin_pps = rates ? dom->rates.swapin_pps : -1;
     d->swapout_pps = rates ? dom->rates.swapout_pps : -1;
     d->majflt_ps = rates ? dom->rates.majflt_ps : -1;
+    bool stall = dom->has_sample && dom->rates.stall_valid;
+    d->stall_some = stall ? dom->rates.some_stall_share : -1;
+    d->stall_full = stall ? dom->rates.full_stall_share : -1;
     d->sample_age_s = dom->has_sample ? dom->sample_age_s : -1;
     d->stale = dec->stale;
     d->held = r->held_s[i] >= 0;
@@ -317,6 +321,184 @@ int mb_status_table(mb_status_t *st, char **text, size_t *len) {
                  v->kib / 1024.0, v->name[0] ? v->name : "(any)");
     status_clock(&b, v->until_s);
     mb_sb_printf(&b, "\n");
+  }
+  pthread_mutex_unlock(&st->lock);
+  if (b.failed) {
+    mb_sb_dispose(&b);
+    return -1;
+  }
+  *text = b.s;
+  *len = b.len;
+  return 0;
+}
+
+/* A label value in the exposition format: backslash, double quote and
+ * line feed escaped. Names are checked by vmmem, but this is the last
+ * line of defence of a format a stray quote would break. */
+static void status_label(mb_strbuf_t *b, const char *v) {
+  for (; *v; v++) {
+    if (*v == '\\' || *v == '"')
+      mb_sb_printf(b, "\\%c", *v);
+    else if (*v == '\n')
+      mb_sb_printf(b, "\\n");
+    else
+      mb_sb_printf(b, "%c", *v);
+  }
+}
+
+static void status_family(mb_strbuf_t *b, const char *name, const char *type,
+                          const char *help) {
+  mb_sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A sample value; Prometheus spells the non-finite ones its own way. */
+static void status_value(mb_strbuf_t *b, double v) {
+  if (v != v)
+    mb_sb_printf(b, " NaN\n");
+  else
+    mb_sb_printf(b, " %.17g\n", v);
+}
+
+/* One gauge family with one sample per domain; a domain whose value is
+ * unknown (< 0, when `known` is set) has none. */
+typedef double (*status_get_t)(const status_dom_t *d);
+static void status_dom_family(mb_strbuf_t *b, const status_last_t *r,
+                              const char *name, const char *help,
+                              status_get_t get, bool known) {
+  status_family(b, name, "gauge", help);
+  for (size_t i = 0; i < r->n; i++) {
+    double v = get(r->doms + i);
+    if (known && v < 0)
+      continue;
+    mb_sb_printf(b, "%s{domain=\"", name);
+    status_label(b, r->doms[i].name);
+    mb_sb_printf(b, "\"}");
+    status_value(b, v);
+  }
+}
+
+static double st_current(const status_dom_t *d) {
+  return d->current_kib * 1024.0;
+}
+static double st_target(const status_dom_t *d) {
+  return d->target_kib * 1024.0;
+}
+static double st_cma(const status_dom_t *d) { return d->cma_kib * 1024.0; }
+static double st_min(const status_dom_t *d) { return d->min_kib * 1024.0; }
+static double st_max(const status_dom_t *d) { return d->max_kib * 1024.0; }
+static double st_age(const status_dom_t *d) { return d->sample_age_s; }
+static double st_stale(const status_dom_t *d) { return d->stale; }
+static double st_held(const status_dom_t *d) { return d->held; }
+static double st_swapin(const status_dom_t *d) { return d->swapin_pps; }
+static double st_swapout(const status_dom_t *d) { return d->swapout_pps; }
+static double st_majflt(const status_dom_t *d) { return d->majflt_ps; }
+static double st_some(const status_dom_t *d) { return d->stall_some; }
+static double st_full(const status_dom_t *d) { return d->stall_full; }
+
+int mb_status_metrics(mb_status_t *st, char **text, size_t *len) {
+  mb_strbuf_t b = {0};
+  *text = NULL;
+  *len = 0;
+  pthread_mutex_lock(&st->lock);
+  if (!st->have) {
+    pthread_mutex_unlock(&st->lock);
+    return 1;
+  }
+  const status_last_t *r = &st->last;
+  status_family(&b, "membal_info", "gauge",
+                "membal's host and policy (always 1).");
+  mb_sb_printf(&b, "membal_info{host=\"");
+  status_label(&b, st->host);
+  mb_sb_printf(&b, "\",policy=\"");
+  status_label(&b, r->policy);
+  mb_sb_printf(&b, "\"} 1\n");
+  status_family(&b, "membal_rounds_total", "counter",
+                "Rounds computed since collectd started.");
+  mb_sb_printf(&b, "membal_rounds_total %" PRIu64 "\n", r->round);
+  status_family(&b, "membal_last_round_timestamp_seconds", "gauge",
+                "When the round in force ran (Unix time).");
+  mb_sb_printf(&b, "membal_last_round_timestamp_seconds %.3f\n", r->time_s);
+  status_family(&b, "membal_last_round_trigger", "gauge",
+                "What started the round in force (always 1).");
+  mb_sb_printf(&b, "membal_last_round_trigger{trigger=\"");
+  status_label(&b, r->trigger);
+  mb_sb_printf(&b, "\"} 1\n");
+  const struct {
+    const char *name, *help;
+    uint64_t kib;
+  } host[] = {
+      {"membal_host_memory_bytes", "The hypervisor's memory.", r->total_kib},
+      {"membal_host_free_bytes", "The hypervisor's free memory.", r->free_kib},
+      {"membal_reserve_bytes", "Reserve kept out of the pool.", r->reserve_kib},
+      {"membal_pool_bytes", "Memory the guests share (host - reserve).",
+       r->pool_kib},
+      {"membal_targets_sum_bytes", "Sum of the targets in force.",
+       r->sum_targets_kib},
+      {"membal_reserved_bytes", "Held for VM starts (membal reserve).",
+       r->reserved_kib},
+  };
+  for (size_t k = 0; k < sizeof(host) / sizeof(host[0]); k++) {
+    status_family(&b, host[k].name, "gauge", host[k].help);
+    mb_sb_printf(&b, "%s %" PRIu64 "\n", host[k].name, host[k].kib * 1024);
+  }
+  status_family(&b, "membal_tax_rate", "gauge",
+                "Idle memory tax rate in force (0..1).");
+  mb_sb_printf(&b, "membal_tax_rate");
+  status_value(&b, r->tau);
+
+  status_dom_family(&b, r, "membal_domain_current_bytes",
+                    "The domain's memory when the round ran.", st_current,
+                    false);
+  status_dom_family(&b, r, "membal_domain_target_bytes",
+                    "The balloon target in force.", st_target, false);
+  status_dom_family(&b, r, "membal_domain_cma_bytes",
+                    "Critical memory amount (cagma; 0 for other policies).",
+                    st_cma, false);
+  status_dom_family(&b, r, "membal_domain_min_bytes",
+                    "Lowest target membal may set.", st_min, false);
+  status_dom_family(&b, r, "membal_domain_max_bytes",
+                    "Highest target membal may set.", st_max, false);
+  status_family(&b, "membal_domain_reason", "gauge",
+                "Why the round decided the target it did (always 1).");
+  for (size_t i = 0; i < r->n; i++) {
+    mb_sb_printf(&b, "membal_domain_reason{domain=\"");
+    status_label(&b, r->doms[i].name);
+    mb_sb_printf(&b, "\",reason=\"");
+    status_label(&b, r->doms[i].reason);
+    mb_sb_printf(&b, "\"} 1\n");
+  }
+  status_dom_family(&b, r, "membal_domain_sample_age_seconds",
+                    "Age of the guest's sample (none: never heard from).",
+                    st_age, true);
+  status_dom_family(&b, r, "membal_domain_stale",
+                    "1 when the guest's sample is stale: never shrunk.",
+                    st_stale, false);
+  status_dom_family(&b, r, "membal_domain_held",
+                    "1 when the target is held (membal hold, Balance false).",
+                    st_held, false);
+  status_dom_family(&b, r, "membal_domain_swap_in_pages_per_second",
+                    "Pages swapped in per second by the guest.", st_swapin,
+                    true);
+  status_dom_family(&b, r, "membal_domain_swap_out_pages_per_second",
+                    "Pages swapped out per second by the guest.", st_swapout,
+                    true);
+  status_dom_family(&b, r, "membal_domain_major_faults_per_second",
+                    "Major page faults per second in the guest.", st_majflt,
+                    true);
+  status_dom_family(&b, r, "membal_domain_stall_some_ratio",
+                    "Share of time some tasks stalled on memory (PSI).",
+                    st_some, true);
+  status_dom_family(&b, r, "membal_domain_stall_full_ratio",
+                    "Share of time all tasks stalled on memory (PSI).", st_full,
+                    true);
+  status_family(&b, "membal_reservation_bytes", "gauge",
+                "Memory held for a VM start, by reservation.");
+  for (size_t i = 0; i < r->nresv; i++) {
+    const mb_resv_t *v = r->resv + i;
+    mb_sb_printf(&b, "membal_reservation_bytes{id=\"%" PRIu64 "\",for=\"",
+                 v->id);
+    status_label(&b, v->name);
+    mb_sb_printf(&b, "\"} %" PRIu64 "\n", v->kib * 1024);
   }
   pthread_mutex_unlock(&st->lock);
   if (b.failed) {

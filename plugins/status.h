@@ -57,6 +57,10 @@ void mb_status_publish(mb_status_t *st, const mb_status_round_t *r);
 int mb_status_json(mb_status_t *st, char **json, size_t *len);
 /* The same as a table for a terminal; same return values. */
 int mb_status_table(mb_status_t *st, char **text, size_t *len);
+/* The last round in Prometheus' text exposition format (0.0.4): names
+ * membal_*, base units (bytes, seconds), the domain and the decision's
+ * reason as labels. Same return values. */
+int mb_status_metrics(mb_status_t *st, char **text, size_t *len);
 /* The domains of the last round (a copy, caller frees); their number. */
 size_t mb_status_names(mb_status_t *st, char (**names)[MB_NAME_LEN]);
 /* collectd's hostname given at mb_status_new. */

@@ -54,9 +54,9 @@ for f in "${need[@]}"; do [ -e "$f" ] || missing=1; done
 ls /boot/vmlinuz-* > /dev/null 2>&1 || missing=1
 if [ $missing = 1 ]; then
   if [ "$(id -u)" = 0 ] || command -v sudo > /dev/null; then
-    "$src/contrib/install-deps.sh" --e2e
+    "$src/.ci/install-deps.sh" --e2e
   else
-    say "SKIP: Xen/QEMU packages missing (contrib/install-deps.sh --e2e)"
+    say "SKIP: Xen/QEMU packages missing (.ci/install-deps.sh --e2e)"
     exit 77
   fi
 fi

@@ -30,6 +30,23 @@ mbt_guests() {
   mbt_host "$total" $((total - dom0 - n * 1024 * MBT_MIB))
 }
 
+# mbt_three_guests <vm1_mib> <vm2_mib> <vm3_mib>: the usual test host: 4 GiB,
+# Domain-0 holding 512 MiB, guests vm1..vm3 of 1 GiB (mbt_guests), each with
+# a guest agent stand-in (mbt_guest_loop) whose demand is in
+# $MB_DIR/vm<id>.used (KiB; a test changes it there). Sets total and dom0
+# (KiB) for the test.
+mbt_three_guests() {
+  total=$((4096 * MBT_MIB))
+  dom0=$((512 * MBT_MIB))
+  mbt_guests "$total" "$dom0" 3
+  local id=1 mib
+  for mib in "$@"; do
+    echo $((mib * MBT_MIB)) >"$MB_DIR/vm$id.used"
+    mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"
+    id=$((id + 1))
+  done
+}
+
 # mbt_wait_samples <domid...>: vmmem has dispatched a guest sample of each
 # (10 s at most).
 mbt_wait_samples() {

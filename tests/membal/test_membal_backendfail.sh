@@ -13,16 +13,10 @@ gcc -shared -fPIC -Wall -o "$MB_DIR/failwrite.so" \
   "$(dirname "$0")/membal_failwrite.c" -ldl || mb_fail "cannot build membal_failwrite.c"
 
 MiB=$MBT_MIB
-total=$((4096 * MiB))
-dom0=$((512 * MiB))
-pool=$((total - 1024 * MiB))
 
 mb_xenstored_start
-mbt_guests "$total" "$dom0" 3
-echo $((950 * MiB)) >"$MB_DIR/vm1.used" # busy
-echo $((100 * MiB)) >"$MB_DIR/vm2.used" # idle
-echo $((100 * MiB)) >"$MB_DIR/vm3.used" # idle
-for id in 1 2 3; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
+mbt_three_guests 950 100 100
+pool=$((total - 1024 * MiB))
 
 export MBT_FAIL_FILE=$MB_DIR/fail-path
 echo /local/domain/2/memory/target >"$MBT_FAIL_FILE"

@@ -19,21 +19,13 @@
 . "$(dirname "$0")/../lib/membal_lib.bash"
 
 MiB=$MBT_MIB
-total=$((4096 * MiB))
-dom0=$((512 * MiB))
 cli=$MEMBAL_BUILD_DIR/contrib/membal
 [ -x "$cli" ] || mb_fail "$cli was not built"
 sock=$MB_DIR/membal.sock
 m() { "$cli" -s "$sock" "$@"; }
 
 mb_xenstored_start
-mbt_guests "$total" "$dom0" 3
-echo $((900 * MiB)) >"$MB_DIR/vm1.used"
-echo $((300 * MiB)) >"$MB_DIR/vm2.used"
-echo $((400 * MiB)) >"$MB_DIR/vm3.used"
-for id in 1 2 3; do
-  mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"
-done
+mbt_three_guests 900 300 400
 
 # The hypervisor: every 0.2 s the balloons of the running guests move to
 # their targets, shrinks first, and grows only as far as free memory goes.

@@ -5,15 +5,9 @@
 . "$(dirname "$0")/../lib/membal_lib.bash"
 
 MiB=$MBT_MIB
-total=$((4096 * MiB))
-dom0=$((512 * MiB))
 
 mb_xenstored_start
-mbt_guests "$total" "$dom0" 3
-echo $((950 * MiB)) >"$MB_DIR/vm1.used"
-echo $((100 * MiB)) >"$MB_DIR/vm2.used"
-echo $((100 * MiB)) >"$MB_DIR/vm3.used"
-for id in 1 2 3; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
+mbt_three_guests 950 100 100
 
 mbt_conf "$MB_DIR/collectd.conf" <<EOF2
   DryRun true
@@ -60,5 +54,8 @@ mb_assert "vm2's decision on the urgent sample grows it (to $to MiB)" \
 for id in 1 2 3; do
   mb_assert_eq $((1024 * MiB)) "$(mbt_target "$id")" "vm$id target still untouched"
 done
+# The emergency notification says nothing was granted.
+mb_wait_for 6 mb_log_has "plugin_instance = vm2, type = memory, type_instance = emergency, message = \[dry run\] emergency grant to vm2: .*, not set: DryRun" ||
+  mb_fail "no emergency notification marked as a dry run: $(grep -E 'Notification' "$MB_CD_LOG" | tail -3)"
 mb_collectd_stop
 mb_log "dry-run test passed"

@@ -19,17 +19,9 @@
 command -v chromium >/dev/null || mb_skip "chromium not installed (.ci/install-deps.sh)"
 
 MiB=$MBT_MIB
-total=$((4096 * MiB))
-dom0=$((512 * MiB))
 
 mb_xenstored_start
-mbt_guests "$total" "$dom0" 3
-echo $((900 * MiB)) >"$MB_DIR/vm1.used"
-echo $((150 * MiB)) >"$MB_DIR/vm2.used"
-echo $((300 * MiB)) >"$MB_DIR/vm3.used"
-for id in 1 2 3; do
-  mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"
-done
+mbt_three_guests 900 150 300
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 maxc=8

@@ -114,7 +114,7 @@ r2=$(mbt_round)
 "$cli" -s "$MB_DIR/membal.sock" release vm2 || mb_fail "membal release failed"
 mb_wait_for $slow mbt__round_after "$r2" || mb_fail "release: no round"
 "$cli" -s "$MB_DIR/membal.sock" status | grep -q '^vm2 ' || mb_fail "membal status shows no vm2"
-for path in / /api/state /api/history /nope; do
+for path in / /api/state /api/history /metrics /nope; do
   python3 -c 'import sys, urllib.request, urllib.error
 try: urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]), timeout=60).read()
 except urllib.error.HTTPError as e: assert e.code == 404, e' "$live_port" "$path" ||
