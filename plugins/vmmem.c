@@ -116,12 +116,10 @@ static int vm_config(oconfig_item_t *ci) {
     int status = 0;
     if (strcasecmp("Backend", c->key) == 0) {
       status = cf_util_get_string(c, &vm_backend_kind);
-      if (status == 0 && strcmp(vm_backend_kind, "libxl") != 0 &&
-          strcmp(vm_backend_kind, "sim") != 0 &&
-          strcmp(vm_backend_kind, "libvirt") != 0) {
-        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want \"libxl\", "
-                        "\"sim\" or \"libvirt\")",
-              vm_backend_kind);
+      if (status == 0 && !mb_backend_known(vm_backend_kind)) {
+        char kinds[MB_BACKEND_KINDS_LEN];
+        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want %s)", vm_backend_kind,
+              mb_backend_kinds(kinds, sizeof(kinds), true));
         status = -1;
       }
     } else if (strcasecmp("XenstorePath", c->key) == 0) {
@@ -150,7 +148,9 @@ static int vm_config(oconfig_item_t *ci) {
       return -1;
   }
   if (vm_backend_kind == NULL) {
-    ERROR(VM_PLUGIN ": Backend is required (\"libxl\" or \"sim\")");
+    char kinds[MB_BACKEND_KINDS_LEN];
+    ERROR(VM_PLUGIN ": Backend is required (%s)",
+          mb_backend_kinds(kinds, sizeof(kinds), true));
     return -1;
   }
   return 0;

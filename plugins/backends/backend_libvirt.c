@@ -1168,7 +1168,6 @@ static uint64_t lv_requests(const void *priv) {
 }
 
 const mb_backend_ops_t mb_backend_libvirt_ops = {
-    .kind = "libvirt",
     .open = lv_open,
     .close = lv_close,
     .host = lv_host,

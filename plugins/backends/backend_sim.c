@@ -458,7 +458,6 @@ static int bsim_name(void *priv, uint32_t domid, char *name, char *err,
 }
 
 const mb_backend_ops_t mb_backend_sim_ops = {
-    .kind = "sim",
     .open = bsim_open,
     .close = bsim_close,
     .host = bsim_host,
