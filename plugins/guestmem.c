@@ -31,7 +31,7 @@
 #include "utils/common/common.h"
 #include "utils_complain.h"
 
-#include "membal_policy.h"
+#include "membal_record.h"
 
 #include <errno.h>
 #include <fcntl.h>
