@@ -16,8 +16,9 @@
  *   URI "qemu:///system"     # libvirt backend; default $LIBVIRT_DEFAULT_URI,
  *                            # else qemu:///system
  *   StaleAfter 30            # seconds; default 3 intervals
- *   SwapRateThreshold 64     # pswpin+pswpout pages/s that make a
- *                            # record urgent; default 64
+ *   SwapThreshold 64         # pswpin+pswpout pages/s that make a
+ *                            # record urgent; default 64 (the old
+ *                            # spelling SwapRateThreshold is read too)
  * </Plugin>
  */
 /* usleep() */
@@ -132,15 +133,22 @@ static int vm_config(oconfig_item_t *ci) {
         ERROR(VM_PLUGIN ": StaleAfter must be > 0 seconds");
         status = -1;
       }
-    } else if (strcasecmp("SwapRateThreshold", c->key) == 0) {
+    } else if (strcasecmp("SwapThreshold", c->key) == 0 ||
+               strcasecmp("SwapRateThreshold", c->key) == 0) {
+      /* SwapRateThreshold: vmmem's old spelling, still read so that an
+       * existing configuration keeps working; guestmem and membal spell
+       * their swap thresholds SwapThreshold too. */
+      if (strcasecmp("SwapRateThreshold", c->key) == 0)
+        WARNING(VM_PLUGIN ": SwapRateThreshold is deprecated: it is spelt "
+                          "SwapThreshold now (as in guestmem and membal)");
       status = cf_util_get_double(c, &vm_swap_threshold_pps);
       if (status == 0 && !(vm_swap_threshold_pps > 0)) {
-        ERROR(VM_PLUGIN ": SwapRateThreshold must be > 0 pages/s");
+        ERROR(VM_PLUGIN ": %s must be > 0 pages/s", c->key);
         status = -1;
       }
     } else {
       ERROR(VM_PLUGIN ": unknown option \"%s\" (known: Backend, "
-                      "XenstorePath, URI, StaleAfter, SwapRateThreshold)",
+                      "XenstorePath, URI, StaleAfter, SwapThreshold)",
             c->key);
       status = -1;
     }
