@@ -31,7 +31,8 @@
 #include "utils/common/common.h"
 #include "utils_complain.h"
 
-#include "membal_policy.h"
+#include "membal_record.h"
+#include "xs_conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -116,10 +117,6 @@ static gm_ctx_t gm = {
     .psi_fd = -1,
     .stop_fd = {-1, -1},
 };
-
-/* Serialises the XENSTORED_PATH dance around xs_open(): libxenstore only
- * takes the socket path from the environment. */
-static pthread_mutex_t gm_env_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ------------------------------------------------------------------ files */
 
@@ -306,14 +303,8 @@ static void gm_seed_seq(void) {
 static int gm_xs_ensure(void) {
   if (gm.xs != NULL)
     return 0;
-  pthread_mutex_lock(&gm_env_lock);
-  if (gm.xenstore_path != NULL)
-    setenv("XENSTORED_PATH", gm.xenstore_path, 1);
-  gm.xs = xs_open(0);
-  int e = errno;
-  pthread_mutex_unlock(&gm_env_lock);
+  gm.xs = mb_xs_connect(gm.xenstore_path);
   if (gm.xs == NULL) {
-    errno = e;
     c_complain_once(
         LOG_WARNING, &gm.xs_complaint,
         PLUGIN_NAME ": xenstore unreachable at %s (%s); values are still "
@@ -329,17 +320,16 @@ static int gm_xs_ensure(void) {
   return 0;
 }
 
-/* One xenstore write. A refusal about the node itself (permissions, quota)
- * is logged and returns -1; anything else means the connection is gone: it
- * is dropped and -2 returned. */
+/* One xenstore write. A refusal about the node itself (permissions, quota;
+ * mb_xs_conn_gone() false) is logged and returns -1; anything else means
+ * the connection is gone: it is dropped and -2 returned. */
 static int gm_xs_write(const char *key, const char *value, size_t len) {
   char path[512];
   gm_key(path, sizeof(path), key);
   if (xs_write(gm.xs, XBT_NULL, path, value, (unsigned int)len))
     return 0;
   int e = errno;
-  if (e == EACCES || e == EPERM || e == ENOSPC || e == E2BIG || e == EINVAL ||
-      e == ENOMEM || e == EROFS || e == EEXIST || e == EISDIR) {
+  if (!mb_xs_conn_gone(e)) {
     c_complain_once(LOG_ERR, &gm.xs_complaint,
                     PLUGIN_NAME ": xenstored refused to write %s: %s", path,
                     STRERROR(e));

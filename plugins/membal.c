@@ -365,9 +365,10 @@ static int mb_conf_option(const oconfig_item_t *c) {
     char *s = NULL;
     if (cf_util_get_string(c, &s) != 0)
       return -1;
-    if (strcmp(s, "libxl") != 0 && strcmp(s, "sim") != 0 &&
-        strcmp(s, "libvirt") != 0) {
-      ERROR(PLUGIN ": Backend \"%s\" unknown (libxl, sim or libvirt)", s);
+    if (!mb_backend_known(s)) {
+      char kinds[MB_BACKEND_KINDS_LEN];
+      ERROR(PLUGIN ": Backend \"%s\" unknown (%s)", s,
+            mb_backend_kinds(kinds, sizeof(kinds), false));
       sfree(s);
       return -1;
     }

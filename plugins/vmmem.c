@@ -1,8 +1,8 @@
 /*
  * vmmem: collectd read plugin for dom0. Every interval it asks the backend
- * (plugins/backend.h) for the host's memory, the domains and each guest's
- * latest record, and dispatches them as plugins/SCHEMA.md section 2 says:
- * per-field values for RRD and the like, and each guest sample whole, as
+ * (plugins/backends/backend.h) for the host's memory, the domains and each
+ * guest's latest record, and dispatches them as plugins/SCHEMA.md section 2
+ * says: per-field values for RRD and the like, and each guest sample whole, as
  * one message, to the balancer (membal; SCHEMA.md section 2b). A thread of
  * its own waits on the guests' records and hands a record over the same
  * way at once when it is urgent or the guest swaps fast, so a balancer need
@@ -16,8 +16,9 @@
  *   URI "qemu:///system"     # libvirt backend; default $LIBVIRT_DEFAULT_URI,
  *                            # else qemu:///system
  *   StaleAfter 30            # seconds; default 3 intervals
- *   SwapRateThreshold 64     # pswpin+pswpout pages/s that make a
- *                            # record urgent; default 64
+ *   SwapThreshold 64         # pswpin+pswpout pages/s that make a
+ *                            # record urgent; default 64 (the old
+ *                            # spelling SwapRateThreshold is read too)
  * </Plugin>
  */
 /* usleep() */
@@ -116,12 +117,10 @@ static int vm_config(oconfig_item_t *ci) {
     int status = 0;
     if (strcasecmp("Backend", c->key) == 0) {
       status = cf_util_get_string(c, &vm_backend_kind);
-      if (status == 0 && strcmp(vm_backend_kind, "libxl") != 0 &&
-          strcmp(vm_backend_kind, "sim") != 0 &&
-          strcmp(vm_backend_kind, "libvirt") != 0) {
-        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want \"libxl\", "
-                        "\"sim\" or \"libvirt\")",
-              vm_backend_kind);
+      if (status == 0 && !mb_backend_known(vm_backend_kind)) {
+        char kinds[MB_BACKEND_KINDS_LEN];
+        ERROR(VM_PLUGIN ": Backend \"%s\" unknown (want %s)", vm_backend_kind,
+              mb_backend_kinds(kinds, sizeof(kinds), true));
         status = -1;
       }
     } else if (strcasecmp("XenstorePath", c->key) == 0) {
@@ -134,15 +133,22 @@ static int vm_config(oconfig_item_t *ci) {
         ERROR(VM_PLUGIN ": StaleAfter must be > 0 seconds");
         status = -1;
       }
-    } else if (strcasecmp("SwapRateThreshold", c->key) == 0) {
+    } else if (strcasecmp("SwapThreshold", c->key) == 0 ||
+               strcasecmp("SwapRateThreshold", c->key) == 0) {
+      /* SwapRateThreshold: vmmem's old spelling, still read so that an
+       * existing configuration keeps working; guestmem and membal spell
+       * their swap thresholds SwapThreshold too. */
+      if (strcasecmp("SwapRateThreshold", c->key) == 0)
+        WARNING(VM_PLUGIN ": SwapRateThreshold is deprecated: it is spelt "
+                          "SwapThreshold now (as in guestmem and membal)");
       status = cf_util_get_double(c, &vm_swap_threshold_pps);
       if (status == 0 && !(vm_swap_threshold_pps > 0)) {
-        ERROR(VM_PLUGIN ": SwapRateThreshold must be > 0 pages/s");
+        ERROR(VM_PLUGIN ": %s must be > 0 pages/s", c->key);
         status = -1;
       }
     } else {
       ERROR(VM_PLUGIN ": unknown option \"%s\" (known: Backend, "
-                      "XenstorePath, URI, StaleAfter, SwapRateThreshold)",
+                      "XenstorePath, URI, StaleAfter, SwapThreshold)",
             c->key);
       status = -1;
     }
@@ -150,7 +156,9 @@ static int vm_config(oconfig_item_t *ci) {
       return -1;
   }
   if (vm_backend_kind == NULL) {
-    ERROR(VM_PLUGIN ": Backend is required (\"libxl\" or \"sim\")");
+    char kinds[MB_BACKEND_KINDS_LEN];
+    ERROR(VM_PLUGIN ": Backend is required (%s)",
+          mb_backend_kinds(kinds, sizeof(kinds), true));
     return -1;
   }
   return 0;

@@ -8,12 +8,16 @@
  *   test:///default  state shared by every connection of the process: the
  *       test changes domains behind the backend's back (create, destroy)
  *       and sees what the backend did (target, stats period).
- * The backend's static helpers are tested white-box by including its source
- * under another name for its ops table.
+ * The backend's helpers are tested white-box through its internal header
+ * (plugins/backends/libvirt/lv_impl.h).
  */
-#define mb_backend_libvirt_ops mb_lv_whitebox_ops
-#include "backend_libvirt.c"
-#undef mb_backend_libvirt_ops
+#define _POSIX_C_SOURCE 200809L
+#include "libvirt/lv_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "backend.h"
 

@@ -7,9 +7,13 @@
  * they will see. Expected figures are derived from the samples and the
  * fallbacks the policy files document, never copied from a run.
  */
-#define mb_backend_libvirt_ops mb_lv_whitebox_ops_p
-#include "backend_libvirt.c"
-#undef mb_backend_libvirt_ops
+#define _POSIX_C_SOURCE 200809L
+#include "libvirt/lv_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "membal_policy.h"

@@ -35,8 +35,8 @@ try nobackend 'vmmem: Backend is required' '  StaleAfter 5'
 try badbackend 'vmmem: Backend "xen" unknown' '  Backend "xen"'
 try badstale 'vmmem: StaleAfter must be > 0' '  Backend "sim"
   StaleAfter -1'
-try badswap 'vmmem: SwapRateThreshold must be > 0' '  Backend "sim"
-  SwapRateThreshold 0'
+try badswap 'vmmem: SwapThreshold must be > 0' '  Backend "sim"
+  SwapThreshold 0'
 try typo 'vmmem: unknown option "Stale"' '  Backend "sim"
   Stale 5'
 
@@ -45,12 +45,16 @@ try typo 'vmmem: unknown option "Stale"' '  Backend "sim"
 mb_xenstored_start
 vmt_host 8388608 1048576
 vmt_dom 0 Domain-0 1048576 1048576
+# (SwapRateThreshold: the old spelling of SwapThreshold, read with a
+# warning)
 vmt_conf "$MB_DIR/collectd.conf" <<EOF
   StaleAfter 5
   SwapRateThreshold 32
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
 vmt_expect 5 0 "" count-domains
+mb_assert "the old spelling SwapRateThreshold is read with a warning" \
+  mb_log_has 'vmmem: SwapRateThreshold is deprecated: it is spelt SwapThreshold now'
 mb_collectd_stop
 
 # the shipped drop-in, as a user installs it, switched to the sim backend

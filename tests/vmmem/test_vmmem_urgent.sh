@@ -32,7 +32,7 @@ chmod 755 "$nd/consume.sh"
 # A read interval of 30 s: a round within 1 s cannot come from the read
 # callback. UrgentInterval 0.1: the two urgent records below are 1 s apart
 # at most; the rate limit has a test of its own (test_membal_storm).
-MB_INTERVAL=30 vmt_sim_conf "$MB_DIR/collectd.conf" "  SwapRateThreshold 100" \
+MB_INTERVAL=30 vmt_sim_conf "$MB_DIR/collectd.conf" "  SwapThreshold 100" \
   "$(vmt_membal_block "  UrgentInterval 0.1")"
 cat >>"$MB_DIR/collectd.conf" <<EOF
 PluginDir "$MB_STOCK_PLUGINDIR"

@@ -374,7 +374,6 @@ static int lx_name_one(void *priv, uint32_t domid, char *name, char *err,
 }
 
 const mb_backend_ops_t mb_backend_libxl_ops = {
-    .kind = "libxl",
     .open = lx_open,
     .close = lx_close,
     .host = lx_host,

@@ -27,7 +27,7 @@
 typedef struct mb_backend mb_backend_t;
 
 typedef struct {
-  const char *kind;          /* "libxl" | "sim" | "libvirt" */
+  const char *kind;          /* a name mb_backend_known() accepts */
   const char *xenstore_path; /* NULL: libxenstore's default (env
                                 XENSTORED_PATH honoured) */
   const char *uri;           /* libvirt URI; NULL: "qemu:///system" */
@@ -72,6 +72,15 @@ typedef struct {
   uint64_t node_total_kib[MB_MAX_NODES];
   uint64_t node_free_kib[MB_MAX_NODES];
 } mb_hostinfo_t;
+
+/* True when kind names a backend membal knows ("libxl", "sim", "libvirt"),
+ * built into this copy or not: what a configuration may say. */
+bool mb_backend_known(const char *kind);
+/* Writes those names for a message into buf and returns it: libxl, sim or
+ * libvirt (quoted: "libxl", "sim" or "libvirt"). MB_BACKEND_KINDS_LEN
+ * holds them; a shorter buf gets as many whole names as fit. */
+#define MB_BACKEND_KINDS_LEN 64
+const char *mb_backend_kinds(char *buf, size_t buflen, bool quoted);
 
 /* Opens a backend. Returns NULL and writes err on failure. Caller closes. */
 mb_backend_t *mb_backend_open(const mb_backend_opts_t *opts, char *err,

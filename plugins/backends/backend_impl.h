@@ -6,8 +6,8 @@
 
 #include <stdarg.h>
 
+/* The name of each backend is in backend.c's table (mb_backend_kinds()). */
 typedef struct {
-  const char *kind;
   /* Returns the implementation's private state or NULL (+err). */
   void *(*open)(const mb_backend_opts_t *opts, char *err, size_t errlen);
   void (*close)(void *priv);

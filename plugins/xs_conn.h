@@ -1,14 +1,13 @@
 /*
- * libxenstore connection shared by the backends that speak xenstore (sim,
- * libxl): reconnects after xenstored restarts, counts requests, reads guest
- * records (untrusted, bounded) and waits for record changes on a watch.
- *
- * Private to backend_*.c; the plugins never include it.
+ * The libxenstore connection helper shared by guestmem (plugins/guestmem.c)
+ * and the xenstore backends (plugins/backends/): opens the connection on a
+ * configured socket, classifies a failed request's errno (connection gone
+ * or request refused), and for the backends keeps a connection that
+ * reconnects after xenstored restarts, counts requests and reads, lists
+ * and writes nodes.
  */
-#ifndef MEMBAL_XS_GUEST_H
-#define MEMBAL_XS_GUEST_H
-
-#include "backend.h"
+#ifndef MEMBAL_XS_CONN_H
+#define MEMBAL_XS_CONN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,9 +22,19 @@ typedef struct {
   bool watching;       /* the guest-record watch is registered on h */
 } mb_xs_t;
 
-/* Records and host/domain nodes are small; anything longer is refused
- * before it is parsed. */
-#define MB_XS_NODE_MAX 4096
+/* Opens a connection to xenstored at socket_path (NULL: env XENSTORED_PATH
+ * or libxenstore's default). libxenstore takes the socket only from the
+ * environment, so the variable is set (when different) and the connection
+ * opened under one lock: connections are opened from several threads.
+ * NULL with errno on failure. Caller closes with xs_close(). */
+struct xs_handle *mb_xs_connect(const char *socket_path);
+
+/* The one classification of a failed request's errno: true when the
+ * connection is gone (drop it, reconnect on the next call), false when
+ * xenstored answered and refused this request (ENOENT, EACCES, EPERM,
+ * E2BIG, ENOSPC, EEXIST, EISDIR, EINVAL, ENOMEM, EROFS: the connection
+ * stays; the request may succeed later). */
+bool mb_xs_conn_gone(int e);
 
 /* Initialises *x and connects. socket_path NULL: env XENSTORED_PATH or the
  * default. 0, or -1 with err (x stays usable: the next call retries). */
@@ -36,7 +45,7 @@ void mb_xs_fini(mb_xs_t *x);
 int mb_xs_ensure(mb_xs_t *x, char *err, size_t errlen);
 
 /* Called after a failed request: drops the connection when errno says it is
- * gone (xenstored restarted), so that the next call reconnects. Returns true
+ * gone (mb_xs_conn_gone), so that the next call reconnects. Returns true
  * when it did. errno is preserved. */
 bool mb_xs_check_conn(mb_xs_t *x);
 
@@ -50,20 +59,6 @@ char **mb_xs_dir(mb_xs_t *x, const char *path, unsigned *n);
 
 int mb_xs_write(mb_xs_t *x, const char *path, const char *value, char *err,
                 size_t errlen);
-
-/* Reads domain domid's guest record (data/membal/stats, else
- * data/meminfo_total + data/meminfo_free) into d->sample_status, d->sample
- * and d->sample_err. When raw is not NULL it receives the record text
- * (NUL-terminated, truncated to rawlen - 1). Returns 0, or -1 when
- * xenstore itself failed (d->sample_status is then MB_SAMPLE_NONE). */
-int mb_xs_guest_read(mb_xs_t *x, uint32_t domid, mb_dominfo_t *d, char *raw,
-                     size_t rawlen, char *err, size_t errlen);
-
-/* Blocks up to timeout_ms for a change of any guest record below
- * /local/domain. 1 (+*domid), 0 on timeout, -1 on error (+err; the
- * connection is dropped and re-established by the next call). */
-int mb_xs_wait_guest(mb_xs_t *x, int timeout_ms, uint32_t *domid, char *err,
-                     size_t errlen);
 
 /* Strict unsigned decimal: digits only, no sign, no blanks, no overflow. */
 bool mb_xs_parse_u64(const char *s, size_t len, uint64_t *out);
