@@ -14,6 +14,7 @@
  * clamped; both are logged (stderr) once per domain until it changes.
  */
 #include "live.h"
+#include "sim_schema.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,7 +25,7 @@
 #include <time.h>
 #include <xenstore.h>
 
-#define ROOT "/tool/membal-sim"
+#define ROOT MB_SIM_ROOT
 #define MAX_BROKEN_S                                                           \
   30.0 /* wall seconds without xenstored before giving up                      \
         */

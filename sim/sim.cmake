@@ -20,6 +20,8 @@ add_executable(membal-sim ${_sim}/main.c ${_live_src})
 target_link_libraries(membal-sim PRIVATE sim_core)
 if(SIM_XENSTORE_FOUND)
   target_compile_definitions(membal-sim PRIVATE SIM_HAVE_XENSTORE)
+  # sim_schema.h: where the sim backend reads what live mode writes.
+  target_include_directories(membal-sim PRIVATE ${PROJECT_SOURCE_DIR}/plugins/backends)
   target_link_libraries(membal-sim PRIVATE PkgConfig::SIM_XENSTORE)
 endif()
 

@@ -12,6 +12,7 @@
  * round of slightly mixed figures, never an error.
  */
 #include "backend_impl.h"
+#include "sim_schema.h"
 #include "xs_guest.h"
 
 #include <errno.h>
@@ -22,7 +23,7 @@
 
 /* Names here start with bsim_ (backend sim): the simulator (sim/) that
  * writes this schema has the sim_ prefix. */
-#define BSIM_ROOT "/tool/membal-sim"
+#define BSIM_ROOT MB_SIM_ROOT
 #define BSIM_MAX_DOMID 0x7fefu /* DOMID_FIRST_RESERVED - 1 */
 
 typedef struct {

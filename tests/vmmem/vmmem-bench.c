@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include "backend.h"
 #include "membal_policy.h"
+#include "sim_schema.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -136,12 +137,12 @@ static int storm(struct xs_handle *h, unsigned n, unsigned seconds,
 
 static int populate(struct xs_handle *h, unsigned n, int with_target) {
   char path[96], val[256];
-  xs_rm(h, XBT_NULL, "/tool/membal-sim");
-  if (put(h, "/tool/membal-sim/host",
-          "total_kib 1073741824\nfree_kib 1048576\n") != 0)
+  xs_rm(h, XBT_NULL, MB_SIM_ROOT);
+  if (put(h, MB_SIM_ROOT "/host", "total_kib 1073741824\nfree_kib 1048576\n") !=
+      0)
     return -1;
   for (unsigned id = 0; id <= n; id++) {
-    snprintf(path, sizeof(path), "/tool/membal-sim/dom/%u", id);
+    snprintf(path, sizeof(path), MB_SIM_ROOT "/dom/%u", id);
     snprintf(val, sizeof(val),
              "name %s%u\ncurrent_kib 1048576\nmax_kib 2097152\n%s",
              id ? "guest" : "Domain-", id,
