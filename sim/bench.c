@@ -117,7 +117,8 @@ static int cfg_num(const char *path, unsigned ln, const char *key,
 /* A file of "Key value" lines with membal's option names (sizes in KiB,
  * times in seconds): the policy and envelope options of <Plugin membal>,
  * plus Period, Interval (collectd's: guest records and vmmem reads) and
- * guestmem's UrgentPollInterval / UrgentMinInterval. */
+ * guestmem's UrgentPollInterval / UrgentMinInterval / StallThreshold /
+ * StallWindow. */
 static int cfg_load(const char *path, cfg_row_t *row) {
   FILE *f = fopen(path, "r");
   char line[512];
@@ -217,6 +218,12 @@ static int cfg_load(const char *path, cfg_row_t *row) {
     } else if (!strcasecmp(key, "UrgentMinInterval")) {
       NUM(0, 3600);
       agent.urgent_min_s = d > 0 ? d : -1;
+    } else if (!strcasecmp(key, "StallThreshold")) {
+      NUM(1e-6, 10); /* guestmem's: seconds of stall per window */
+      agent.stall_us = d * 1e6;
+    } else if (!strcasecmp(key, "StallWindow")) {
+      NUM(0.5, 10); /* seconds, the kernel's range */
+      agent.stall_window_s = d;
     } else {
       fprintf(stderr, "membal-bench: %s:%u: unknown option %s\n", path, ln,
               key);
@@ -229,6 +236,10 @@ static int cfg_load(const char *path, cfg_row_t *row) {
     fprintf(stderr, "membal-bench: %s: %s\n", path, err);
     goto out;
   }
+  /* UrgentPollInterval 0 turns guestmem's urgent path off, PSI trigger
+   * included */
+  if (agent.poll_s < 0)
+    agent.stall_us = 0;
   if (interval > 0) {
     agent.publish_s = agent.read_s = interval;
     /* Period defaults to 3 x Interval, as in the plugin */
