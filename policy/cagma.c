@@ -105,6 +105,43 @@ static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
   return !(f < (double)MB_KIB_MAX) ? MB_KIB_MAX : (uint64_t)f;
 }
 
+/* Cold anonymous memory of a quiet guest (mb_est_quiet): what its
+ * inactive anon list holds beyond the share the kernel keeps inactive even
+ * when every page is in use. Linux refills the inactive anon list from the
+ * active one until inactive x ratio >= active, ratio = isqrt(10 x GiB of
+ * anon LRU) (1 below 1 GiB) (mm/vmscan.c, inactive_is_low); pages beyond
+ * that were left there unreferenced: old heap, startup data. A guest that
+ * reports no stall, no refault and no swap is not missing them: while some
+ * guest is in deficit, a quiet donor is asked for its CMA without them
+ * (see mb_cagma_step); the moment it stalls or refaults, they count again.
+ * They stay in the CMA otherwise: a guest gives cold pages back only by
+ * writing them to swap, which costs I/O for nobody's gain while no guest
+ * waits for memory (measured: counting them out of the CMA altogether
+ * raised the simulator's swap, docs/policies.md). */
+static uint64_t isqrt_u64(uint64_t x) {
+  uint64_t r = 0;
+  for (uint64_t b = UINT64_C(1) << 62; b != 0; b >>= 2) {
+    if (x >= r + b) {
+      x -= r + b;
+      r = (r >> 1) + b;
+    } else {
+      r >>= 1;
+    }
+  }
+  return r;
+}
+
+static uint64_t cold_anon_kib(const mb_config_t *cfg, const mb_domain_t *d) {
+  const mb_sample_t *s = &d->sample;
+  if (!mb_sample_has(s, MB_F_ACTIVE_ANON) ||
+      !mb_sample_has(s, MB_F_INACTIVE_ANON) || !mb_est_quiet(cfg, d))
+    return 0;
+  uint64_t act = s->v[MB_F_ACTIVE_ANON], inact = s->v[MB_F_INACTIVE_ANON];
+  uint64_t gib = (act + inact) >> 20;
+  uint64_t ratio = gib > 0 ? isqrt_u64(10 * gib) : 1;
+  return mb_sub_sat(inact, act / ratio);
+}
+
 /* The CMA: bare working set + margin + forecast. */
 static uint64_t cma_of(const mb_config_t *cfg, const mb_domain_t *d) {
   const mb_sample_t *s = &d->sample;
@@ -159,6 +196,8 @@ static uint64_t emergency_need_kib(const mb_config_t *cfg,
   double pps = 0;
   if (d->rates.valid)
     pps = d->rates.swapin_pps + d->rates.swapout_pps;
+  if (d->rates.refault_valid)
+    pps += d->rates.refault_file_ps;
   double kib = pps * MB_PAGE_KIB * MB_CAGMA_HORIZON_S;
   uint64_t need = cfg->cagma.margin_min_kib;
   if (kib > (double)need) /* false for NaN */
@@ -210,12 +249,22 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
       if (!(o->priv.flags & MB_PF_ACTIVE))
         continue;
       if (deficit && !in_deficit(cfg, o)) {
+        /* A quiet donor gives its cold anonymous memory too: it is not
+         * using it, and another guest is waiting for memory. */
+        o->want_kib = mb_max_u64(
+            mb_sub_sat(o->want_kib, cold_anon_kib(cfg, &doms[i])), o->priv.lo);
         o->priv.flags = (o->priv.flags & ~MB_PF_ACTIVE) | MB_PF_DONOR;
         donors_kib += o->want_kib;
         continue;
       }
+      /* Surge headroom first (a guest that surged lately is likely to
+       * again), then by weight; the headroom is shared out of the surplus
+       * only, never taken from anyone's CMA. */
+      uint64_t room = mb_sub_sat(o->priv.cap, o->want_kib);
       o->priv.lo = o->want_kib;
-      o->priv.base = (double)o->want_kib;
+      o->priv.base = (double)o->want_kib +
+                     (double)mb_min_u64(
+                         mb_min_u64(doms[i].headroom_kib, MB_KIB_MAX), room);
     }
     mb_waterfill(out, n, pool_kib - donors_kib);
     for (size_t i = 0; i < n; i++) {

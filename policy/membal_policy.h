@@ -275,6 +275,11 @@ typedef struct {
   mb_sample_t sample;   /* latest parsed guest sample */
   mb_rates_t rates;     /* from the previous sample */
   double sample_age_s;  /* seconds since the sample's seq last advanced */
+  /* Surge headroom (cagma): memory the guest is likely to need soon beyond
+   * its CMA, learned from its own history by the round module (round.h),
+   * which overwrites whatever the caller put here. Surplus goes to it
+   * first; it is never guaranteed (nobody is shrunk for it). 0 = none. */
+  uint64_t headroom_kib;
 } mb_domain_t;
 
 typedef enum {
