@@ -234,17 +234,18 @@ typedef struct {
 } sim_policy_t;
 
 /* membal's shipped cadence (sim/policies.c says where each figure comes
- * from): guest records every 10 s, read every 10 s, urgent record on
+ * from): guest records every 2 s, read every 2 s, urgent record on
  * guestmem's PSI trigger (150 ms of stall in 1 s), at most one urgent record
- * per second; a round every 30 s. */
-#define SIM_MEMBAL_PERIOD_S 30.0
+ * per second; a round every 2 s. */
+#define SIM_MEMBAL_PERIOD_S 2.0
+#define SIM_MEMBAL_INTERVAL_S 2.0
 /* membal's UrgentInterval default (plugins/membal.c) */
 #define SIM_MEMBAL_URGENT_GAP_S 1.0
 #define SIM_MEMBAL_AGENT                                                       \
   {                                                                            \
-    .publish_s = 10, .read_s = 10, .poll_s = 0.2, .urgent_min_s = 1,           \
-    .urgent_pps = 64, .urgent_majflt_ps = 256, .stall_us = 150000,             \
-    .stall_window_s = 1                                                        \
+    .publish_s = SIM_MEMBAL_INTERVAL_S, .read_s = SIM_MEMBAL_INTERVAL_S,       \
+    .poll_s = 0.2, .urgent_min_s = 1, .urgent_pps = 64,                        \
+    .urgent_majflt_ps = 256, .stall_us = 150000, .stall_window_s = 1           \
   }
 /* membal's policy from a given config (arg: const mb_config_t *), and its
  * decide; for the rows membal-bench --config adds. */
