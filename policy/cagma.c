@@ -27,14 +27,15 @@
  * Emergency allocation (mb_est_pressure, estimate.c): when the guest
  * swaps out faster than SwapThreshold, or, while it is short of memory
  * (MemAvailable below the CMA margin), swaps (in + out) faster than
- * SwapThreshold, faults faster than MajorFaultThreshold or flags its
- * record urgent (the flag alone while there are no rates yet), it is
- * grown at once (no step cap, growth cut last when
- * the pool is short) to
+ * SwapThreshold, faults faster than MajorFaultThreshold, stalls on memory
+ * (PSI "some" >= 15 %) or flags its record urgent (the flag alone while
+ * there are no rates yet), or stalls while its page cache thrashes (file
+ * refaults above SwapThreshold, which MemAvailable does not show), it is
+ * grown at once (no step cap, growth cut last when the pool is short) to
  *   max(CMA, current + need),  need = max(CmaMarginMin,
- *                                        4 KiB * swap pages/s * 10 s)
- * i.e. the memory it swapped in the last ten seconds at the current rate:
- * what it is missing, not a guess of its whole working set.
+ *     4 KiB * (swap + file refault) pages/s * 10 s)
+ * i.e. the memory it swapped or refaulted in the last ten seconds at the
+ * current rate: what it is missing, not a guess of its whole working set.
  *
  * Tunables (defaults and why):
  *   CmaMarginFraction 0.10 and CmaMarginMin 32 MiB: between two rounds a
@@ -63,12 +64,16 @@
  * emergency ask; the simulator's scenarios gain from 3 s on and are flat
  * from 5 to 20 s.
  *
- * Memory beyond the sum of the CMAs is shared in proportion to weight
- * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory
- * is better in a guest's page cache than in the hypervisor. Except while
+ * Memory beyond the sum of the CMAs goes first to each guest's surge
+ * headroom (mb_domain_t.headroom_kib: the part of its recent peak CMA it
+ * does not need now, learned by the round module, round.h), then in
+ * proportion to weight (x_i = CMA_i + headroom_i + w_i * c, water-filled
+ * within [CMA_i, max_i]): idle memory is better in a guest's page cache
+ * than in the hypervisor, and best where a surge is likely. Except while
  * some guest is in deficit (its CMA or emergency ask is above what it
  * holds by more than DeadBand): then only the guests in deficit share the
- * surplus and every other guest is asked for its CMA. A balloon gives
+ * surplus and every other guest is asked for its CMA (without its cold
+ * anonymous memory when it is quiet, cold_anon_kib). A balloon gives
  * memory back at a finite speed (30-60 MB/s measured), so a guest whose
  * demand ramps faster is served in time only by all donors shrinking at
  * once, not by one donor giving up its share. When the deficit is

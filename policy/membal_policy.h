@@ -331,9 +331,11 @@ typedef struct {
  *    that sum x_i = pool. Needs MemAvailable or MemFree (+Buffers+Cached).
  *  - cagma (policy/cagma.c): each guest guaranteed its critical memory
  *    amount (anon + shmem + active file + unreclaimable kernel + margin +
- *    a forecast of a ramping demand), grown at once on swap activity
- *    (emergency), surplus shared by weight (only among guests in deficit
- *    while some are).
+ *    a forecast of a ramping demand), grown at once on swap activity or
+ *    on memory stall (PSI) of a guest short of memory or thrashing its
+ *    page cache (emergency), surplus shared to each guest's surge headroom
+ *    (headroom_kib) first, then by weight (only among guests in deficit
+ *    while some are; a quiet donor then also gives its cold anon).
  *    Falls back to MemTotal - MemAvailable when there is no anon figure.
  *  - selfballoon (policy/selfballoon.c): xenballoond's target =
  *    Committed_AS, never below mb_balloon_min_kib, 1/DownHysteresis of the
