@@ -27,14 +27,15 @@
  * Emergency allocation (mb_est_pressure, estimate.c): when the guest
  * swaps out faster than SwapThreshold, or, while it is short of memory
  * (MemAvailable below the CMA margin), swaps (in + out) faster than
- * SwapThreshold, faults faster than MajorFaultThreshold or flags its
- * record urgent (the flag alone while there are no rates yet), it is
- * grown at once (no step cap, growth cut last when
- * the pool is short) to
+ * SwapThreshold, faults faster than MajorFaultThreshold, stalls on memory
+ * (PSI "some" >= 15 %) or flags its record urgent (the flag alone while
+ * there are no rates yet), or stalls while its page cache thrashes (file
+ * refaults above SwapThreshold, which MemAvailable does not show), it is
+ * grown at once (no step cap, growth cut last when the pool is short) to
  *   max(CMA, current + need),  need = max(CmaMarginMin,
- *                                        4 KiB * swap pages/s * 10 s)
- * i.e. the memory it swapped in the last ten seconds at the current rate:
- * what it is missing, not a guess of its whole working set.
+ *     4 KiB * (swap + file refault) pages/s * 10 s)
+ * i.e. the memory it swapped or refaulted in the last ten seconds at the
+ * current rate: what it is missing, not a guess of its whole working set.
  *
  * Tunables (defaults and why):
  *   CmaMarginFraction 0.10 and CmaMarginMin 32 MiB: between two rounds a
@@ -63,12 +64,16 @@
  * emergency ask. How the simulator's scenarios respond to the horizon:
  * membal-bench --config (docs/simulator.md).
  *
- * Memory beyond the sum of the CMAs is shared in proportion to weight
- * (x_i = CMA_i + w_i * c, water-filled within [CMA_i, max_i]): idle memory
- * is better in a guest's page cache than in the hypervisor. Except while
+ * Memory beyond the sum of the CMAs goes first to each guest's surge
+ * headroom (mb_domain_t.headroom_kib: the part of its recent peak CMA it
+ * does not need now, learned by the round module, round.h), then in
+ * proportion to weight (x_i = CMA_i + headroom_i + w_i * c, water-filled
+ * within [CMA_i, max_i]): idle memory is better in a guest's page cache
+ * than in the hypervisor, and best where a surge is likely. Except while
  * some guest is in deficit (its CMA or emergency ask is above what it
  * holds by more than DeadBand): then only the guests in deficit share the
- * surplus and every other guest is asked for its CMA. A balloon gives
+ * surplus and every other guest is asked for its CMA (without its cold
+ * anonymous memory when it is quiet, cold_anon_kib). A balloon gives
  * memory back at a finite speed (30-60 MB/s measured), so a guest whose
  * demand ramps faster is served in time only by all donors shrinking at
  * once, not by one donor giving up its share. When the deficit is
@@ -103,6 +108,43 @@ static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
                  growth (inf x 0 is NaN) */
   double f = g * cfg->cagma.forecast_s;
   return !(f < (double)MB_KIB_MAX) ? MB_KIB_MAX : (uint64_t)f;
+}
+
+/* Cold anonymous memory of a quiet guest (mb_est_quiet): what its
+ * inactive anon list holds beyond the share the kernel keeps inactive even
+ * when every page is in use. Linux refills the inactive anon list from the
+ * active one until inactive x ratio >= active, ratio = isqrt(10 x GiB of
+ * anon LRU) (1 below 1 GiB) (mm/vmscan.c, inactive_is_low); pages beyond
+ * that were left there unreferenced: old heap, startup data. A guest that
+ * reports no stall, no refault and no swap is not missing them: while some
+ * guest is in deficit, a quiet donor is asked for its CMA without them
+ * (see mb_cagma_step); the moment it stalls or refaults, they count again.
+ * They stay in the CMA otherwise: a guest gives cold pages back only by
+ * writing them to swap, which costs I/O for nobody's gain while no guest
+ * waits for memory (measured: counting them out of the CMA altogether
+ * raised the simulator's swap, docs/policies.md). */
+static uint64_t isqrt_u64(uint64_t x) {
+  uint64_t r = 0;
+  for (uint64_t b = UINT64_C(1) << 62; b != 0; b >>= 2) {
+    if (x >= r + b) {
+      x -= r + b;
+      r = (r >> 1) + b;
+    } else {
+      r >>= 1;
+    }
+  }
+  return r;
+}
+
+static uint64_t cold_anon_kib(const mb_config_t *cfg, const mb_domain_t *d) {
+  const mb_sample_t *s = &d->sample;
+  if (!mb_sample_has(s, MB_F_ACTIVE_ANON) ||
+      !mb_sample_has(s, MB_F_INACTIVE_ANON) || !mb_est_quiet(cfg, d))
+    return 0;
+  uint64_t act = s->v[MB_F_ACTIVE_ANON], inact = s->v[MB_F_INACTIVE_ANON];
+  uint64_t gib = (act + inact) >> 20;
+  uint64_t ratio = gib > 0 ? isqrt_u64(10 * gib) : 1;
+  return mb_sub_sat(inact, act / ratio);
 }
 
 /* The CMA: bare working set + margin + forecast. */
@@ -159,6 +201,8 @@ static uint64_t emergency_need_kib(const mb_config_t *cfg,
   double pps = 0;
   if (d->rates.valid)
     pps = d->rates.swapin_pps + d->rates.swapout_pps;
+  if (d->rates.refault_valid)
+    pps += d->rates.refault_file_ps;
   double kib = pps * MB_PAGE_KIB * MB_CAGMA_HORIZON_S;
   uint64_t need = cfg->cagma.margin_min_kib;
   if (kib > (double)need) /* false for NaN */
@@ -210,12 +254,22 @@ void mb_cagma_step(const mb_config_t *cfg, const mb_domain_t *doms, size_t n,
       if (!(o->priv.flags & MB_PF_ACTIVE))
         continue;
       if (deficit && !in_deficit(cfg, o)) {
+        /* A quiet donor gives its cold anonymous memory too: it is not
+         * using it, and another guest is waiting for memory. */
+        o->want_kib = mb_max_u64(
+            mb_sub_sat(o->want_kib, cold_anon_kib(cfg, &doms[i])), o->priv.lo);
         o->priv.flags = (o->priv.flags & ~MB_PF_ACTIVE) | MB_PF_DONOR;
         donors_kib += o->want_kib;
         continue;
       }
+      /* Surge headroom first (a guest that surged lately is likely to
+       * again), then by weight; the headroom is shared out of the surplus
+       * only, never taken from anyone's CMA. */
+      uint64_t room = mb_sub_sat(o->priv.cap, o->want_kib);
       o->priv.lo = o->want_kib;
-      o->priv.base = (double)o->want_kib;
+      o->priv.base = (double)o->want_kib +
+                     (double)mb_min_u64(
+                         mb_min_u64(doms[i].headroom_kib, MB_KIB_MAX), room);
     }
     mb_waterfill(out, n, pool_kib - donors_kib);
     for (size_t i = 0; i < n; i++) {

@@ -48,6 +48,38 @@ static bool est_short(const mb_config_t *cfg, const mb_domain_t *d) {
   return (double)mb_est_idle_kib(d) < margin;
 }
 
+/* Memory stall: the guest's PSI "some" share between its last two
+ * samples reached MB_STALL_SHARE, or its record is urgent (guestmem's PSI
+ * trigger, or on a kernel without PSI its swap poll). 15 %: guestmem's
+ * trigger (150 ms of stall in 1 s), the kernel documentation's example. */
+bool mb_est_stalled(const mb_domain_t *d) {
+  if (!d->has_sample)
+    return false;
+  return d->sample.urgent ||
+         (d->rates.stall_valid && d->rates.some_stall_share >= MB_STALL_SHARE);
+}
+
+/* Page-cache thrash: file pages evicted and read back soon after, faster
+ * than SwapThreshold (a refault costs the read a swap-in does). Anonymous
+ * refaults are left out: they are swap-ins, which a guest whose working set
+ * shrank takes for minutes with plenty of memory free (see below). */
+static bool est_refaulting(const mb_config_t *cfg, const mb_domain_t *d) {
+  return d->rates.refault_valid &&
+         d->rates.refault_file_ps > cfg->cagma.swap_threshold_pps;
+}
+
+bool mb_est_quiet(const mb_config_t *cfg, const mb_domain_t *d) {
+  if (!d->has_sample || !d->rates.valid || !d->rates.stall_valid ||
+      !d->rates.refault_valid || d->sample.urgent)
+    return false;
+  /* NaN compares false: not quiet */
+  return d->rates.some_stall_share < MB_QUIET_SHARE &&
+         d->rates.refault_anon_ps <= cfg->cagma.swap_threshold_pps &&
+         d->rates.refault_file_ps <= cfg->cagma.swap_threshold_pps &&
+         d->rates.swapin_pps + d->rates.swapout_pps <=
+             cfg->cagma.swap_threshold_pps;
+}
+
 /* Which swap activity means "this guest needs memory now":
  *  - before membal has two samples (no rates), the urgent flag: the guest
  *    saw itself swapping and there is no better evidence yet;
@@ -63,7 +95,13 @@ static bool est_short(const mb_config_t *cfg, const mb_domain_t *d) {
  *    against each other, so nobody was shrunk (the simulator's CAGMA
  *    testbed froze for minutes). MemAvailable alone does not say "not short"
  *    on a real guest under zram thrashing (it counts cache the guest
- *    cannot drop without faulting it back), hence swap-out decides. */
+ *    cannot drop without faulting it back), hence swap-out decides;
+ *  - memory stall (mb_est_stalled) when the guest is short or its page
+ *    cache thrashes (file refaults above SwapThreshold): the guest is slowed
+ *    by missing memory before it swaps anything out (its cache goes first),
+ *    and a full cache hides that from MemAvailable, which refaults show.
+ *    Stall with neither (a guest reading back its old swap with plenty
+ *    free, or stalled on its own disk) is not helped by memory. */
 bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d) {
   if (!d->has_sample)
     return false;
@@ -72,9 +110,11 @@ bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d) {
   /* NaN rates compare false: they never trigger anything. */
   if (d->rates.swapout_pps > cfg->cagma.swap_threshold_pps)
     return true;
+  if (mb_est_stalled(d) && est_refaulting(cfg, d))
+    return true;
   if (!est_short(cfg, d))
     return false;
-  return d->sample.urgent ||
+  return mb_est_stalled(d) ||
          d->rates.swapin_pps + d->rates.swapout_pps >
              cfg->cagma.swap_threshold_pps ||
          d->rates.majflt_ps > cfg->cagma.majflt_threshold_ps;

@@ -70,6 +70,11 @@ typedef struct {
   mb_sample_t sample;   /* latest parsed guest sample */
   mb_rates_t rates;     /* from the previous sample */
   double sample_age_s;  /* seconds since the sample's seq last advanced */
+  /* Surge headroom (cagma): memory the guest is likely to need soon beyond
+   * its CMA, learned from its own history by the round module (round.h),
+   * which overwrites whatever the caller put here. Surplus goes to it
+   * first; it is never guaranteed (nobody is shrunk for it). 0 = none. */
+  uint64_t headroom_kib;
 } mb_domain_t;
 
 typedef enum {
@@ -121,9 +126,11 @@ typedef struct {
  *    that sum x_i = pool. Needs MemAvailable or MemFree (+Buffers+Cached).
  *  - cagma (policy/cagma.c): each guest guaranteed its critical memory
  *    amount (anon + shmem + active file + unreclaimable kernel + margin +
- *    a forecast of a ramping demand), grown at once on swap activity
- *    (emergency), surplus shared by weight (only among guests in deficit
- *    while some are).
+ *    a forecast of a ramping demand), grown at once on swap activity or
+ *    on memory stall (PSI) of a guest short of memory or thrashing its
+ *    page cache (emergency), surplus shared to each guest's surge headroom
+ *    (headroom_kib) first, then by weight (only among guests in deficit
+ *    while some are; a quiet donor then also gives its cold anon).
  *    Falls back to MemTotal - MemAvailable when there is no anon figure.
  *  - selfballoon (policy/selfballoon.c): xenballoond's target =
  *    Committed_AS, never below mb_balloon_min_kib, 1/DownHysteresis of the

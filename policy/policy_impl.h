@@ -36,8 +36,20 @@ uint64_t mb_est_used_kib(const mb_domain_t *d);
  * for a sample that has MemTotal (cagma and selfballoon fallbacks). */
 uint64_t mb_est_guest_used_kib(const mb_sample_t *s);
 /* True when the rates or the urgent flag show swap activity above the
- * cagma thresholds (the tax's AUTO rule uses the same signal). */
+ * cagma thresholds, or memory stall of a guest that is short or whose page
+ * cache thrashes (the tax's AUTO rule uses the same signal). */
 bool mb_est_pressure(const mb_config_t *cfg, const mb_domain_t *d);
+/* PSI "some" share at which a guest is stalled on memory. */
+#define MB_STALL_SHARE 0.15
+/* Below this share (with no refaults, no swap) a guest is quiet. */
+#define MB_QUIET_SHARE 0.01
+/* The urgent flag, or a PSI "some" share >= MB_STALL_SHARE. */
+bool mb_est_stalled(const mb_domain_t *d);
+/* The guest reports PSI and refault counters, and shows no stall (below
+ * MB_QUIET_SHARE), no refaults and no swap above SwapThreshold, no urgent
+ * flag: what it holds beyond its active lists is not in use. False
+ * without those figures. */
+bool mb_est_quiet(const mb_config_t *cfg, const mb_domain_t *d);
 
 /* ---- water-filling (waterfill.c) -------------------------------------- */
 

@@ -3,6 +3,7 @@
  * audit and the actuation plan. What the membal plugin's round did, as a
  * pure function of its inputs and of the state of earlier rounds.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,10 @@
 #define MB_ROUND_GRANT_MAX_KIB (512 * 1024)
 #define MB_ROUND_GRANT_WINDOW_S 60.0
 #define MB_ROUND_HOLD_S 45.0
+/* Surge record: a peak is remembered with this half-life, so a guest that
+ * surges every few minutes keeps most of its headroom between surges and
+ * one that surged once an hour ago has little left. */
+#define MB_ROUND_SURGE_HALF_LIFE_S 600.0
 /* Balloon progress below this is no progress (the dead band, if larger). */
 #define MB_ROUND_STUCK_SLACK_KIB 1024
 
@@ -36,6 +41,9 @@ struct mb_round_dom {
   uint64_t held_kib;
   /* last growth toward its CMA; toggling (CMA growth held) until */
   double grown_s, toggling_until_s;
+  /* surge record (cagma): the recent peak of the CMA, decaying toward
+   * the CMA; learn_s the round it was last updated (< 0: never) */
+  double peak_kib, learn_s;
 };
 
 void mb_round_config_default(mb_round_config_t *cfg) {
@@ -49,6 +57,7 @@ void mb_round_config_default(mb_round_config_t *cfg) {
   cfg->grant_max_kib = MB_ROUND_GRANT_MAX_KIB;
   cfg->grant_window_s = MB_ROUND_GRANT_WINDOW_S;
   cfg->hold_s = MB_ROUND_HOLD_S;
+  cfg->surge_half_life_s = MB_ROUND_SURGE_HALF_LIFE_S;
 }
 
 int mb_round_config_validate(const mb_round_config_t *cfg, char *err,
@@ -76,6 +85,9 @@ int mb_round_config_validate(const mb_round_config_t *cfg, char *err,
   if (!(cfg->hold_s >= 0 && cfg->hold_s <= 86400))
     return mb_fail(err, errlen, "GrantHold must be in [0,86400] s (got %g)",
                    cfg->hold_s);
+  if (!(cfg->surge_half_life_s >= 0 && cfg->surge_half_life_s <= 86400))
+    return mb_fail(err, errlen, "SurgeHalfLife must be in [0,86400] s (got %g)",
+                   cfg->surge_half_life_s);
   return 0;
 }
 
@@ -125,6 +137,7 @@ static struct mb_round_dom *history(mb_round_state_t *st,
   free_slot->name[MB_NAME_LEN - 1] = '\0';
   free_slot->mark_kib = d->current_kib;
   free_slot->mark_s = -1; /* first sight: see below */
+  free_slot->learn_s = -1;
   return free_slot;
 }
 
@@ -354,6 +367,54 @@ static void update_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
   }
 }
 
+/* Surge headroom (cagma): a guest whose CMA was higher lately is likely to
+ * need that again (a batch job's next run, a JVM's next collection cycle, a
+ * daily peak). Its record is its recent peak CMA: raised at once, decaying
+ * toward the current CMA with a half-life; the headroom is what of that
+ * peak its CMA does not hold now. Learned from the guest's own CMA only,
+ * so a guest that lies about its figures gets headroom out of the surplus,
+ * never out of another guest's CMA (cagma shares the surplus to headrooms
+ * first). */
+static uint64_t headroom_of(const struct mb_round_dom *h, uint64_t cma_kib) {
+  if (h == NULL || h->learn_s < 0)
+    return 0;
+  double room = h->peak_kib - (double)cma_kib;
+  return room >= 1.0 && room < (double)MB_KIB_MAX ? (uint64_t)room : 0;
+}
+
+static void set_headrooms(const mb_round_config_t *cfg, mb_round_state_t *st,
+                          mb_round_plan_t *plan) {
+  for (size_t i = 0; i < plan->n; i++) {
+    mb_domain_t *d = &plan->doms[i];
+    d->headroom_kib = 0;
+    if (cfg->policy.kind != MB_POLICY_CAGMA || !d->has_sample ||
+        cfg->surge_half_life_s <= 0)
+      continue;
+    d->headroom_kib =
+        headroom_of(history(st, d), mb_cagma_cma_kib(&cfg->policy, d));
+  }
+}
+
+/* Updates each fresh guest's surge record with the CMA of this round. */
+static void learn_surges(const mb_round_config_t *cfg, mb_round_state_t *st,
+                         const mb_round_plan_t *plan, double now) {
+  if (cfg->policy.kind != MB_POLICY_CAGMA || cfg->surge_half_life_s <= 0)
+    return;
+  for (size_t i = 0; i < plan->n; i++) {
+    const mb_decision_t *o = &plan->dec[i];
+    struct mb_round_dom *h = history(st, &plan->doms[i]);
+    if (h == NULL || o->stale)
+      continue;
+    double cma = (double)o->cma_kib;
+    if (h->learn_s < 0 || now < h->learn_s || cma >= h->peak_kib)
+      h->peak_kib = cma;
+    else
+      h->peak_kib = cma + (h->peak_kib - cma) * exp2(-(now - h->learn_s) /
+                                                     cfg->surge_half_life_s);
+    h->learn_s = now;
+  }
+}
+
 /* What a domain accounts for against the pool with target t in force: the
  * target (a balloon on its way will get there), or what it holds when its
  * balloon is stuck above it. */
@@ -427,6 +488,7 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
   double now = in->now_s;
   mb_state_t policy_before = st->policy;
   limit_grants(cfg, st, plan, now);
+  set_headrooms(cfg, st, plan);
   bool held = apply_holds(cfg, st, plan, now);
   if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,
                         plan->dec) != 0)
@@ -435,6 +497,7 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
     release_holds(st, plan);
     fill_guests(cfg, in, plan, &dom0_kib, &guests_kib);
     limit_grants(cfg, st, plan, now);
+    set_headrooms(cfg, st, plan);
     st->policy = policy_before;
     if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,
                           plan->dec) != 0)
@@ -443,6 +506,7 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
   st->rounds++;
   count_grants(cfg, st, plan);
   update_holds(cfg, st, plan, now);
+  learn_surges(cfg, st, plan, now);
 
   /* Balloon progress. The policy's scratch flags are free for the round's
    * own once it has returned. */

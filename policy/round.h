@@ -82,6 +82,14 @@ typedef struct {
    * cushion (what they cost on the simulator's scenarios:
    * docs/simulator.md). 0 = no hold. */
   double hold_s;
+  /* Surge headroom (policy cagma): each guest's recent peak CMA is
+   * remembered, decaying toward its CMA with this half-life, and the
+   * surplus goes first to the part of that peak its CMA does not hold now
+   * (a guest that needed it lately is likely to again; never taken from
+   * anyone's CMA). Default 600 s: a guest surging every few minutes keeps
+   * most of it between surges, one that surged an hour ago has little.
+   * 0 = no headroom. */
+  double surge_half_life_s;
 } mb_round_config_t;
 
 /* Defaults above; policy = mb_config_default(). */

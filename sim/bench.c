@@ -117,13 +117,14 @@ static int cfg_num(const char *path, unsigned ln, const char *key,
 /* A file of "Key value" lines with membal's option names (sizes in KiB,
  * times in seconds): the policy and envelope options of <Plugin membal>,
  * plus Period, Interval (collectd's: guest records and vmmem reads) and
- * guestmem's UrgentPollInterval / UrgentMinInterval. */
+ * guestmem's UrgentPollInterval / UrgentMinInterval / StallThreshold /
+ * StallWindow. */
 static int cfg_load(const char *path, cfg_row_t *row) {
   FILE *f = fopen(path, "r");
   char line[512];
   unsigned ln = 0;
   int rc = -1;
-  double period = SIM_MEMBAL_PERIOD_S, interval = -1;
+  double period = -1, interval = -1;
   sim_agent_t agent = SIM_MEMBAL_AGENT;
   if (!f) {
     fprintf(stderr, "membal-bench: %s: %s\n", path, strerror(errno));
@@ -217,6 +218,12 @@ static int cfg_load(const char *path, cfg_row_t *row) {
     } else if (!strcasecmp(key, "UrgentMinInterval")) {
       NUM(0, 3600);
       agent.urgent_min_s = d > 0 ? d : -1;
+    } else if (!strcasecmp(key, "StallThreshold")) {
+      NUM(1e-6, 10); /* guestmem's: seconds of stall per window */
+      agent.stall_us = d * 1e6;
+    } else if (!strcasecmp(key, "StallWindow")) {
+      NUM(0.5, 10); /* seconds, the kernel's range */
+      agent.stall_window_s = d;
     } else {
       fprintf(stderr, "membal-bench: %s:%u: unknown option %s\n", path, ln,
               key);
@@ -229,12 +236,18 @@ static int cfg_load(const char *path, cfg_row_t *row) {
     fprintf(stderr, "membal-bench: %s: %s\n", path, err);
     goto out;
   }
+  /* UrgentPollInterval 0 turns guestmem's urgent path off, PSI trigger
+   * included */
+  if (agent.poll_s < 0)
+    agent.stall_us = 0;
   if (interval > 0) {
     agent.publish_s = agent.read_s = interval;
-    /* Period defaults to 3 x Interval, as in the plugin */
-    if (period == SIM_MEMBAL_PERIOD_S)
+    /* without Period, the plugin's default: 3 x Interval */
+    if (period < 0)
       period = 3 * interval;
   }
+  if (period < 0) /* the shipped drop-ins' */
+    period = SIM_MEMBAL_PERIOD_S;
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   snprintf(row->label, sizeof(row->label), "cfg:%.*s", (int)strcspn(base, "."),
@@ -708,8 +721,9 @@ static int write_doc(const char *path, int argc, char **argv,
   fprintf(f, "\n\nWhat the columns mean, the model and every policy's rule "
              "and cadence: sim/README.md. membal's rows (cagma, tax, "
              "selfballoon) run at its shipped defaults (guest records every "
-             "10 s, a round every 30 s and on each urgent record, at most "
-             "one urgent record per second per guest); `cfg:` rows are "
+             "2 s, a round every 2 s and on each urgent record, an urgent "
+             "record on guestmem's PSI trigger, at most one per second per "
+             "guest); `cfg:` rows are "
              "membal with another configuration (`--config`).\n\n");
   fprintf(f, "## Summary: avoidable swap over the oracle's\n\n"
              "Swap I/O pages minus what no allocation avoids (every VM at "

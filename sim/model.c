@@ -523,7 +523,27 @@ bool sim_model_publish_due_agent(sim_model_t *m, size_t i,
     return false;
   double t = m->t;
   bool due = t - v->last_pub_s >= ag->publish_s - 1e-6;
-  if (ag->poll_s > 0 && t - v->last_poll_s >= ag->poll_s - 1e-6) {
+  if (ag->stall_us > 0 && ag->stall_window_s > 0) {
+    /* guestmem's PSI trigger: the kernel wakes it when "some" stall grows
+     * by stall_us within a window. Modelled with back-to-back windows (the
+     * kernel's slides: it may fire up to one window earlier); one event
+     * per window at most, as the kernel rate-limits it. */
+    if (t - v->stall_mark_s >= ag->stall_window_s - 1e-6 ||
+        v->psi_some_total_us < v->stall_mark_us) {
+      v->stall_mark_s = t;
+      v->stall_mark_us = v->psi_some_total_us;
+    }
+    bool fire = v->psi_some_total_us - v->stall_mark_us >= ag->stall_us;
+    bool limited =
+        ag->urgent_min_s > 0 && t - v->last_urgent_s < ag->urgent_min_s - 1e-6;
+    if (fire && !limited) {
+      due = *urgent = true;
+      v->last_urgent_s = t;
+      /* the event is consumed: the next one needs a new window's stall */
+      v->stall_mark_s = t;
+      v->stall_mark_us = v->psi_some_total_us;
+    }
+  } else if (ag->poll_s > 0 && t - v->last_poll_s >= ag->poll_s - 1e-6) {
     double win = t - v->last_poll_s;
     double sw = v->pswpin + v->pswpout - v->swap_at_poll;
     double mf = v->pgmajfault - v->majflt_at_poll;

@@ -4,14 +4,16 @@
  * the plan, grows held to what the shrinks free, grants and holds) with
  * the documented defaults (mb_round_config_default), nothing tuned, at the
  * cadence membal ships with:
- * - guestmem publishes every collectd Interval (10 s, collectd's default;
- *   collectd.conf.d/guest.conf sets none) and checks /proc/vmstat every
- *   UrgentPollInterval 0.2 s: swap above SwapThreshold 64 pages/s or major
- *   faults above 256/s publish an urgent record, at most one per
- *   UrgentMinInterval 1 s (plugins/guestmem.c);
- * - vmmem reads the records every Interval (10 s); its watch passes an
- *   urgent record on at once;
- * - membal runs a round every Period = 3 x Interval = 30 s and at once on
+ * - guestmem publishes every Interval (2 s: collectd.conf.d/load/
+ *   guestmem.conf sets the plugin's own) and, the model's guests having
+ *   PSI (kernel >= 5.2), publishes an urgent record when its PSI trigger
+ *   fires (StallThreshold 150 ms of "some" stall within StallWindow 1 s),
+ *   at most one per UrgentMinInterval 1 s (plugins/guestmem.c; its
+ *   /proc/vmstat polling is the fallback of kernels without PSI);
+ * - vmmem reads the records every Interval (2 s, load/vmmem.conf); its
+ *   watch passes an urgent record on at once;
+ * - membal runs a round every Period = 2 s (the drop-ins dom0.conf and
+ *   kvm.conf set it; the plugin's default is 3 x Interval) and at once on
  *   an urgent record (plugins/membal.c, mb_period_s and mb_thread);
  * - the dead band, stale limit and margins are mb_config_default's.
  * The runner's reserve (host reserve, toolstack claims, unmanaged VMs) is

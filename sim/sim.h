@@ -134,6 +134,8 @@ typedef struct {
   double swap_at_poll;   /* pswpin + pswpout then */
   double majflt_at_poll; /* pgmajfault then */
   double last_urgent_s;  /* last urgent record */
+  double stall_mark_us;  /* psi_some_total_us when the PSI window began */
+  double stall_mark_s;   /* when it began */
   double used_at_pub;    /* qmemman's "used" figure when last published */
 } sim_vm_t;
 
@@ -180,6 +182,12 @@ typedef struct {
   double urgent_majflt_ps; /* major faults/s that do (0: not checked) */
   double change_kib;       /* publish when "used" moved more (0: not checked;
                               Qubes' meminfo-writer) */
+  /* guestmem's PSI trigger (kernels >= 5.2, which the model's guests are:
+   * they report PSI): publish when "some" stall reaches stall_us within a
+   * stall_window_s window, instead of polling the counters (poll_s is then
+   * not used). 0: no trigger (vmstat polling). */
+  double stall_us;
+  double stall_window_s;
 } sim_agent_t;
 
 /* The agent with every 0 replaced by the scenario's value. */
@@ -226,15 +234,18 @@ typedef struct {
 } sim_policy_t;
 
 /* membal's shipped cadence (sim/policies.c says where each figure comes
- * from): guest records every 10 s, read every 10 s, urgent check every
- * 0.2 s, at most one urgent record per second; a round every 30 s. */
-#define SIM_MEMBAL_PERIOD_S 30.0
+ * from): guest records every 2 s, read every 2 s, urgent record on
+ * guestmem's PSI trigger (150 ms of stall in 1 s), at most one urgent record
+ * per second; a round every 2 s. */
+#define SIM_MEMBAL_PERIOD_S 2.0
+#define SIM_MEMBAL_INTERVAL_S 2.0
 /* membal's UrgentInterval default (plugins/membal.c) */
 #define SIM_MEMBAL_URGENT_GAP_S 1.0
 #define SIM_MEMBAL_AGENT                                                       \
   {                                                                            \
-    .publish_s = 10, .read_s = 10, .poll_s = 0.2, .urgent_min_s = 1,           \
-    .urgent_pps = 64, .urgent_majflt_ps = 256                                  \
+    .publish_s = SIM_MEMBAL_INTERVAL_S, .read_s = SIM_MEMBAL_INTERVAL_S,       \
+    .poll_s = 0.2, .urgent_min_s = 1, .urgent_pps = 64,                        \
+    .urgent_majflt_ps = 256, .stall_us = 150000, .stall_window_s = 1           \
   }
 /* membal's policy from a given config (arg: const mb_config_t *), and its
  * decide; for the rows membal-bench --config adds. */

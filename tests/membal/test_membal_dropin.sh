@@ -81,7 +81,7 @@ echo $((100 * MiB)) >"$MB_DIR/vm2.used"
 for id in 1 2; do mb_bg "$MB_DIR/loop$id.log" mbt_guest_loop "$id" "$MB_DIR/vm$id.used"; done
 point_at_test "$MB_DIR/sim.conf" \
   -e "s#^  Backend \"libxl\"\$#  Backend \"sim\"\\n  XenstorePath \"$XENSTORED_PATH\"#" \
-  -e "s#^  \\#Period 30#  Period 3600#" \
+  -e "s#^  Period 2\$#  Period 3600#" \
   -e "s#^  \\#Reserve \"2GiB\"#  Reserve \"1GiB\"#"
 grep -q 'Period 3600' "$MB_DIR/sim.conf" || mb_fail "could not set Period in the drop-in copy"
 mb_collectd_start "$MB_DIR/sim.conf"

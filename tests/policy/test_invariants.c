@@ -73,6 +73,16 @@ static void random_sample(mb_domain_t *d) {
   d->rates.swapin_pps = chance(2) ? INFINITY : frand() * 300;
   d->rates.swapout_pps = frand() * 100;
   d->rates.majflt_ps = chance(2) ? NAN : frand() * 600;
+  /* stall and refault figures are the guest's word too */
+  d->rates.stall_valid = chance(50);
+  d->rates.some_stall_share = chance(2) ? NAN : frand();
+  d->rates.full_stall_share = frand();
+  d->rates.refault_valid = chance(50);
+  d->rates.refault_anon_ps = chance(2) ? INFINITY : frand() * 300;
+  d->rates.refault_file_ps = chance(2)   ? NAN
+                             : chance(2) ? 1e300
+                                         : frand() * 300;
+  d->headroom_kib = chance(50) ? 0 : chance(2) ? UINT64_MAX : below(G(4));
   d->rates.growth_valid = chance(50);
   d->rates.anon_growth_kibps = chance(2)   ? NAN
                                : chance(2) ? INFINITY

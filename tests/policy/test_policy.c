@@ -1020,6 +1020,202 @@ static void test_cagma_cma_guaranteed(void) {
   ASSERT_U64(out[0].target_kib + out[1].target_kib, host.total_kib);
 }
 
+/* Memory stall (PSI) and page-cache refaults as pressure signals, on the
+ * hosts of test_cagma_pressure_signal (A's emergency: base max(CMA,
+ * 1G + need); need = max(32M, (swap + file refault) pages/s x 4 KiB x
+ * 10 s)). A stall share of 15 % or more is "stalled"; file refaults above
+ * SwapThreshold (64/s) are a thrashing page cache:
+ *  - stalled and thrashing, memory to spare (a full cache hides it from
+ *    MemAvailable): emergency; 100 refaults/s ask 4000 KiB < 32M: base
+ *    1081344 as for a swap storm;
+ *  - 1000 refaults/s: need 40000 KiB, ask 1088576; B at its CMA 576716
+ *    leaves 1081344 of the pool to A (emergency growth cut);
+ *  - stalled, short: emergency; stalled, memory to spare, no refaults (a
+ *    guest reading back old swap): none;
+ *  - thrashing without stall, stall below 15 %, NaN stall, anon refaults
+ *    only: none. */
+static void test_cagma_stall_signal(void) {
+  static const struct {
+    const char *what;
+    uint64_t avail;
+    double some, file, anon;
+    bool emergency;
+    uint64_t want;
+  } t[] = {
+      {"stall + cache thrash, memory to spare", M(400), 0.2, 100, 0, true,
+       1081344},
+      {"stall + heavy cache thrash", M(400), 0.5, 1000, 0, true, 1088576},
+      {"stall, short", M(16), 0.2, 0, 0, true, 1081344},
+      {"stall, memory to spare, no refaults", M(400), 0.9, 0, 0, false, 0},
+      {"stall, memory to spare, anon refaults only", M(400), 0.9, 0, 5000,
+       false, 0},
+      {"cache thrash, no stall", M(400), 0.0, 1000, 0, false, 0},
+      {"stall below 15 %, short", M(16), 0.14, 1000, 0, false, 0},
+      {"NaN stall, short", M(16), NAN, 1000, 0, false, 0},
+      {"refaults at the threshold", M(400), 0.5, 64, 0, false, 0},
+  };
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = 1658060};
+  for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+    dspec_t a = DOM(G(1), G(8), M(64), t[k].avail, M(512), 0);
+    dspec_t b = DOM(G(1), G(8), M(64), M(400), M(512), 0);
+    mb_domain_t doms[2];
+    mb_decision_t out[2];
+    build_dom(&doms[0], &a, 0);
+    build_dom(&doms[1], &b, 1);
+    doms[0].rates.valid = true;
+    doms[0].rates.stall_valid = true;
+    doms[0].rates.some_stall_share = t[k].some;
+    doms[0].rates.refault_valid = true;
+    doms[0].rates.refault_file_ps = t[k].file;
+    doms[0].rates.refault_anon_ps = t[k].anon;
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+                          0);
+    if (out[0].emergency != t[k].emergency)
+      fprintf(stderr, "\n  %s: emergency %d, want %d", t[k].what,
+              out[0].emergency, t[k].emergency);
+    CU_ASSERT_EQUAL(out[0].emergency, t[k].emergency);
+    ASSERT_U64(out[0].cma_kib, 576716);
+    if (t[k].emergency) {
+      ASSERT_U64(out[0].want_kib, t[k].want);
+      ASSERT_U64(out[0].target_kib, 1081344);
+      ASSERT_U64(out[1].target_kib, 576716);
+    } else {
+      ASSERT_U64(out[0].target_kib, 829030);
+      ASSERT_U64(out[1].target_kib, 829030);
+    }
+  }
+}
+
+/* Cold anonymous memory of a quiet donor. B holds 2G with AnonPages 1.5G
+ * (1572864), Active(anon) 600M, Inactive(anon) 900M: the LRU is 1 GiB
+ * (integer GiB), ratio isqrt(10) = 3, so the kernel keeps 600M / 3 = 200M
+ * inactive even when all is in use: cold = 900M - 200M = 716800 KiB. B's
+ * CMA: 1572864 + 10 % = 1730150. A: 1G, anon 512M, 16M available, CMA
+ * 576716; swapping out 1000 pages/s it asks 1G + 40000 = 1088576 (in
+ * deficit). Pool 1088576 + 1730150 + 100000 = 2918726.
+ *  - B quiet (PSI and refault figures, no stall, refault or swap): B, a
+ *    donor, is asked for 1730150 - 716800 = 1013350; A gets the rest,
+ *    1905376;
+ *  - B stalls 5 %, or lacks the PSI figures: its cold pages count: B
+ *    1730150, A 1188576;
+ *  - A not in emergency (no deficit): the surplus 2918726 - 576716 -
+ *    1730150 = 611860 is split, 305930 each: A 882646, B 2036080, quiet
+ *    or not. */
+static void test_cagma_cold_donor(void) {
+  static const struct {
+    const char *what;
+    bool quiet_figures;
+    double some;
+    bool a_swaps;
+    uint64_t a, b;
+  } t[] = {
+      {"quiet donor gives its cold memory", true, 0, true, 1905376, 1013350},
+      {"stalled donor keeps it", true, 0.05, true, 1188576, 1730150},
+      {"donor without PSI keeps it", false, 0, true, 1188576, 1730150},
+      {"no deficit: shared by weight", true, 0, false, 882646, 2036080},
+  };
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = 2918726};
+  for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+    dspec_t a = DOM(G(1), G(8), M(64), M(16), M(512), 0);
+    dspec_t b = DOM(G(2), G(8), M(64), M(400), 1572864, 0);
+    mb_domain_t doms[2];
+    mb_decision_t out[2];
+    build_dom(&doms[0], &a, 0);
+    build_dom(&doms[1], &b, 1);
+    if (t[k].a_swaps) {
+      doms[0].rates.valid = true;
+      doms[0].rates.swapout_pps = 1000;
+    }
+    mb_sample_t *s = &doms[1].sample;
+    s->v[MB_F_ACTIVE_ANON] = M(600);
+    s->v[MB_F_INACTIVE_ANON] = M(900);
+    s->have |=
+        (UINT64_C(1) << MB_F_ACTIVE_ANON) | (UINT64_C(1) << MB_F_INACTIVE_ANON);
+    doms[1].rates.valid = true;
+    doms[1].rates.stall_valid = t[k].quiet_figures;
+    doms[1].rates.refault_valid = t[k].quiet_figures;
+    doms[1].rates.some_stall_share = t[k].some;
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+                          0);
+    if (out[0].target_kib != t[k].a || out[1].target_kib != t[k].b)
+      fprintf(stderr, "\n  %s: A %llu B %llu", t[k].what,
+              (unsigned long long)out[0].target_kib,
+              (unsigned long long)out[1].target_kib);
+    ASSERT_U64(out[1].cma_kib, 1730150);
+    ASSERT_U64(out[0].target_kib, t[k].a);
+    ASSERT_U64(out[1].target_kib, t[k].b);
+  }
+}
+
+/* Surge headroom (set by the round module; here by hand): surplus goes to
+ * it first, then by weight. A: CMA 576716; B: CMA 294912; pool 3G,
+ * surplus 2274100.
+ *  - A's headroom 200M (204800): A 576716 + 204800 + (2274100 - 204800) /
+ *    2 = 1816166, B 294912 + 1034650 = 1329562;
+ *  - headroom 4G, more than the surplus: all of it to A (2850816), B at
+ *    its CMA; headroom is never taken from a CMA;
+ *  - a hostile headroom (UINT64_MAX) changes nothing more. */
+static void test_cagma_headroom(void) {
+  static const struct {
+    uint64_t headroom, a, b;
+  } t[] = {
+      {0, 1713766, 1431962},
+      {204800, 1816166, 1329562},
+      {G(4), 2850816, 294912},
+      {UINT64_MAX, 2850816, 294912},
+  };
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = G(3)};
+  for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+    dspec_t a = DOM(G(1), G(8), M(64), M(400), M(512), 0);
+    dspec_t b = DOM(G(1), G(8), M(64), M(700), M(256), 0);
+    mb_domain_t doms[2];
+    mb_decision_t out[2];
+    build_dom(&doms[0], &a, 0);
+    build_dom(&doms[1], &b, 1);
+    doms[0].headroom_kib = t[k].headroom;
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+                          0);
+    ASSERT_U64(out[0].cma_kib, 576716);
+    ASSERT_U64(out[1].cma_kib, 294912);
+    ASSERT_U64(out[0].target_kib, t[k].a);
+    ASSERT_U64(out[1].target_kib, t[k].b);
+  }
+}
+
+/* A guest claiming the worst stall (100 %, 10^9 file refaults/s, urgent)
+ * and an absurd headroom next to an honest one: emergency, but the honest
+ * guest keeps its CMA (as with a faked swap storm,
+ * test_cagma_cma_guaranteed). */
+static void test_cagma_stall_liar(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = G(2) + M(200)};
+  dspec_t liar = DOM(G(1), G(8), 0, M(400), M(512), 0);
+  dspec_t honest = DOM(G(1) + M(512), G(8), 0, M(400), G(1), G(1));
+  mb_domain_t doms[2];
+  mb_decision_t out[2];
+  build_dom(&doms[0], &liar, 0);
+  build_dom(&doms[1], &honest, 1);
+  doms[0].sample.urgent = true;
+  doms[0].rates.valid = true;
+  doms[0].rates.stall_valid = true;
+  doms[0].rates.some_stall_share = 1;
+  doms[0].rates.refault_valid = true;
+  doms[0].rates.refault_file_ps = 1e9;
+  doms[0].headroom_kib = UINT64_MAX;
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out), 0);
+  CU_ASSERT(out[0].emergency);
+  CU_ASSERT(out[1].cma_kib > G(1) && out[1].cma_kib < G(1) + M(512));
+  CU_ASSERT(out[1].target_kib >= out[1].cma_kib);
+  ASSERT_U64(out[0].target_kib + out[1].target_kib, host.total_kib);
+}
+
 /* TaxRate AUTO: up on pressure next to idle memory, down when quiet. */
 static void test_tax_auto(void) {
   mb_config_t cfg;
@@ -1119,6 +1315,10 @@ int main(void) {
       {"cagma forecast capped at Max", test_cagma_forecast_capped},
       {"cagma: CMA guaranteed during another's emergency",
        test_cagma_cma_guaranteed},
+      {"cagma stall and refault signal", test_cagma_stall_signal},
+      {"cagma: a quiet donor gives its cold memory", test_cagma_cold_donor},
+      {"cagma surge headroom", test_cagma_headroom},
+      {"cagma: a stall liar keeps no one below its CMA", test_cagma_stall_liar},
       {"D5: conservation cuts unused memory first",
        test_conservation_cuts_unused_first},
       {"selfballoon", test_selfballoon},

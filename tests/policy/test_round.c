@@ -360,11 +360,13 @@ typedef enum { TOGGLE_NONE, TOGGLE_DEMAND, TOGGLE_STORM } toggle_t;
  * every round. Rounds 10 s apart, balloons reach their targets between
  * rounds. Returns the total movement of the honest guests' targets (KiB)
  * over 60 rounds, after 10 rounds to settle. */
-static uint64_t honest_movement(double hold_s, toggle_t mode) {
+static uint64_t honest_movement(double hold_s, toggle_t mode,
+                                double surge_half_life_s) {
   static fixture_t f;
   fx_init(&f);
   f.cfg.reserve_auto = false;
   f.cfg.hold_s = hold_s;
+  f.cfg.surge_half_life_s = surge_half_life_s;
   mb_domain_t d[4];
   for (uint32_t i = 0; i < 4; i++) {
     guest(&d[i], i + 1, G(2), G(1));
@@ -406,22 +408,78 @@ static uint64_t honest_movement(double hold_s, toggle_t mode) {
 static void test_toggling_guest(void) {
   mb_round_config_t def;
   mb_round_config_default(&def);
-  uint64_t rest = honest_movement(def.hold_s, TOGGLE_NONE);
-  uint64_t demand = honest_movement(def.hold_s, TOGGLE_DEMAND);
-  uint64_t storm = honest_movement(def.hold_s, TOGGLE_STORM);
-  uint64_t demand0 = honest_movement(0, TOGGLE_DEMAND);
-  uint64_t storm0 = honest_movement(0, TOGGLE_STORM);
+  /* the reference: the honest guests' own jitter, followed as it comes
+   * (no surge headroom, which damps it: printed too) */
+  uint64_t rest = honest_movement(def.hold_s, TOGGLE_NONE, 0);
+  uint64_t rest_damped =
+      honest_movement(def.hold_s, TOGGLE_NONE, def.surge_half_life_s);
+  uint64_t demand =
+      honest_movement(def.hold_s, TOGGLE_DEMAND, def.surge_half_life_s);
+  uint64_t storm =
+      honest_movement(def.hold_s, TOGGLE_STORM, def.surge_half_life_s);
+  uint64_t demand0 = honest_movement(0, TOGGLE_DEMAND, def.surge_half_life_s);
+  uint64_t storm0 = honest_movement(0, TOGGLE_STORM, def.surge_half_life_s);
   fprintf(stderr,
-          "\n  honest balloons moved over 600 s (MiB): at rest %.0f; "
+          "\n  honest balloons moved over 600 s (MiB): at rest %.0f (%.0f "
+          "with surge headroom); "
           "toggling demand %.0f (%.2fx), faked storms %.0f (%.2fx); "
           "without holds: %.0f (%.2fx), %.0f (%.2fx)\n",
-          rest / 1024.0, demand / 1024.0, (double)demand / (double)rest,
-          storm / 1024.0, (double)storm / (double)rest, demand0 / 1024.0,
+          rest / 1024.0, rest_damped / 1024.0, demand / 1024.0,
+          (double)demand / (double)rest, storm / 1024.0,
+          (double)storm / (double)rest, demand0 / 1024.0,
           (double)demand0 / (double)rest, storm0 / 1024.0,
           (double)storm0 / (double)rest);
   CU_ASSERT(rest > 0);
   CU_ASSERT(demand <= 2 * rest);
   CU_ASSERT(storm <= 2 * rest);
+}
+
+/* Surge headroom learned from a guest's own history. Two guests of 2G,
+ * fixed reserve 0, pool 4G; guest() samples: overhead 16M, CMA = 16384 +
+ * anon + max(32M, 10 % anon). B stays at anon 200M (CMA 253952); A goes
+ * 200M -> 700M (CMA 804864) at t=10 and back at t=20.
+ *  - t=0, t=10: A's CMA is its peak: no headroom;
+ *  - t=20: headroom = peak - CMA = 804864 - 253952 = 550912; the peak
+ *    then decays toward the CMA with a 600 s half-life;
+ *  - t=30: headroom = 550912 x 2^(-10/600) (B: 0, its CMA never moved).
+ *    The surplus goes to A's headroom first: A's target - B's = the
+ *    headroom. With SurgeHalfLife 0 nobody gets any. */
+static void test_surge_headroom(void) {
+  for (int off = 0; off < 2; off++) {
+    fixture_t f;
+    fx_init(&f);
+    f.cfg.reserve_auto = false;
+    f.cfg.reserve_kib = 0;
+    if (off)
+      f.cfg.surge_half_life_s = 0;
+    static const uint64_t anon_a[] = {M(200), M(700), M(200), M(200)};
+    double want30 = off ? 0 : 550912 * exp2(-10.0 / 600);
+    for (int r = 0; r < 4; r++) {
+      mb_domain_t d[2];
+      guest(&d[0], 1, G(2), anon_a[r]);
+      guest(&d[1], 2, G(2), M(200));
+      mb_round_input_t in = {.now_s = 10.0 * r, .doms = d, .n = 2};
+      in.host.total_kib = G(4);
+      CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+      ASSERT_U64(f.dec[1].cma_kib, 253952);
+      ASSERT_U64(f.doms[1].headroom_kib, 0);
+      uint64_t h = f.doms[0].headroom_kib;
+      if (r < 2)
+        ASSERT_U64(h, 0);
+      if (r == 2)
+        ASSERT_U64(h, off ? 0 : 550912);
+      if (r == 3) {
+        if (fabs((double)h - want30) > 1)
+          fprintf(stderr, "\n  headroom %llu, want %.1f", (unsigned long long)h,
+                  want30);
+        CU_ASSERT(fabs((double)h - want30) <= 1);
+        ASSERT_U64(f.dec[0].cma_kib, 253952);
+        ASSERT_U64(f.dec[0].target_kib - f.dec[1].target_kib, h);
+        ASSERT_U64(f.dec[0].target_kib + f.dec[1].target_kib, G(4));
+      }
+    }
+    mb_round_state_dispose(&f.st);
+  }
 }
 
 static void test_refused(void) {
@@ -560,6 +618,7 @@ int main(void) {
       {"emergency grants bounded per window", test_grant_bounded},
       {"a grant is held, then given back", test_grant_held},
       {"holds give way to another guest's CMA", test_hold_gives_way},
+      {"surge headroom learned per guest", test_surge_headroom},
       {"plans on random hosts", test_random_plans},
       CU_TEST_INFO_NULL,
   };

@@ -492,8 +492,8 @@ static void test_oom_kill(void) {
   free(s);
 }
 
-/* guestmem's urgent path: a check every 0.2 s, at most one urgent record
- * per second however hard the guest swaps. */
+/* guestmem's urgent path (its PSI trigger, the model's guests having PSI):
+ * at most one urgent record per second however hard the guest stalls. */
 static void test_urgent_rate_limit(void) {
   char err[256];
   sim_scenario_t *s = parse(
@@ -503,7 +503,7 @@ static void test_urgent_rate_limit(void) {
   sim_model_init(m, s, 1);
   sim_agent_t ag, shipped = SIM_MEMBAL_AGENT;
   sim_agent_resolve(s, &shipped, &ag);
-  CU_ASSERT_DOUBLE_EQUAL(ag.publish_s, 10, 1e-9);
+  CU_ASSERT_DOUBLE_EQUAL(ag.publish_s, SIM_MEMBAL_INTERVAL_S, 1e-9);
   int urgent_n = 0, regular = 0;
   for (int k = 0; k < 300; k++) {
     bool u;
@@ -514,7 +514,11 @@ static void test_urgent_rate_limit(void) {
   /* swapping from t=11 to 30: 19 s, at most 20 urgent records, and they
    * do come (first within a poll of the storm) */
   CU_ASSERT(urgent_n >= 15 && urgent_n <= 20);
-  CU_ASSERT(regular >= 1 && regular <= 3);
+  /* regular records every 2 s before the storm (t=2..10) and after it;
+   * none while urgent ones come every second */
+  if (!(regular >= 5 && regular <= 12))
+    fprintf(stderr, "\n  %d regular records", regular);
+  CU_ASSERT(regular >= 5 && regular <= 12);
   free(m);
   free(s);
 }
