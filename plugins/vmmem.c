@@ -78,8 +78,9 @@ typedef struct {
   c_complain_t complaint;
 } vm_dom_t;
 
-static mb_backend_t *vm_rd; /* owned; NULL until (re)opened */
-static vm_dom_t *vm_doms;   /* owned; sorted by domid */
+static mb_backend_t *vm_rd;   /* owned; NULL until (re)opened */
+static time_t vm_last_read_s; /* rounded second of the last read */
+static vm_dom_t *vm_doms;     /* owned; sorted by domid */
 static size_t vm_ndoms;
 static c_complain_t vm_rd_complaint = C_COMPLAIN_INIT_STATIC;
 
@@ -385,6 +386,20 @@ static int vm_read(void) {
     }
   }
   cdtime_t now = cdtime();
+  /* rrdtool takes one update per file and second, and the rrdtool plugin
+   * rounds a value's time to the nearest second. On a loaded host collectd
+   * may run a late read and the next one on time within one such second:
+   * rrdtool would refuse the second read's values, one warning per file.
+   * That read is skipped whole (less than a second after the last one;
+   * urgent samples take the watch thread's path anyway). Only this
+   * callback touches vm_last_read_s: collectd never runs a read callback
+   * twice at once. */
+  time_t now_s = CDTIME_T_TO_TIME_T(now);
+  if (now_s == vm_last_read_s) {
+    DEBUG(VM_PLUGIN ": read skipped: the last one fell in the same second");
+    return 0;
+  }
+  vm_last_read_s = now_s;
   if (mb_backend_host(vm_rd, &host, err, sizeof(err)) != 0 ||
       mb_backend_list(vm_rd, &doms, &n, err, sizeof(err)) != 0) {
     c_complain(LOG_ERR, &vm_rd_complaint, VM_PLUGIN ": %s", err);
