@@ -57,6 +57,14 @@ mbt_wait_samples() {
   done
 }
 
+# mbt_wait_rates <domid...>: vmmem dispatched two more samples (higher
+# seq each) of each guest, so membal holds two samples of each: rates
+# (swap, stall) exist for the next round.
+mbt_wait_rates() {
+  local id
+  for id in "$@"; do vmt_wait_new_samples 2 "vm$id"; done
+}
+
 # mbt_record <domid> <seq> <total_kib> <used_kib> [pswpin pswpout]: the
 # guest's record: MemAvailable = total - used, a steady Committed_AS = used.
 mbt_record() {
@@ -181,6 +189,16 @@ mbt_flush_round() {
   before=$(mbt_round)
   mb_collectdctl flush plugin=membal
   mb_wait_for 3 mbt__round_after "$before" || mb_fail "flush: no round within 3 s (round still $before)"
+}
+
+# mbt_round_values <identifier...>: collectd's cache holds these values
+# of the round in force (or a later dispatch of its decisions): stamped no
+# earlier than its count-round. Identifiers relative to the host, e.g.
+# membal-vm1/gauge-reason.
+mbt_round_values() {
+  local id ids=()
+  for id in "$@"; do ids+=("$MB_HOSTNAME/$id"); done
+  mb_wait_same_dispatch "$MB_HOSTNAME/membal/count-round" "${ids[@]}"
 }
 
 # mbt_check_pngs <graph.out> <out dir> <name...>: membal-graph drew

@@ -79,6 +79,45 @@ vmt_round() {
 }
 vmt__round_after() { [ "$(vmt_round)" -gt "$1" ]; }
 
+# vmt_wait_reads <n>: vmmem's read callback dispatched n more rounds of
+# values (seen on vmmem/count-domains, which every read dispatches); 30 s
+# at most. What a negative check waits for ("n more reads and still...").
+vmt_wait_reads() {
+  mb_wait_dispatches "$1" "$MB_HOSTNAME/vmmem/count-domains" ||
+    mb_fail "vmmem did not read $1 more times within 30 s"
+}
+
+# vmt_seq <plugin_instance>: vmmem's sample_seq of that guest (integer).
+vmt_seq() {
+  local v
+  v=$(vmt_get "$1" count-sample_seq) || return 1
+  awk -v v="$v" 'BEGIN { printf "%d\n", v }'
+}
+vmt__seq_above() {
+  local s
+  s=$(vmt_seq "$1") || return 1
+  [ "$s" -gt "$2" ]
+}
+
+# vmt_wait_new_samples <n> <plugin_instance...>: for each guest, vmmem
+# dispatched a sample with a higher seq n times in turn (20 s at most
+# each). vmmem hands a sample to membal within the read that dispatches
+# it and reads one after the other, so once the cache shows the n-th new
+# seq, membal holds the samples before it: with n = 2, the one seen first
+# and the next, two samples of each guest, hence rates.
+vmt_wait_new_samples() {
+  local n=$1 pi s i
+  shift
+  for pi in "$@"; do
+    s=$(vmt_seq "$pi") || s=0
+    for ((i = 0; i < n; i++)); do
+      mb_wait_for 20 vmt__seq_above "$pi" "$s" ||
+        mb_fail "vmmem dispatched no sample of $pi with a seq above $s"
+      s=$(vmt_seq "$pi")
+    done
+  done
+}
+
 # vmt_conf <file>: vmt_sim_conf with the vmmem block's extra lines from stdin.
 vmt_conf() { vmt_sim_conf "$1" "$(cat)"; }
 

@@ -454,4 +454,69 @@ mb_getval() {
 # mb_log_has <regex>: the collectd log holds a matching line.
 mb_log_has() { grep -Eq -- "$1" "$MB_CD_LOG" 2>/dev/null; }
 
+# mb_valtime <identifier>: the time (s since the epoch) of the identifier's
+# latest value in collectd's cache (unixsock LISTVAL; collectdctl listval
+# prints no times); fails when absent. A value's time moves with every
+# dispatch, so it is how a test sees a plugin's reads go on.
+mb_valtime() {
+  python3 - "$MB_CD_SOCK" "$1" <<'PYEOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"LISTVAL\n")
+f = s.makefile("r")
+n = int(f.readline().split(" ", 1)[0])
+for _ in range(max(n, 0)):
+    t, ident = f.readline().rstrip("\n").split(" ", 1)
+    if ident == sys.argv[2]:
+        print(t)
+        sys.exit(0)
+sys.exit(1)
+PYEOF
+}
+
+# mb_wait_dispatches <n> <identifier> [timeout_s]: wait until the
+# identifier's value was dispatched n more times (its time in collectd's
+# cache changed n times); 30 s at most unless given. The progress a
+# negative check waits on ("n more reads and still nothing happened")
+# instead of a duration that a slow machine may not fill with reads.
+mb_wait_dispatches() {
+  local n=$1 id=$2 timeout=${3:-30} seen=0 last cur
+  local deadline=$(($(date +%s%N) + timeout * 1000000000))
+  last=$(mb_valtime "$id" 2>/dev/null || echo none)
+  while [ "$seen" -lt "$n" ]; do
+    [ "$(date +%s%N)" -lt "$deadline" ] || return 1
+    sleep 0.1
+    cur=$(mb_valtime "$id" 2>/dev/null || echo none)
+    if [ "$cur" != "$last" ]; then
+      [ "$cur" = none ] || seen=$((seen + 1))
+      last=$cur
+    fi
+  done
+}
+
+# mb__not_older <identifier> <time>: the identifier's value in collectd's
+# cache is stamped at <time> or later.
+mb__not_older() {
+  local t
+  t=$(mb_valtime "$1") || return 1
+  awk -v a="$t" -v b="$2" 'BEGIN { exit !(a >= b) }'
+}
+
+# mb_wait_same_dispatch <ref_identifier> <identifier...>: wait (10 s at
+# most each) until every identifier's value in collectd's cache is stamped
+# no earlier than the ref's: for values a plugin dispatches together with
+# one time stamp. collectd's write threads update the cache, so when the
+# ref's new value is there, another value of the same dispatch may still
+# be in flight.
+mb_wait_same_dispatch() {
+  local ref=$1 t id
+  shift
+  t=$(mb_valtime "$ref") || mb_fail "$ref is not in collectd's cache"
+  for id in "$@"; do
+    mb_wait_for 10 mb__not_older "$id" "$t" ||
+      mb_fail "$id: no value as new as $ref's ($t) in collectd's cache (has $(mb_valtime "$id" 2>/dev/null || echo none))"
+  done
+}
+
 mb_tmpdir >/dev/null
