@@ -128,6 +128,33 @@ mbt_guest_loop() {
   done
 }
 
+# mbt__reports <domid>: vmmem's cache shows what mbt_guest_loop reports
+# for the domain now: MemTotal = its current balloon size, Committed_AS =
+# its demand (what fits of it).
+mbt__reports() {
+  local id=$1 cur demand used
+  cur=$(xenstore-read -R "/tool/membal-sim/dom/$id" | sed -n 's/^current_kib //p')
+  demand=$(cat "$MB_DIR/vm$id.used")
+  used=$demand
+  [ "$demand" -le $((cur * 97 / 100)) ] || used=$((cur * 97 / 100))
+  vmt_is $((cur * 1024)) "vm$id" memory-guest_MemTotal &&
+    vmt_is $((used * 1024)) "vm$id" memory-guest_Committed_AS
+}
+
+# mbt_wait_reports <domid...>: after a test changed a guest's balloon
+# (mbt_settle) or demand (vm<id>.used): wait (20 s at most) until vmmem
+# dispatched a sample of each guest that shows the change, then one more
+# (the read that dispatched the first has handed it to membal by then):
+# the next round decides on the new state, with rates.
+mbt_wait_reports() {
+  local id
+  for id in "$@"; do
+    mb_wait_for 20 mbt__reports "$id" ||
+      mb_fail "vm$id: vmmem shows no sample with its new size/demand (MemTotal $(vmt_get "vm$id" memory-guest_MemTotal 2>/dev/null), Committed_AS $(vmt_get "vm$id" memory-guest_Committed_AS 2>/dev/null))"
+    vmt_wait_new_samples 1 "vm$id"
+  done
+}
+
 # mbt_settle <dom0_kib> <total_kib> <domid...>: plays the hypervisor for the
 # given domains: the balloon reaches its target at once; free memory is what
 # dom0 and the guests do not hold.
