@@ -107,7 +107,8 @@ mbt_membal_log() { grep -E -- "membal: .*$1" "$MB_CD_LOG"; }
 # current balloon size, and the demand in demand_file (KiB, read each time,
 # so a test can change it). Demand beyond 97% of MemTotal cannot be held:
 # the guest swaps, its pswpin/pswpout counters grow with the excess. Stops
-# when stop_file exists. Run it with mb_bg.
+# when stop_file exists, and then creates stop_file.done (after its last
+# record). Run it with mb_bg.
 mbt_guest_loop() {
   local id=$1 demand_file=$2 stop=${3:-/nonexistent} seq=1 cur demand used
   local sin=0 sout=0 fit excess
@@ -124,8 +125,9 @@ mbt_guest_loop() {
     fi
     mbt_record "$id" "$seq" "$cur" "$used" "$sin" "$sout" || true
     seq=$((seq + 1))
-    sleep 0.5
+    sleep 0.5 # the agent's pace (a real one publishes every interval)
   done
+  : >"$stop.done"
 }
 
 # mbt__reports <domid>: vmmem's cache shows what mbt_guest_loop reports
