@@ -51,6 +51,8 @@ storm=$MB_LAST_PID
 mb_wait_for 5 mbt__round_after "$r0" || mb_fail "no round on the storm's urgent samples"
 while kill -0 "$storm" 2>/dev/null; do
   rrd_not_ahead || mb_fail "an RRD file is ahead of the clock during the storm"
+  # how often the RRDs are looked at while the storm runs, not a wait (the
+  # loop ends with the storm writer); a slow machine looks less often
   sleep 0.5
 done
 wait "$storm" || mb_fail "storm writer failed: $(cat "$MB_DIR/storm.log")"
