@@ -495,6 +495,21 @@ mb_wait_dispatches() {
   done
 }
 
+# mb_conf_ticks <conf>: add collectd's stock uptime plugin to a
+# configuration written by mb_collectd_conf: a read callback of the global
+# interval whose value (uptime/uptime) shows collectd's reads going on when
+# the plugin under test dispatches nothing (files rejected, no xenstored).
+mb_conf_ticks() {
+  printf 'PluginDir "%s"\nLoadPlugin uptime\n' "$MB_STOCK_PLUGINDIR" >>"$1"
+}
+
+# mb_wait_ticks <n>: collectd ran n more read intervals (mb_conf_ticks'
+# uptime value dispatched n more times); 30 s at most.
+mb_wait_ticks() {
+  mb_wait_dispatches "$1" "$MB_HOSTNAME/uptime/uptime" ||
+    mb_fail "collectd's reads did not go on: uptime not dispatched $1 more times within 30 s"
+}
+
 # mb__not_older <identifier> <time>: the identifier's value in collectd's
 # cache is stamped at <time> or later.
 mb__not_older() {
