@@ -43,7 +43,11 @@ LoadPlugin exec
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
 vmt_expect 10 1 web count-sample_seq
-sleep 1 # let the watch thread register its watch
+# let the watch thread register its watch: nothing outside shows when it
+# has (no log line, no value), so this stays a duration. The thread
+# registers it right after init, before the read whose seq was just seen;
+# a late one can only make the test fail (no round), never pass wrongly.
+sleep 1
 mb_assert_eq 0 "$(vmt_round)" "rounds before any urgent record"
 
 nnotif() { find "$nd" -name 'n.*' | wc -l; }
@@ -79,6 +83,9 @@ mb_wait_for 3 mb_log_has "membal: .*round on urgent sample" ||
 # 3. a quiet record (slow swapping, not urgent): no round
 r0=$(vmt_round)
 vmt_record 1 4 2000000 300000 0 0 2050
+# A negative check on a duration: the watch thread hands only urgent
+# records, so nothing shows that it read this one. It reads a change within
+# tens of ms; the rounds above came within that (MEASURED).
 sleep 1.5
 mb_assert_eq "$r0" "$(vmt_round)" "rounds after a quiet record"
 
