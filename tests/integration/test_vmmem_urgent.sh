@@ -8,7 +8,7 @@
 # none). Prints the measured latency.
 . "$(dirname "$0")/vmmem_lib.bash"
 
-mb_xenstored_start
+MB_XENSTORED_TRACE=1 mb_xenstored_start # to see vmmem's watch registered
 vmt_host 8388608 1048576
 vmt_dom 0 Domain-0 1048576 1048576
 vmt_dom 1 web 2097152 4194304
@@ -43,11 +43,15 @@ LoadPlugin exec
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
 vmt_expect 10 1 web count-sample_seq
-# let the watch thread register its watch: nothing outside shows when it
-# has (no log line, no value), so this stays a duration. The thread
-# registers it right after init, before the read whose seq was just seen;
-# a late one can only make the test fail (no round), never pass wrongly.
-sleep 1
+# the watch thread has registered its watch (xenstored's trace shows the
+# reply to its WATCH request; vmmem is the only client that watches)
+watch_ok() {
+  grep -aq "^IN .* WATCH (/local/domain membal-guest" "$MB_XS_DIR/trace" &&
+    grep -aq '^OUT .* WATCH (OK' "$MB_XS_DIR/trace"
+}
+mb_wait_for 20 watch_ok || mb_fail "vmmem's watch thread registered no watch"
+# the watch thread's connection (its reads are told from the read callback's)
+watch_conn=$(grep -a "^IN .* WATCH (/local/domain membal-guest" "$MB_XS_DIR/trace" | head -n1 | cut -d' ' -f2)
 mb_assert_eq 0 "$(vmt_round)" "rounds before any urgent record"
 
 nnotif() { find "$nd" -name 'n.*' | wc -l; }
@@ -82,10 +86,14 @@ mb_wait_for 3 mb_log_has "membal: .*round on urgent sample" ||
 
 # 3. a quiet record (slow swapping, not urgent): no round
 r0=$(vmt_round)
+watch_reads() { grep -ac "^IN $watch_conn .* READ (/local/domain/1/data/membal/stats" "$MB_XS_DIR/trace" || true; }
+nreads=$(watch_reads)
 vmt_record 1 4 2000000 300000 0 0 2050
-# A negative check on a duration: the watch thread hands only urgent
-# records, so nothing shows that it read this one. It reads a change within
-# tens of ms; the rounds above came within that (MEASURED).
+# The watch thread has read the quiet record (xenstored's trace); a round
+# on it would follow the read as fast as the rounds above followed theirs
+# (MEASURED, far below 1.5 s): none may come within 1.5 s after the read.
+watch_read_it() { [ "$(watch_reads)" -gt "$nreads" ]; }
+mb_wait_for 20 watch_read_it || mb_fail "vmmem's watch thread did not read the quiet record"
 sleep 1.5
 mb_assert_eq "$r0" "$(vmt_round)" "rounds after a quiet record"
 

@@ -231,7 +231,9 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- xenstored
 
 # mb_xenstored_start: start a private xenstored and point every xenstore
-# client of this test at it (exports XENSTORED_PATH).
+# client of this test at it (exports XENSTORED_PATH). MB_XENSTORED_TRACE=1:
+# xenstored traces every request and reply to $MB_XS_DIR/trace (-T), so a
+# test can see a client's requests (e.g. when a watch was registered).
 mb_xenstored_start() {
   [ -x "$MB_XENSTORED_BIN" ] || mb_skip "$MB_XENSTORED_BIN missing (apt-get install xen-utils-4.17)"
   command -v xenstore-write >/dev/null || mb_skip "xenstore-utils missing"
@@ -241,8 +243,10 @@ mb_xenstored_start() {
   rm -f "$d/socket"
   # xenstored binds $XENSTORED_PATH when set: keep a client setting (maybe
   # another xenstored's socket) away from it.
+  local -a trace=()
+  [ "${MB_XENSTORED_TRACE:-0}" != 1 ] || trace=(-T "$d/trace")
   "${MB_DEATHSIG[@]}" env -u XENSTORED_PATH XENSTORED_RUNDIR="$d" \
-    LD_PRELOAD="$MB_SHIM" "$MB_XENSTORED_BIN" -N >>"$d/xenstored.log" 2>&1 &
+    LD_PRELOAD="$MB_SHIM" "$MB_XENSTORED_BIN" -N "${trace[@]}" >>"$d/xenstored.log" 2>&1 &
   MB_XS_PID=$!
   export XENSTORED_PATH=$d/socket
   export MB_XS_DIR=$d
