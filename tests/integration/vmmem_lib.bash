@@ -87,6 +87,32 @@ vmt_wait_reads() {
     mb_fail "vmmem did not read $1 more times within 30 s"
 }
 
+# vmt_complaints <regex> <window_s>: sets VMT_COMPLAINTS to the number of
+# log lines matching regex stamped within window_s seconds after the first
+# one's second. collectd's c_complain logs a repeated failure at t0, then
+# at least 1 s, 2 s, 4 s ... after the previous line (in time, however
+# often the plugin fails): at most 2 lines within 2 s, 3 within 3 s; a line
+# per read of 1 s would be one more. Counted once collectd's reads went
+# past the window (needs mb_conf_ticks: its uptime value stamped later),
+# so the window holds every read it had; a slow machine has fewer reads in
+# it, never more lines. No line within 10 s: 0.
+vmt_complaints() {
+  local re=$1 w=$2 s0
+  VMT_COMPLAINTS=0
+  mb_wait_for 10 mb_log_has "$re" || return 0
+  s0=$(vmt__stamps "$re" | head -n1)
+  mb_wait_for 60 mb__not_older "$MB_HOSTNAME/uptime/uptime" $((s0 + w + 1)) ||
+    mb_fail "collectd's reads did not go past $((s0 + w + 1)) (uptime not dispatched)"
+  VMT_COMPLAINTS=$(vmt__stamps "$re" | awk -v lim=$((s0 + w)) '$1 <= lim { n++ } END { print n + 0 }')
+}
+# vmt__stamps <regex>: the time stamps (s since the epoch) of the matching
+# lines of collectd's log ("[YYYY-MM-DD hh:mm:ss] ...", local time).
+vmt__stamps() {
+  local ts
+  grep -E -- "$1" "$MB_CD_LOG" | sed -n 's/^\[\([0-9-]* [0-9:]*\)\].*/\1/p' |
+    while read -r ts; do date -d "$ts" +%s; done
+}
+
 # vmt_seq <plugin_instance>: vmmem's sample_seq of that guest (integer).
 vmt_seq() {
   local v
