@@ -144,14 +144,14 @@ mbt__reports() {
 }
 
 # mbt_wait_reports <domid...>: after a test changed a guest's balloon
-# (mbt_settle) or demand (vm<id>.used): wait (20 s at most) until vmmem
+# (mbt_settle) or demand (vm<id>.used): wait (30 s at most) until vmmem
 # dispatched a sample of each guest that shows the change, then one more
 # (the read that dispatched the first has handed it to membal by then):
 # the next round decides on the new state, with rates.
 mbt_wait_reports() {
   local id
   for id in "$@"; do
-    mb_wait_for 20 mbt__reports "$id" ||
+    mb_wait_for 30 mbt__reports "$id" ||
       mb_fail "vm$id: vmmem shows no sample with its new size/demand (MemTotal $(vmt_get "vm$id" memory-guest_MemTotal 2>/dev/null), Committed_AS $(vmt_get "vm$id" memory-guest_Committed_AS 2>/dev/null))"
     vmt_wait_new_samples 1 "vm$id"
   done

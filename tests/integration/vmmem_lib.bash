@@ -80,11 +80,11 @@ vmt_round() {
 vmt__round_after() { [ "$(vmt_round)" -gt "$1" ]; }
 
 # vmt_wait_reads <n>: vmmem's read callback dispatched n more rounds of
-# values (seen on vmmem/count-domains, which every read dispatches); 30 s
+# values (seen on vmmem/count-domains, which every read dispatches); 60 s
 # at most. What a negative check waits for ("n more reads and still...").
 vmt_wait_reads() {
   mb_wait_dispatches "$1" "$MB_HOSTNAME/vmmem/count-domains" ||
-    mb_fail "vmmem did not read $1 more times within 30 s"
+    mb_fail "vmmem did not read $1 more times within 60 s"
 }
 
 # vmt_complaints <regex> <window_s>: sets VMT_COMPLAINTS to the number of
@@ -126,7 +126,7 @@ vmt__seq_above() {
 }
 
 # vmt_wait_new_samples <n> <plugin_instance...>: for each guest, vmmem
-# dispatched a sample with a higher seq n times in turn (20 s at most
+# dispatched a sample with a higher seq n times in turn (30 s at most
 # each). vmmem hands a sample to membal within the read that dispatches
 # it and reads one after the other, so once the cache shows the n-th new
 # seq, membal holds the samples before it: with n = 2, the one seen first
@@ -137,7 +137,7 @@ vmt_wait_new_samples() {
   for pi in "$@"; do
     s=$(vmt_seq "$pi") || s=0
     for ((i = 0; i < n; i++)); do
-      mb_wait_for 20 vmt__seq_above "$pi" "$s" ||
+      mb_wait_for 30 vmt__seq_above "$pi" "$s" ||
         mb_fail "vmmem dispatched no sample of $pi with a seq above $s"
       s=$(vmt_seq "$pi")
     done

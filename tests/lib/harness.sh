@@ -461,9 +461,12 @@ mb_log_has() { grep -Eq -- "$1" "$MB_CD_LOG" 2>/dev/null; }
 # mb_valtime <identifier>: the time (s since the epoch) of the identifier's
 # latest value in collectd's cache (unixsock LISTVAL; collectdctl listval
 # prints no times); fails when absent. A value's time moves with every
-# dispatch, so it is how a test sees a plugin's reads go on.
+# dispatch, so it is how a test sees a plugin's reads go on. Polled often:
+# the system's python3 without site packages starts in a few ms, a pyenv
+# shim on PATH takes a second on a loaded machine.
+MB_PYTHON=${MB_PYTHON:-$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)}
 mb_valtime() {
-  python3 - "$MB_CD_SOCK" "$1" <<'PYEOF'
+  "$MB_PYTHON" -S - "$MB_CD_SOCK" "$1" <<'PYEOF'
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
@@ -481,11 +484,11 @@ PYEOF
 
 # mb_wait_dispatches <n> <identifier> [timeout_s]: wait until the
 # identifier's value was dispatched n more times (its time in collectd's
-# cache changed n times); 30 s at most unless given. The progress a
+# cache changed n times); 60 s at most unless given. The progress a
 # negative check waits on ("n more reads and still nothing happened")
 # instead of a duration that a slow machine may not fill with reads.
 mb_wait_dispatches() {
-  local n=$1 id=$2 timeout=${3:-30} seen=0 last cur
+  local n=$1 id=$2 timeout=${3:-60} seen=0 last cur
   local deadline=$(($(date +%s%N) + timeout * 1000000000))
   last=$(mb_valtime "$id" 2>/dev/null || echo none)
   while [ "$seen" -lt "$n" ]; do
@@ -508,10 +511,10 @@ mb_conf_ticks() {
 }
 
 # mb_wait_ticks <n>: collectd ran n more read intervals (mb_conf_ticks'
-# uptime value dispatched n more times); 30 s at most.
+# uptime value dispatched n more times); 60 s at most.
 mb_wait_ticks() {
   mb_wait_dispatches "$1" "$MB_HOSTNAME/uptime/uptime" ||
-    mb_fail "collectd's reads did not go on: uptime not dispatched $1 more times within 30 s"
+    mb_fail "collectd's reads did not go on: uptime not dispatched $1 more times within 60 s"
 }
 
 # mb__not_older <identifier> <time>: the identifier's value in collectd's
@@ -522,7 +525,7 @@ mb__not_older() {
   awk -v a="$t" -v b="$2" 'BEGIN { exit !(a >= b) }'
 }
 
-# mb_wait_same_dispatch <ref_identifier> <identifier...>: wait (10 s at
+# mb_wait_same_dispatch <ref_identifier> <identifier...>: wait (30 s at
 # most each) until every identifier's value in collectd's cache is stamped
 # no earlier than the ref's: for values a plugin dispatches together with
 # one time stamp. collectd's write threads update the cache, so when the
@@ -533,7 +536,7 @@ mb_wait_same_dispatch() {
   shift
   t=$(mb_valtime "$ref") || mb_fail "$ref is not in collectd's cache"
   for id in "$@"; do
-    mb_wait_for 10 mb__not_older "$id" "$t" ||
+    mb_wait_for 30 mb__not_older "$id" "$t" ||
       mb_fail "$id: no value as new as $ref's ($t) in collectd's cache (has $(mb_valtime "$id" 2>/dev/null || echo none))"
   done
 }
