@@ -534,6 +534,7 @@ mb__not_older() {
 mb_wait_same_dispatch() {
   local ref=$1 t id
   shift
+  mb_wait_for 30 mb_valtime "$ref" || mb_fail "$ref is not in collectd's cache"
   t=$(mb_valtime "$ref") || mb_fail "$ref is not in collectd's cache"
   for id in "$@"; do
     mb_wait_for 30 mb__not_older "$id" "$t" ||
