@@ -104,6 +104,10 @@ mb_collectd_start "$MB_DIR/collectd.conf"
 # ---- what vmmem reads through libvirt
 mb_wait_for 10 gauge "vmmem-web/memory-guest_MemTotal" >/dev/null ||
   mb_fail "vmmem dispatched no balloon stats for web"
+# web's sample_age grows with every read (libvirt's test driver never
+# changes the stats, so seq stays 1): the reads' progress, checked below
+age() { mb_getval "$MB_HOSTNAME/vmmem-web/duration-sample_age" seconds; }
+age0=$(age) || mb_fail "no sample_age of web"
 mb_assert "host_total = libvirt's node memory" gauge_is "vmmem/memory-host_total" $((host_kib * 1024))
 mb_assert "web current" gauge_is "vmmem-web/memory-current" $((web_cur * 1024))
 mb_assert "web max" gauge_is "vmmem-web/memory-max" $((web_max * 1024))
@@ -124,7 +128,12 @@ mb_assert "period set on batch, logged" mb_log_has "vmmem: libvirt: domain batch
 if mb_log_has "domain db: balloon stats period"; then mb_fail "db's period 10 was touched"; fi
 if mb_log_has "domain legacy: balloon stats period"; then mb_fail "legacy has no balloon, yet its period was set"; fi
 
-sleep 1 # a few reads: nothing changes without a round
+# vmmem read on since the first sample (seen on web's sample_age; the
+# checks above took that long already as a rule): nothing changes without
+# a round. No longer wait: the round below needs fresh samples, and they
+# go stale StaleAfter (8 s) after vmmem first saw them.
+age_moved() { awk -v a="$age0" -v b="$(age)" 'BEGIN { exit !(b > a) }'; }
+mb_wait_for 10 age_moved || mb_fail "vmmem did not read on (web's sample_age stays $age0)"
 mb_assert "no round before the flush: web seq still 1" gauge_is "vmmem-web/count-sample_seq" 1
 mb_assert "web current unchanged" gauge_is "vmmem-web/memory-current" $((web_cur * 1024))
 
@@ -132,7 +141,10 @@ mb_assert "web current unchanged" gauge_is "vmmem-web/memory-current" $((web_cur
 # membal must take memory back; vmmem then reads the new sizes from libvirt
 mb_collectdctl flush plugin=membal
 mb_wait_for 5 gauge "membal-legacy/memory-target" >/dev/null || mb_fail "membal dispatched no targets"
-sleep 0.5
+# the round's other values may still be on their way to collectd's cache
+mb_wait_for 5 gauge membal/count-round >/dev/null || mb_fail "membal dispatched no count-round"
+mb_wait_same_dispatch "$MB_HOSTNAME/membal/count-round" \
+  "$MB_HOSTNAME"/membal-{web,db,batch,legacy}/memory-target "$MB_HOSTNAME/membal-legacy/gauge-reason"
 sum=0 sum_cur=0 shrunk=""
 for d in web db batch legacy; do
   t=$(kib "membal-$d/memory-target")
@@ -175,7 +187,10 @@ before=$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null || echo 0)
 mb_collectdctl flush plugin=membal
 round2() { awk -v a="$(mb_getval "$MB_HOSTNAME/membal/count-round" 2>/dev/null || echo 0)" -v b="$before" 'BEGIN { exit !(a > b) }'; }
 mb_wait_for 5 round2 || mb_fail "no second round"
-sleep 0.5
+for d in $shrunk; do
+  mb_wait_same_dispatch "$MB_HOSTNAME/membal/count-round" \
+    "$MB_HOSTNAME/membal-$d/gauge-reason" "$MB_HOSTNAME/membal-$d/memory-target"
+done
 for d in $shrunk; do
   mb_assert "$d frozen in the stale round" gauge_is "membal-$d/gauge-reason" 5
   t=$(eval echo "\$t_$d")
@@ -235,10 +250,11 @@ mb_collectd_stop
 write_conf "$MB_DIR/collectd-bad.conf" "test:///nonexistent/membal-host.xml" <<EOF
   DryRun true
 EOF
+mb_conf_ticks "$MB_DIR/collectd-bad.conf" # vmmem dispatches nothing here
 mb_collectd_start "$MB_DIR/collectd-bad.conf"
 mb_wait_for 5 mb_log_has "vmmem: libvirt: cannot connect to test:///nonexistent/membal-host.xml" ||
   mb_fail "no log line naming the unreachable URI"
-sleep 1
+mb_wait_ticks 2 # two more read intervals with the unreachable URI
 mb_collectd_alive || mb_fail "collectd died on an unreachable libvirt"
 mb_collectd_stop
 mb_log "PASS"

@@ -86,7 +86,7 @@ while true; do
   fi
   [ \$hog = 1 ] && cat /t/hog >/dev/null
   echo "GUEST \$(grep -E '^(MemTotal|MemFree):' /proc/meminfo | tr -s ' ' | tr '\n' ' ')\$(grep -E '^pswp' /proc/vmstat | tr '\n' ' ')"
-  sleep 2
+  sleep 2 # the guest's pace; the test counts these lines as its progress
 done
 EOF
 chmod +x "$img/root/init"
@@ -158,7 +158,7 @@ stop() { # TERM, wait up to $1 x 0.2 s for all of them, then KILL the rest
     left=()
     for p in "$@"; do alive "$p" && left+=("$p"); done
     [ ${#left[@]} -gt 0 ] || return 0
-    sleep 0.2
+    sleep 0.2 # poll pace of the bounded wait for them to exit
     tries=$((tries - 1))
   done
   for p in "$@"; do
@@ -185,7 +185,7 @@ reap() {
 }
 trap reap TERM
 while :; do
-  sleep 1 &
+  sleep 1 & # idle until TERM (wait returns at once on the trap)
   wait $! || true
 done
 EOF

@@ -32,7 +32,7 @@ psi_exit() {
   for _ in $(seq 50); do
     for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill "$p" 2>/dev/null; done
     rmdir "$cg" 2>/dev/null && break
-    sleep 0.1
+    sleep 0.1 # retry pace of the cleanup (the killed cat may take a moment)
   done
   (exit "$rc")
   mb__cleanup

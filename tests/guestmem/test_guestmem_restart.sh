@@ -18,7 +18,8 @@ id=$MB_HOSTNAME/guestmem
 memfree_is() { gm_bytes_eq "$(mb_getval "$id/memory-MemFree")" "$1"; }
 mb_wait_for 5 memfree_is 500000 || mb_fail "no local values without xenstore"
 mb_log "ok: values dispatched locally without xenstore"
-sleep 3
+# three more intervals, each a failed connection attempt
+mb_wait_dispatches 3 "$id/memory-MemFree" || mb_fail "guestmem dispatched no more local values"
 n=$(grep -c 'guestmem: xenstore unreachable' "$MB_CD_LOG" || true)
 mb_assert_eq 1 "$n" "'xenstore unreachable' logged once over 4 intervals"
 
@@ -35,7 +36,8 @@ mb_xenstored_stop
 gm_meminfo "$total" 400000
 mb_wait_for 5 memfree_is 400000 || mb_fail "local dispatch stopped with xenstored"
 mb_log "ok: values still dispatched locally while xenstored is down"
-sleep 2
+# two more intervals without xenstored
+mb_wait_dispatches 2 "$id/memory-MemFree" || mb_fail "guestmem dispatched no more local values"
 mb_assert "collectd alive with xenstored gone" mb_collectd_alive
 lost=$(grep -cE 'guestmem: (lost xenstore|xenstore unreachable)' "$MB_CD_LOG" || true)
 mb_assert "the outage was logged ($lost lines incl. the first one), not every interval" \

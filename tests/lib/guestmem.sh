@@ -71,6 +71,24 @@ workingset_refault_file ${6:-0}
 EOF
 }
 
+# gm_swap_until <timeout_s> <command...>: the guest swaps in fast (vmstat
+# as gm_vmstat <GM_PSWPIN> 20 30 40, pswpin growing by 5000 pages every
+# 0.1 s from GM_PSWPIN, which the caller sets) until the command succeeds;
+# returns 1 on timeout. A burst written once is seen as a rate only when
+# guestmem's urgent thread already took a reading of vmstat to compare with
+# (its first poll is that reading), which a slow machine may not have done
+# yet; sustained swapping does not depend on when it polls.
+gm__swap_step() {
+  GM_PSWPIN=$((GM_PSWPIN + 5000))
+  gm_vmstat "$GM_PSWPIN" 20 30 40
+  "$@"
+}
+gm_swap_until() {
+  local timeout=$1
+  shift
+  mb_wait_for "$timeout" gm__swap_step "$@"
+}
+
 # gm_pressure <some_avg10> <some_total_us> <full_avg10> <full_total_us>:
 # a /proc/pressure/memory (averages as the kernel prints them, "1.25").
 gm_pressure() {

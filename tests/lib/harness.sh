@@ -231,7 +231,9 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- xenstored
 
 # mb_xenstored_start: start a private xenstored and point every xenstore
-# client of this test at it (exports XENSTORED_PATH).
+# client of this test at it (exports XENSTORED_PATH). MB_XENSTORED_TRACE=1:
+# xenstored traces every request and reply to $MB_XS_DIR/trace (-T), so a
+# test can see a client's requests (e.g. when a watch was registered).
 mb_xenstored_start() {
   [ -x "$MB_XENSTORED_BIN" ] || mb_skip "$MB_XENSTORED_BIN missing (apt-get install xen-utils-4.17)"
   command -v xenstore-write >/dev/null || mb_skip "xenstore-utils missing"
@@ -241,8 +243,10 @@ mb_xenstored_start() {
   rm -f "$d/socket"
   # xenstored binds $XENSTORED_PATH when set: keep a client setting (maybe
   # another xenstored's socket) away from it.
+  local -a trace=()
+  [ "${MB_XENSTORED_TRACE:-0}" != 1 ] || trace=(-T "$d/trace")
   "${MB_DEATHSIG[@]}" env -u XENSTORED_PATH XENSTORED_RUNDIR="$d" \
-    LD_PRELOAD="$MB_SHIM" "$MB_XENSTORED_BIN" -N >>"$d/xenstored.log" 2>&1 &
+    LD_PRELOAD="$MB_SHIM" "$MB_XENSTORED_BIN" -N "${trace[@]}" >>"$d/xenstored.log" 2>&1 &
   MB_XS_PID=$!
   export XENSTORED_PATH=$d/socket
   export MB_XS_DIR=$d
@@ -453,5 +457,89 @@ mb_getval() {
 
 # mb_log_has <regex>: the collectd log holds a matching line.
 mb_log_has() { grep -Eq -- "$1" "$MB_CD_LOG" 2>/dev/null; }
+
+# mb_valtime <identifier>: the time (s since the epoch) of the identifier's
+# latest value in collectd's cache (unixsock LISTVAL; collectdctl listval
+# prints no times); fails when absent. A value's time moves with every
+# dispatch, so it is how a test sees a plugin's reads go on. Polled often:
+# the system's python3 without site packages starts in a few ms, a pyenv
+# shim on PATH takes a second on a loaded machine.
+MB_PYTHON=${MB_PYTHON:-$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)}
+mb_valtime() {
+  "$MB_PYTHON" -S - "$MB_CD_SOCK" "$1" <<'PYEOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"LISTVAL\n")
+f = s.makefile("r")
+n = int(f.readline().split(" ", 1)[0])
+for _ in range(max(n, 0)):
+    t, ident = f.readline().rstrip("\n").split(" ", 1)
+    if ident == sys.argv[2]:
+        print(t)
+        sys.exit(0)
+sys.exit(1)
+PYEOF
+}
+
+# mb_wait_dispatches <n> <identifier> [timeout_s]: wait until the
+# identifier's value was dispatched n more times (its time in collectd's
+# cache changed n times); 60 s at most unless given. The progress a
+# negative check waits on ("n more reads and still nothing happened")
+# instead of a duration that a slow machine may not fill with reads.
+mb_wait_dispatches() {
+  local n=$1 id=$2 timeout=${3:-60} seen=0 last cur
+  local deadline=$(($(date +%s%N) + timeout * 1000000000))
+  last=$(mb_valtime "$id" 2>/dev/null || echo none)
+  while [ "$seen" -lt "$n" ]; do
+    [ "$(date +%s%N)" -lt "$deadline" ] || return 1
+    sleep 0.1
+    cur=$(mb_valtime "$id" 2>/dev/null || echo none)
+    if [ "$cur" != "$last" ]; then
+      [ "$cur" = none ] || seen=$((seen + 1))
+      last=$cur
+    fi
+  done
+}
+
+# mb_conf_ticks <conf>: add collectd's stock uptime plugin to a
+# configuration written by mb_collectd_conf: a read callback of the global
+# interval whose value (uptime/uptime) shows collectd's reads going on when
+# the plugin under test dispatches nothing (files rejected, no xenstored).
+mb_conf_ticks() {
+  printf 'PluginDir "%s"\nLoadPlugin uptime\n' "$MB_STOCK_PLUGINDIR" >>"$1"
+}
+
+# mb_wait_ticks <n>: collectd ran n more read intervals (mb_conf_ticks'
+# uptime value dispatched n more times); 60 s at most.
+mb_wait_ticks() {
+  mb_wait_dispatches "$1" "$MB_HOSTNAME/uptime/uptime" ||
+    mb_fail "collectd's reads did not go on: uptime not dispatched $1 more times within 60 s"
+}
+
+# mb__not_older <identifier> <time>: the identifier's value in collectd's
+# cache is stamped at <time> or later.
+mb__not_older() {
+  local t
+  t=$(mb_valtime "$1") || return 1
+  awk -v a="$t" -v b="$2" 'BEGIN { exit !(a >= b) }'
+}
+
+# mb_wait_same_dispatch <ref_identifier> <identifier...>: wait (30 s at
+# most each) until every identifier's value in collectd's cache is stamped
+# no earlier than the ref's: for values a plugin dispatches together with
+# one time stamp. collectd's write threads update the cache, so when the
+# ref's new value is there, another value of the same dispatch may still
+# be in flight.
+mb_wait_same_dispatch() {
+  local ref=$1 t id
+  shift
+  mb_wait_for 30 mb_valtime "$ref" || mb_fail "$ref is not in collectd's cache"
+  t=$(mb_valtime "$ref") || mb_fail "$ref is not in collectd's cache"
+  for id in "$@"; do
+    mb_wait_for 30 mb__not_older "$id" "$t" ||
+      mb_fail "$id: no value as new as $ref's ($t) in collectd's cache (has $(mb_valtime "$id" 2>/dev/null || echo none))"
+  done
+}
 
 mb_tmpdir >/dev/null

@@ -57,6 +57,14 @@ mbt_wait_samples() {
   done
 }
 
+# mbt_wait_rates <domid...>: vmmem dispatched two more samples (higher
+# seq each) of each guest, so membal holds two samples of each: rates
+# (swap, stall) exist for the next round.
+mbt_wait_rates() {
+  local id
+  for id in "$@"; do vmt_wait_new_samples 2 "vm$id"; done
+}
+
 # mbt_record <domid> <seq> <total_kib> <used_kib> [pswpin pswpout]: the
 # guest's record: MemAvailable = total - used, a steady Committed_AS = used.
 mbt_record() {
@@ -99,7 +107,8 @@ mbt_membal_log() { grep -E -- "membal: .*$1" "$MB_CD_LOG"; }
 # current balloon size, and the demand in demand_file (KiB, read each time,
 # so a test can change it). Demand beyond 97% of MemTotal cannot be held:
 # the guest swaps, its pswpin/pswpout counters grow with the excess. Stops
-# when stop_file exists. Run it with mb_bg.
+# when stop_file exists, and then creates stop_file.done (after its last
+# record). Run it with mb_bg.
 mbt_guest_loop() {
   local id=$1 demand_file=$2 stop=${3:-/nonexistent} seq=1 cur demand used
   local sin=0 sout=0 fit excess
@@ -116,7 +125,35 @@ mbt_guest_loop() {
     fi
     mbt_record "$id" "$seq" "$cur" "$used" "$sin" "$sout" || true
     seq=$((seq + 1))
-    sleep 0.5
+    sleep 0.5 # the agent's pace (a real one publishes every interval)
+  done
+  : >"$stop.done"
+}
+
+# mbt__reports <domid>: vmmem's cache shows what mbt_guest_loop reports
+# for the domain now: MemTotal = its current balloon size, Committed_AS =
+# its demand (what fits of it).
+mbt__reports() {
+  local id=$1 cur demand used
+  cur=$(xenstore-read -R "/tool/membal-sim/dom/$id" | sed -n 's/^current_kib //p')
+  demand=$(cat "$MB_DIR/vm$id.used")
+  used=$demand
+  [ "$demand" -le $((cur * 97 / 100)) ] || used=$((cur * 97 / 100))
+  vmt_is $((cur * 1024)) "vm$id" memory-guest_MemTotal &&
+    vmt_is $((used * 1024)) "vm$id" memory-guest_Committed_AS
+}
+
+# mbt_wait_reports <domid...>: after a test changed a guest's balloon
+# (mbt_settle) or demand (vm<id>.used): wait (30 s at most) until vmmem
+# dispatched a sample of each guest that shows the change, then one more
+# (the read that dispatched the first has handed it to membal by then):
+# the next round decides on the new state, with rates.
+mbt_wait_reports() {
+  local id
+  for id in "$@"; do
+    mb_wait_for 30 mbt__reports "$id" ||
+      mb_fail "vm$id: vmmem shows no sample with its new size/demand (MemTotal $(vmt_get "vm$id" memory-guest_MemTotal 2>/dev/null), Committed_AS $(vmt_get "vm$id" memory-guest_Committed_AS 2>/dev/null))"
+    vmt_wait_new_samples 1 "vm$id"
   done
 }
 
@@ -181,6 +218,16 @@ mbt_flush_round() {
   before=$(mbt_round)
   mb_collectdctl flush plugin=membal
   mb_wait_for 3 mbt__round_after "$before" || mb_fail "flush: no round within 3 s (round still $before)"
+}
+
+# mbt_round_values <identifier...>: collectd's cache holds these values
+# of the round in force (or a later dispatch of its decisions): stamped no
+# earlier than its count-round. Identifiers relative to the host, e.g.
+# membal-vm1/gauge-reason.
+mbt_round_values() {
+  local id ids=()
+  for id in "$@"; do ids+=("$MB_HOSTNAME/$id"); done
+  mb_wait_same_dispatch "$MB_HOSTNAME/membal/count-round" "${ids[@]}"
 }
 
 # mbt_check_pngs <graph.out> <out dir> <name...>: membal-graph drew

@@ -79,6 +79,71 @@ vmt_round() {
 }
 vmt__round_after() { [ "$(vmt_round)" -gt "$1" ]; }
 
+# vmt_wait_reads <n>: vmmem's read callback dispatched n more rounds of
+# values (seen on vmmem/count-domains, which every read dispatches); 60 s
+# at most. What a negative check waits for ("n more reads and still...").
+vmt_wait_reads() {
+  mb_wait_dispatches "$1" "$MB_HOSTNAME/vmmem/count-domains" ||
+    mb_fail "vmmem did not read $1 more times within 60 s"
+}
+
+# vmt_complaints <regex> <window_s>: sets VMT_COMPLAINTS to the number of
+# log lines matching regex stamped within window_s seconds after the first
+# one's second. collectd's c_complain logs a repeated failure at t0, then
+# at least 1 s, 2 s, 4 s ... after the previous line (in time, however
+# often the plugin fails): at most 2 lines within 2 s, 3 within 3 s; a line
+# per read of 1 s would be one more. Counted once collectd's reads went
+# past the window (needs mb_conf_ticks: its uptime value stamped later),
+# so the window holds every read it had; a slow machine has fewer reads in
+# it, never more lines. No line within 10 s: 0.
+vmt_complaints() {
+  local re=$1 w=$2 s0
+  VMT_COMPLAINTS=0
+  mb_wait_for 10 mb_log_has "$re" || return 0
+  s0=$(vmt__stamps "$re" | head -n1)
+  mb_wait_for 60 mb__not_older "$MB_HOSTNAME/uptime/uptime" $((s0 + w + 1)) ||
+    mb_fail "collectd's reads did not go past $((s0 + w + 1)) (uptime not dispatched)"
+  VMT_COMPLAINTS=$(vmt__stamps "$re" | awk -v lim=$((s0 + w)) '$1 <= lim { n++ } END { print n + 0 }')
+}
+# vmt__stamps <regex>: the time stamps (s since the epoch) of the matching
+# lines of collectd's log ("[YYYY-MM-DD hh:mm:ss] ...", local time).
+vmt__stamps() {
+  local ts
+  grep -E -- "$1" "$MB_CD_LOG" | sed -n 's/^\[\([0-9-]* [0-9:]*\)\].*/\1/p' |
+    while read -r ts; do date -d "$ts" +%s; done
+}
+
+# vmt_seq <plugin_instance>: vmmem's sample_seq of that guest (integer).
+vmt_seq() {
+  local v
+  v=$(vmt_get "$1" count-sample_seq) || return 1
+  awk -v v="$v" 'BEGIN { printf "%d\n", v }'
+}
+vmt__seq_above() {
+  local s
+  s=$(vmt_seq "$1") || return 1
+  [ "$s" -gt "$2" ]
+}
+
+# vmt_wait_new_samples <n> <plugin_instance...>: for each guest, vmmem
+# dispatched a sample with a higher seq n times in turn (30 s at most
+# each). vmmem hands a sample to membal within the read that dispatches
+# it and reads one after the other, so once the cache shows the n-th new
+# seq, membal holds the samples before it: with n = 2, the one seen first
+# and the next, two samples of each guest, hence rates.
+vmt_wait_new_samples() {
+  local n=$1 pi s i
+  shift
+  for pi in "$@"; do
+    s=$(vmt_seq "$pi") || s=0
+    for ((i = 0; i < n; i++)); do
+      mb_wait_for 30 vmt__seq_above "$pi" "$s" ||
+        mb_fail "vmmem dispatched no sample of $pi with a seq above $s"
+      s=$(vmt_seq "$pi")
+    done
+  done
+}
+
 # vmt_conf <file>: vmt_sim_conf with the vmmem block's extra lines from stdin.
 vmt_conf() { vmt_sim_conf "$1" "$(cat)"; }
 

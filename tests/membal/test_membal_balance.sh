@@ -55,7 +55,9 @@ target_is_not() { [ "$(mbt_target "$1")" != "$2" ]; }
 # vm3's one record ages past StaleAfter.
 mb_wait_for 10 gauge_is "$MB_HOSTNAME/vmmem-vm3/bool-sample_stale" 1 ||
   mb_fail "vm3 never became stale in vmmem"
-sleep 1.5 # a couple more samples of vm1/vm2, so rates exist
+# a couple more samples of vm1/vm2, so rates exist; meanwhile vmmem read
+# on and no round may come without a flush (checked below)
+mbt_wait_rates 1 2
 
 mb_assert_eq $((1024 * MiB)) "$(mbt_target 1)" "no round before the flush (vm1 target)"
 if mb_getval "$MB_HOSTNAME/membal/memory-sum_targets" >/dev/null 2>&1; then
@@ -86,6 +88,7 @@ mb_assert "vm2 not below its Min 600 MiB ($t2v KiB)" test "$t2v" -ge $((600 * Mi
 mb_assert "stale vm3 not shrunk ($t3v KiB)" test "$t3v" -ge $((1024 * MiB))
 mb_assert "the change of vm1 is logged with its reason" \
   mbt_membal_log "vm1 \(domid 1\) target 1024.0 MiB -> [0-9.]+ MiB: [a-z-]+"
+mbt_round_values membal-vm3/gauge-reason
 mb_assert "vm3's reason is stale-frozen (5)" \
   gauge_is "$MB_HOSTNAME/membal-vm3/gauge-reason" 5
 
@@ -113,11 +116,12 @@ for n in 2 3 4 5 6 7 8; do
     echo $((300 * MiB)) >"$MB_DIR/vm1.used"
     echo $((900 * MiB)) >"$MB_DIR/vm2.used" ;;
   esac
-  sleep 1.2
+  # the guests report their settled size and new demand to vmmem
+  mbt_wait_reports 1 2
   before=$(mbt_round)
   mb_collectdctl flush plugin=membal
   mb_wait_for 2 mbt__round_after "$before" || mb_fail "flush $n: no new round within 2 s"
-  sleep 0.3
+  mbt_round_values membal/memory-sum_targets
   check_round "$n"
 done
 t2v=$(mbt_target 2)

@@ -58,7 +58,7 @@ hypervisor() {
       done
     done
     mbt_host "$total" "$free"
-    sleep 0.2
+    sleep 0.2 # the stand-in's pace, not a wait: the test waits on targets
   done
 }
 mb_bg "$MB_DIR/hypervisor.log" hypervisor

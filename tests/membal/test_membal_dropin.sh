@@ -87,7 +87,7 @@ grep -q 'Period 3600' "$MB_DIR/sim.conf" || mb_fail "could not set Period in the
 mb_collectd_start "$MB_DIR/sim.conf"
 mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm1/memory-guest_MemTotal" ||
   mb_fail "vmmem from the drop-in dispatched no sample"
-sleep 1.5
+mbt_wait_rates 1 2
 mbt_flush_round
 mb_wait_for 2 bash -c "[ \"\$(xenstore-read /local/domain/1/memory/target)\" -gt $((1024 * MiB)) ]" ||
   mb_fail "vm1 not grown after the flush: $(mbt_target 1)"

@@ -16,11 +16,11 @@ mbt_conf "$MB_DIR/collectd.conf" <<EOF2
 EOF2
 mb_collectd_start "$MB_DIR/collectd.conf"
 mbt_wait_samples 1 2 3
-sleep 1.5
+mbt_wait_rates 1 2 3
 mb_assert "membal announces the dry run" mbt_membal_log "DRY RUN"
 
 for _ in 1 2 3; do mbt_flush_round; done
-sleep 1.5 # the read callback re-dispatches the decisions into RRD
+mbt_round_values membal-vm1/memory-target membal-vm2/memory-target
 
 # Decided: vm1 up, vm2/vm3 down; recorded, never applied.
 d1=$(mb_getval "$MB_HOSTNAME/membal-vm1/memory-target")
@@ -37,6 +37,11 @@ lines=$(grep -c "membal: \[dry run\] vm1 " "$MB_CD_LOG")
 mb_assert_eq 1 "$lines" "the unchanged decision for vm1 logged once over 3 rounds"
 
 rrd=$MB_DIR/rrd/$MB_HOSTNAME/membal-vm1/memory-target.rrd
+# rrdtool writes the round's values (or the read callback's re-dispatch of
+# the decisions): wait until the file has an update of that time or later
+round_t=$(mb_valtime "$MB_HOSTNAME/membal/count-round" | cut -d. -f1)
+rrd_has_round() { [ "$(rrdtool last "$rrd" 2>/dev/null || echo 0)" -ge "$round_t" ]; }
+mb_wait_for 10 rrd_has_round || mb_log "no update of $rrd at $round_t or later (last $(rrdtool last "$rrd" 2>/dev/null))"
 mb_assert "target RRD of vm1 exists" test -s "$rrd"
 last=$(rrdtool lastupdate "$rrd" | awk -F': ' 'NF==2 { print $2 }')
 mb_assert "RRD holds the decided target ($last bytes)" \

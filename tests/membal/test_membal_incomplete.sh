@@ -18,9 +18,9 @@ mbt_conf "$MB_DIR/collectd.conf" <<EOF2
 EOF2
 mb_collectd_start "$MB_DIR/collectd.conf"
 mbt_wait_samples 1 2
-sleep 1.5
+mbt_wait_rates 1 2
 mbt_flush_round
-sleep 0.3
+mbt_round_values membal-vm2/gauge-reason
 t2=$(mbt_target 2)
 mb_log "vm2 target with full samples: $((t2 / MiB)) MiB"
 reason=$(mb_getval "$MB_HOSTNAME/membal-vm2/gauge-reason")
@@ -30,13 +30,15 @@ mb_assert "vm2 is not frozen while its samples are whole (reason $reason)" \
 # vm2's agent now publishes a record with MemTotal and MemFree only (free
 # nearly everything: taken alone it would invite a shrink).
 touch "$MB_DIR/stop2"
-sleep 1
+mb_wait_for 10 test -e "$MB_DIR/stop2.done" || mb_fail "vm2's agent stand-in did not stop"
 xenstore-write -R /local/domain/2/data/membal/stats "$(printf 'membal 1\nseq 100000\nuptime_ms 100000000\nMemTotal %s\nMemFree %s\n' "$t2" $((t2 - 10 * MiB)))"
 mb_wait_for 5 bash -c "collectdctl -s '$MB_CD_SOCK' getval '$MB_HOSTNAME/vmmem-vm2/count-sample_seq' | grep -q '^value=1.000000e+05'" ||
   mb_fail "vmmem did not pick up the partial record"
-sleep 1.2
+# two more reads: the one that dispatched the partial record has handed it
+# to membal
+vmt_wait_reads 2
 mbt_flush_round
-sleep 0.3
+mbt_round_values membal-vm2/gauge-reason
 reason=$(mb_getval "$MB_HOSTNAME/membal-vm2/gauge-reason")
 mb_assert "vm2 frozen on the incomplete sample (reason $reason = stale-frozen 5)" \
   awk -v r="$reason" 'BEGIN { exit !(r == 5) }'

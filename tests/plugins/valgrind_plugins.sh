@@ -132,7 +132,7 @@ kill -TERM "$MB_CD_PID"
 rc=0
 for _ in $(seq $((slow * 10))); do
   kill -0 "$MB_CD_PID" 2>/dev/null || break
-  sleep 0.1
+  sleep 0.1 # poll pace of a wait on the exit itself (bounded by $slow s)
 done
 kill -0 "$MB_CD_PID" 2>/dev/null && mb_fail "collectd under valgrind did not exit within ${slow} s of SIGTERM"
 wait "$MB_CD_PID" || rc=$?

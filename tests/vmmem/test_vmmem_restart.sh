@@ -15,6 +15,7 @@ populate() { # populate <seq>
 mb_xenstored_start
 populate 1
 vmt_sim_conf "$MB_DIR/collectd.conf" "  StaleAfter 30" "$(vmt_membal_block)"
+mb_conf_ticks "$MB_DIR/collectd.conf" # vmmem dispatches nothing in the outage
 mb_collectd_start "$MB_DIR/collectd.conf"
 vmt_expect 5 1 web count-sample_seq
 
@@ -25,9 +26,11 @@ mb_xenstored_restart
 mb_wait_for 5 mb_log_has "vmmem: .*(missing|cannot connect|failed|lost)" ||
   mb_fail "no log line about the lost hypervisor state"
 mb_log "ok: outage logged: $(grep -E 'vmmem: ' "$MB_CD_LOG" | grep -Ev 'rejected' | tail -1 | sed 's/^.*vmmem: /vmmem: /')"
-sleep 2
+# the outage's lines of its first 2 s, counted once collectd's reads went
+# past them
+vmt_complaints "vmmem: sim: /tool/membal-sim/host missing" 2
+n=$VMT_COMPLAINTS
 mb_assert "collectd survived the restart" mb_collectd_alive
-n=$(grep -cE "vmmem: sim: /tool/membal-sim/host missing" "$MB_CD_LOG" || true)
 [ "$n" -le 2 ] || mb_fail "the outage was logged $n times (want it once, c_complain)"
 
 populate 2

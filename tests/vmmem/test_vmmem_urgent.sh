@@ -8,7 +8,7 @@
 # none). Prints the measured latency.
 . "$(dirname "$0")/../lib/vmmem_lib.bash"
 
-mb_xenstored_start
+MB_XENSTORED_TRACE=1 mb_xenstored_start # to see vmmem's watch registered
 vmt_host 8388608 1048576
 vmt_dom 0 Domain-0 1048576 1048576
 vmt_dom 1 web 2097152 4194304
@@ -43,7 +43,15 @@ LoadPlugin exec
 EOF
 mb_collectd_start "$MB_DIR/collectd.conf"
 vmt_expect 10 1 web count-sample_seq
-sleep 1 # let the watch thread register its watch
+# the watch thread has registered its watch (xenstored's trace shows the
+# reply to its WATCH request; vmmem is the only client that watches)
+watch_ok() {
+  grep -aq "^IN .* WATCH (/local/domain membal-guest" "$MB_XS_DIR/trace" &&
+    grep -aq '^OUT .* WATCH (OK' "$MB_XS_DIR/trace"
+}
+mb_wait_for 20 watch_ok || mb_fail "vmmem's watch thread registered no watch"
+# the watch thread's connection (its reads are told from the read callback's)
+watch_conn=$(grep -a "^IN .* WATCH (/local/domain membal-guest" "$MB_XS_DIR/trace" | head -n1 | cut -d' ' -f2)
 mb_assert_eq 0 "$(vmt_round)" "rounds before any urgent record"
 
 nnotif() { find "$nd" -name 'n.*' | wc -l; }
@@ -78,7 +86,14 @@ mb_wait_for 3 mb_log_has "membal: .*round on urgent sample" ||
 
 # 3. a quiet record (slow swapping, not urgent): no round
 r0=$(vmt_round)
+watch_reads() { grep -ac "^IN $watch_conn .* READ (/local/domain/1/data/membal/stats" "$MB_XS_DIR/trace" || true; }
+nreads=$(watch_reads)
 vmt_record 1 4 2000000 300000 0 0 2050
+# The watch thread has read the quiet record (xenstored's trace); a round
+# on it would follow the read as fast as the rounds above followed theirs
+# (MEASURED, far below 1.5 s): none may come within 1.5 s after the read.
+watch_read_it() { [ "$(watch_reads)" -gt "$nreads" ]; }
+mb_wait_for 20 watch_read_it || mb_fail "vmmem's watch thread did not read the quiet record"
 sleep 1.5
 mb_assert_eq "$r0" "$(vmt_round)" "rounds after a quiet record"
 

@@ -54,9 +54,16 @@ mb_assert_eq 111 "$last" "RRD last pswpin counter"
 last=$(rrdtool lastupdate "$rrd/memory-guest_MemTotal.rrd" | awk -F': ' 'NF == 2 { print $2 + 0 }')
 mb_assert_eq $((2000000 * KiB)) "$last" "RRD last guest_MemTotal (bytes)"
 # fetch: the RRD holds consolidated rows with that value, not only a header
-sleep 2
-rows=$(rrdtool fetch "$rrd/memory-guest_MemTotal.rrd" AVERAGE -s -20 |
-  awk -v v=$((2000000 * KiB)) 'NF == 2 && $2 != "-nan" && $2 + 0 == v { n++ } END { print n + 0 }')
+# (a row is consolidated once updates passed its end: wait for it; read
+# from a copy, so that polling never holds the file against the plugin)
+fetch_rows() {
+  cp "$rrd/memory-guest_MemTotal.rrd" "$MB_DIR/fetch.rrd"
+  rrdtool fetch "$MB_DIR/fetch.rrd" AVERAGE -s -20 |
+    awk -v v=$((2000000 * KiB)) 'NF == 2 && $2 != "-nan" && $2 + 0 == v { n++ } END { print n + 0 }'
+}
+has_rows() { [ "$(fetch_rows)" -ge 1 ]; }
+mb_wait_for 20 has_rows || true # asserted below
+rows=$(fetch_rows)
 [ "$rows" -ge 1 ] || mb_fail "rrdtool fetch: no row holding guest_MemTotal"
 mb_log "ok: rrdtool fetch shows $rows rows of guest_MemTotal"
 rrdtool info "$MB_DIR/rrd/$MB_HOSTNAME/vmmem/memory-host_total.rrd" | grep -q 'ds\[value\].type = "GAUGE"' ||
