@@ -1206,6 +1206,10 @@ static void mb_round(const char *why) {
    * order); a failed step frees nothing and holds the later grows. */
   for (size_t i = 0; i < n; i++)
     decided[i] = dec[i].target_kib;
+  /* What each backend call took, for the round line (LogRounds): the
+   * reaction to an urgent sample is bounded by the calls before the grow. */
+  char act_times[256] = "";
+  size_t act_len = 0;
   for (size_t k = 0; k < plan.nsteps; k++) {
     const mb_round_step_t *s = &plan.steps[k];
     const mb_domain_t *dom = doms + s->dom;
@@ -1231,7 +1235,16 @@ static void mb_round(const char *why) {
            dom->has_sample ? "" : ", no fresh sample", why, held);
     if (conf_dry_run)
       continue; /* dec keeps the decision: recorded, never applied */
-    mb_round_step_done(&plan, k, to == from || mb_actuate(dom, to));
+    cdtime_t call_start = cdtime();
+    bool ok = to == from || mb_actuate(dom, to);
+    if (to != from && act_len < sizeof(act_times)) {
+      int w = snprintf(act_times + act_len, sizeof(act_times) - act_len,
+                       "%s%s %.0f ms", act_len > 0 ? ", " : "; set target ",
+                       dom->name,
+                       CDTIME_T_TO_DOUBLE(cdtime() - call_start) * 1000.0);
+      act_len = w > 0 ? act_len + (size_t)w : sizeof(act_times);
+    }
+    mb_round_step_done(&plan, k, ok);
   }
   uint64_t sum_kib = mb_round_sum_in_force(&plan);
 
@@ -1263,9 +1276,10 @@ static void mb_round(const char *why) {
    * when it ran (epoch seconds, ms resolution). */
   if (conf_log_rounds)
     INFO(PLUGIN ": round %" PRIu64 " on %s: started %.3f, done %.3f; %zu "
-                "guests, sum of targets %" PRIu64 " KiB, pool %" PRIu64 " KiB",
+                "guests, sum of targets %" PRIu64 " KiB, pool %" PRIu64
+                " KiB%s",
          rstate.rounds, why, CDTIME_T_TO_DOUBLE(started),
-         CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib);
+         CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib, act_times);
 
 out:
   free(clamps);
