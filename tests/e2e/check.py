@@ -229,7 +229,9 @@ try:
                 continue
             m = ROUND_RE.search(line)
             if m:
-                rounds.append((int(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4)), pending))
+                calls = re.search(r"; set target (.*)$", line.rstrip())
+                rounds.append((int(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4)), pending,
+                               calls.group(1) if calls else ""))
                 pending = {}
 except OSError:
     pass
@@ -363,13 +365,24 @@ if "storm_rt" in facts:
            f"round wrote {new_kib // 1024} MiB" + ("" if abs(bal_kib - new_kib) <= 1024 else " (a later round had "
                                                    "changed the target before the balloon got there)"))
           if t_bal is not None else "busy's balloon never stood at a target set after the urgent round")
+    if urg_round is not None and urg_round[5]:
+        print(f"INFO the urgent round's backend calls, in order: {urg_round[5]}")
     no_wait = t_urg is not None and grew
     storm_txt = (f"storm {facts.get('storm_mib', '?')}MiB (attempt {facts.get('storm_attempts', '?')}): "
                  f"signal -> target written "
                  + (f"{lat:.2f}s ({'<= 1s goal met' if lat <= 1.0 else '1s goal MISSED'})" if lat is not None else "never")
                  + f" [{steps}]"
+                 + (f" (calls: {urg_round[5]})" if urg_round is not None and urg_round[5] else "")
                  + ("; urgent record + round on an urgent sample: no Period/Interval wait in the chain"
                     if no_wait else "; the chain went through a periodic round or no urgent record"))
+
+# --- what one balloon target costs in dom0 (e2e-setcost, before membal ran)
+try:
+    with open(os.path.join(res, "setcost.txt"), errors="replace") as f:
+        for line in f:
+            print(f"INFO setcost {line.strip()}")
+except OSError:
+    pass
 
 # --- the sampler: every row carries dom0's clock (the checks above use
 # those times, never a row count); how often it wrote is reported.

@@ -9,6 +9,8 @@
  *                                 hypervisor: "X <name> <domid> <KiB>
  *                                 <cpu s>", what `xl list` shows, at a
  *                                 fraction of its cost under emulation
+ *   e2e-stamp free                (in dom0) the hypervisor's free memory,
+ *                                 KiB
  *   e2e-stamp sample FILE STOP    (in dom0) appends one row per guest to
  *                                 FILE about every second until the file
  *                                 STOP exists: dom0 uptime (the clock of
@@ -239,6 +241,18 @@ static int cmd_domains(void) {
   return 0;
 }
 
+static int cmd_free(void) {
+  xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+  xc_physinfo_t pi = {0};
+  if (xch == NULL || xc_physinfo(xch, &pi) != 0) {
+    fprintf(stderr, "e2e-stamp: cannot read the hypervisor's physinfo\n");
+    return 1;
+  }
+  printf("%llu\n", (unsigned long long)pi.free_pages * 4);
+  xc_interface_close(xch);
+  return 0;
+}
+
 static double boot_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_BOOTTIME, &ts);
@@ -321,12 +335,14 @@ int main(int argc, char **argv) {
     return cmd_sample(argv[2], argv[3]);
   if (argc == 2 && strcmp(argv[1], "domains") == 0)
     return cmd_domains();
+  if (argc == 2 && strcmp(argv[1], "free") == 0)
+    return cmd_free();
   if (argc >= 3 && strcmp(argv[1], "watch") == 0)
     return cmd_watch(argc - 2, argv + 2);
   if (argc == 3 && strcmp(argv[1], "signals") == 0)
     return cmd_signals(argv[2]);
-  fprintf(stderr,
-          "usage: e2e-stamp now | domains | sample FILE STOP | watch PATH... | "
-          "signals KEY\n");
+  fprintf(stderr, "usage: e2e-stamp now | domains | free | sample FILE STOP | "
+                  "watch PATH... | "
+                  "signals KEY\n");
   return 2;
 }

@@ -225,6 +225,13 @@ else
   check memset_grow FAIL "$g at $(actual_kib $g)KiB after mem-set ${MEM_MIB}m: $WHY"
 fi
 
+# What one balloon target costs here (libxl's call and its parts), before
+# membal runs: the urgent round's reaction is made of such calls. Reported.
+if command -v e2e-setcost > /dev/null; then
+  e2e-setcost "$(domid idle1)" 5 > $R/setcost.txt 2>&1
+  sed 's/^/e2e-setcost: /' $R/setcost.txt
+fi
+
 # --- balancing with collectd + vmmem + membal in dom0, guestmem in guests
 phase collectd
 record_field() { # record_field DOMID KEY: one field of the guest record
@@ -474,6 +481,75 @@ if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
     check storm_done PASS "signal, grown target and balloon at target seen (attempt $attempt, the urgent round grew busy: ${grew:-?})"
   else
     check storm_done FAIL "$storm_why"
+  fi
+fi
+
+# Making room for a VM (membal reserve): a 4th guest that does not fit in
+# the hypervisor's free memory is refused by a plain `xl create`, then
+# created by membal-xl-create (membal reserve SIZE --for NAME, then xl
+# create). Created paused: its memory is what is tested, not its boot.
+phase reserve
+if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "${membalcmd:-}" = yes ]; then
+  NEW=newvm
+  NEW_MIB=${NEW_MIB:-256}
+  cat > /run/$NEW.cfg << EOF
+name = "$NEW"
+type = "pv"
+kernel = "/e2e/vmlinuz-guest.gz"
+memory = $NEW_MIB
+maxmem = $NEW_MIB
+vcpus = 1
+EOF
+  free_kib() { e2e-stamp free 2> /dev/null; }
+  # membal hands the pool to the guests: the free memory falls below the
+  # new guest's size within a few rounds of the storm's end.
+  r_base=$(prog_rounds)
+  no_room() {
+    [ "$(free_kib)" -lt $((NEW_MIB * 1024)) ] && return 0
+    if [ "$(prog_rounds)" -ge $((r_base + 5)) ]; then
+      WHY_NOT="5 rounds and the hypervisor still has $(free_kib) KiB free"
+      return 2
+    fi
+    return 1
+  }
+  if wait_for "the hypervisor to have less than ${NEW_MIB} MiB free" $STALL_S prog_rounds no_room; then
+    f0=$(free_kib)
+    if xl create -p /run/$NEW.cfg > /run/$NEW.create.log 2>&1; then
+      check reserve_refused FAIL "xl create of $NEW (${NEW_MIB} MiB) succeeded with only ${f0} KiB free"
+      xl destroy $NEW
+    elif xl domid $NEW > /dev/null 2>&1; then
+      check reserve_refused FAIL "xl create failed but left $NEW behind"
+      xl destroy $NEW
+    else
+      check reserve_refused PASS "xl create of $NEW (${NEW_MIB} MiB, ${f0} KiB free) refused: $(grep -m1 -i -E 'memory|error' /run/$NEW.create.log | cut -c1-120)"
+    fi
+    t=$(now)
+    if membal-xl-create --timeout $STALL_S /run/$NEW.cfg -p > /run/$NEW.create2.log 2>&1 &&
+      xl domid $NEW > /dev/null 2>&1; then
+      fact reserve_create_s "$(minus "$(now)" "$t")"
+      check reserve_created PASS "membal-xl-create made room and created $NEW in $(minus "$(now)" "$t")s: $(grep -m1 '^membal: reservation' /run/$NEW.create2.log)"
+      # The reservation ends once membal has seen the domain.
+      r_base=$(prog_rounds)
+      resv_met() {
+        grep -a -q "reservation [0-9]* of [0-9]* MiB for $NEW met" $R/collectd.log && return 0
+        if [ "$(prog_rounds)" -ge $((r_base + 5)) ]; then
+          WHY_NOT="5 rounds and no 'reservation met' line"
+          return 2
+        fi
+        return 1
+      }
+      if wait_for "membal to see $NEW" $STALL_S prog_rounds resv_met; then
+        check reserve_met PASS "$(grep -a -m1 "reservation [0-9]* of [0-9]* MiB for $NEW met" $R/collectd.log | sed 's/.*membal: //')"
+      else
+        check reserve_met FAIL "$WHY"
+      fi
+      xl destroy $NEW
+    else
+      check reserve_created FAIL "membal-xl-create failed: $(tail -n 3 /run/$NEW.create2.log | tr '\n' ' ')"
+      xl destroy $NEW 2> /dev/null
+    fi
+  else
+    check reserve_refused FAIL "$WHY"
   fi
 fi
 
