@@ -376,6 +376,40 @@ if "storm_rt" in facts:
                  + ("; urgent record + round on an urgent sample: no Period/Interval wait in the chain"
                     if no_wait else "; the chain went through a periodic round or no urgent record"))
 
+# --- pages the busy guest swapped out from the storm's start until its
+# balloon first stood at a target grown after the signal (e2e-stamp's
+# at_target lines count them from the signal monitor's start).
+def swapped_until_grown(prefix):
+    sig = facts.get(prefix + "storm_signal", "").split()
+    ents = [e.split() for e in facts.get(prefix + "storm_balloon", "").split(";") if e.strip()]
+    grown = False
+    for e in ents:
+        if len(e) >= 5 and e[1] == "target" and sig and float(e[0]) >= float(sig[0]) and int(e[2]) > int(e[4]):
+            grown = True
+        elif grown and len(e) >= 5 and e[1] == "at_target" and e[3] == "pswpout":
+            return int(e[4])
+    return None
+
+
+swapped_psi = swapped_until_grown("")
+if swapped_psi is not None:
+    storm_txt += f"; {swapped_psi} pages swapped out until the balloon stood at a grown target"
+# The same storm with guestmem's vmstat polling only (e2e_compare_poll=1).
+if "poll_storm_rt" in facts:
+    psig = facts.get("poll_storm_signal", "").split()
+    t_ps = float(psig[0]) + g_off if psig else None
+    t_pu = next((t for t, p, v in events if t_ps is not None and p.endswith("/data/membal/stats")
+                 and t >= t_ps - 0.05 and re.search(r"(^| )urgent 1( |$)", v)), None)
+    swapped_poll = swapped_until_grown("poll_")
+    check("poll_storm_urgent_record", t_pu is not None,
+          f"vmstat polling: signal ({' '.join(psig[1:])}) -> urgent record {t_pu - t_ps:.2f}s"
+          if t_pu is not None else "vmstat polling: no urgent record after the signal")
+    cmp_txt = (f"pages swapped out until the balloon stood at a grown target: PSI trigger {swapped_psi}, "
+               f"vmstat polling {swapped_poll} (storms {facts.get('storm_mib', '?')} / "
+               f"{facts.get('poll_storm_mib', '?')} MiB)")
+    print(f"INFO compare {cmp_txt}")
+    storm_txt += f"; compare: {cmp_txt}"
+
 # --- what one balloon target costs in dom0 (e2e-setcost, before membal ran)
 try:
     with open(os.path.join(res, "setcost.txt"), errors="replace") as f:

@@ -53,6 +53,8 @@ xenstore-write data/e2e/ready "$(cut -d' ' -f1 /proc/uptime)"
 #   fill MIB       write MIB MiB to a tmpfs at once (a memory burst)
 #   signals KEY    start e2e-stamp signals KEY (first swap/stall, balloon)
 #   stop           stop what memload and signals started
+#   agent nopsi    restart collectd, guestmem on vmstat polling only (no
+#                  PSI trigger: PressurePath "")
 # The ack carries the guest's uptime so dom0 can line up both clocks.
 run_cmd() {
   seq=${1%% *}
@@ -84,6 +86,15 @@ run_cmd() {
     stop)
       [ -f /run/memload.pids ] && kill $(cat /run/memload.pids) 2> /dev/null
       rm -f /run/memload.pids /run/storm/fill ;;
+    agent)
+      if [ -f /run/collectd.pid ]; then
+        cpid=$(cat /run/collectd.pid)
+        kill "$cpid"
+        while kill -0 "$cpid" 2> /dev/null; do sleep 0.2; done
+      fi
+      cp /etc/collectd/collectd.conf /run/collectd-agent.conf
+      [ "$args" = nopsi ] && printf '<Plugin guestmem>\n  PressurePath ""\n</Plugin>\n' >> /run/collectd-agent.conf
+      collectd -C /run/collectd-agent.conf -P /run/collectd.pid || log "collectd ($args) failed" ;;
     *) log "cmd $seq: unknown verb '$verb'" ;;
   esac
   xenstore-write data/e2e/ack "$seq $(cut -d' ' -f1 /proc/uptime)"

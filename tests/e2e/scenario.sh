@@ -394,17 +394,21 @@ urgent_round_grew() { # urgent_round_grew EPOCH
       }
       { grow = 0 }'
 }
-if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
+# storm_run PREFIX: one storm (again, at most 3 attempts, when a periodic
+# round came between signal and urgent round); facts and checks named
+# PREFIXstorm_*.
+storm_run() {
+  P=$1
   attempt=0
   while :; do
     attempt=$((attempt + 1))
-    fact storm_attempts "$attempt"
+    fact ${P}storm_attempts "$attempt"
     xenstore-rm /local/domain/$bid/data/e2e/signal 2> /dev/null
     xenstore-rm /local/domain/$bid/data/e2e/signal-balloon 2> /dev/null
     guest_cmd busy signals data/e2e/signal
     ack_is() { [ "$(xsr /local/domain/$bid/data/e2e/ack | cut -d' ' -f1)" = "$cmd_seq" ]; }
     wait_for "the busy guest's signal monitor" $STALL_S prog_busy ack_is ||
-      check storm_monitor FAIL "the busy guest did not start its signal monitor: $WHY"
+      check ${P}storm_monitor FAIL "the busy guest did not start its signal monitor: $WHY"
     # 320 MiB more than the guest has available, written to a tmpfs at
     # kernel speed (user page faults of a PV guest are far slower than
     # membal's periodic growth under emulation: a memload ramp never made
@@ -413,17 +417,17 @@ if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
     avail=$(record_field $bid MemAvailable)
     STORM_MIB=$((${avail:-262144} / 1024 + 320))
     [ $STORM_MIB -gt 800 ] && STORM_MIB=800
-    fact storm_mib "$STORM_MIB"
-    fact storm_avail_kib "${avail:-}"
+    fact ${P}storm_mib "$STORM_MIB"
+    fact ${P}storm_avail_kib "${avail:-}"
     # Started right after a periodic round, so that the next periodic one is
     # a Period away: the round that answers the storm is the urgent one.
     r_base=$(prog_rounds)
     periodic_now() { round_lines | tail -n +$((r_base + 1)) | grep -q ' on period: '; }
     wait_for "a periodic round" $STALL_S prog_rounds periodic_now ||
-      check storm_align FAIL "no periodic round: $WHY"
+      check ${P}storm_align FAIL "no periodic round: $WHY"
     storm_rt=$(rt)
-    fact storm_rt "$storm_rt"
-    fact storm_s "$(now)"
+    fact ${P}storm_rt "$storm_rt"
+    fact ${P}storm_s "$(now)"
     guest_cmd busy fill $STORM_MIB
     r_base=$(prog_rounds)
     # Done once the guest signalled, its target grew after the signal and its
@@ -457,16 +461,16 @@ if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
       storm_why=$WHY
     fi
     sig=$(xsr /local/domain/$bid/data/e2e/signal)
-    fact storm_signal "$sig"
-    fact storm_balloon "$(xsr /local/domain/$bid/data/e2e/signal-balloon)"
+    fact ${P}storm_signal "$sig"
+    fact ${P}storm_balloon "$(xsr /local/domain/$bid/data/e2e/signal-balloon)"
     # From the storm's command (dom0's clock; the guest's may lag by seconds).
     grew=""
     [ -n "$sig" ] && grew=$(urgent_round_grew "$storm_rt")
-    fact storm_urgent_round_grew "$grew"
+    fact ${P}storm_urgent_round_grew "$grew"
     guest_cmd busy stop
     r_base=$(prog_rounds)
     wait_for "3 rounds after the storm" $STALL_S prog_rounds rounds_after 3 ||
-      check storm_settle FAIL "membal made fewer than 3 rounds after the storm: $WHY"
+      check ${P}storm_settle FAIL "membal made fewer than 3 rounds after the storm: $WHY"
     # A periodic round between the signal and the urgent round may have
     # given the guest all it asked (membal's forecast sees the burst):
     # then the urgent round had nothing to add. Said, and run again, at
@@ -478,9 +482,29 @@ if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
     break
   done
   if [ $storm_ok = yes ]; then
-    check storm_done PASS "signal, grown target and balloon at target seen (attempt $attempt, the urgent round grew busy: ${grew:-?})"
+    check ${P}storm_done PASS "signal, grown target and balloon at target seen (attempt $attempt, the urgent round grew busy: ${grew:-?})"
   else
-    check storm_done FAIL "$storm_why"
+    check ${P}storm_done FAIL "$storm_why"
+  fi
+}
+if [ "$membal" = yes ] && [ "$collectd_ok" = yes ] && [ "$memload" = yes ]; then
+  storm_run ""
+  # Issue 14: the same storm with guestmem's vmstat polling only (no PSI
+  # trigger), to compare the pages swapped until membal grew the guest
+  # (e2e_compare_poll=1 on dom0's command line; not part of a normal run).
+  if grep -q e2e_compare_poll=1 /proc/cmdline; then
+    phase storm_poll
+    gl=/var/log/xen/console/guest-busy.log
+    np0=$(grep -a -c 'urgent check on (vmstat polling)' $gl)
+    guest_cmd busy agent nopsi
+    polling() {
+      [ "$(grep -a -c 'urgent check on (vmstat polling)' $gl)" -gt "$np0" ] && ack_is
+    }
+    if wait_for "the busy guest's agent on vmstat polling" $STALL_S prog_guest polling; then
+      storm_run poll_
+    else
+      check poll_agent FAIL "guestmem did not restart on vmstat polling: $WHY"
+    fi
   fi
 fi
 
