@@ -60,6 +60,23 @@ cpu_s() { e2e-stamp domains 2> /dev/null | awk -v n="$1" '$2 == n {print $5}'; }
 later() { awk -v a="$1" -v b="$2" 'BEGIN{exit !(a > b)}'; } # later A B: A > B
 minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 
+# Times of the waits in centiseconds of /proc/uptime (two decimals), in
+# shell arithmetic: a process started in a PV dom0 under emulation costs
+# tenths of a second to seconds on a loaded host (every page-table update
+# is a hypercall), and the waits run all the time, beside membal.
+tick() { # NOW_CS: dom0 uptime in centiseconds, without a subshell
+  read -r _u _ < /proc/uptime
+  NOW_CS=${_u%.*}${_u#*.}
+  NOW_CS=${NOW_CS#"${NOW_CS%%[!0]*}"}
+  NOW_CS=${NOW_CS:-0}
+}
+secs() { # SECS: centiseconds CS as seconds with two decimals
+  _f=$(($1 % 100))
+  [ $_f -lt 10 ] && _f=0$_f
+  SECS=$(($1 / 100)).$_f
+}
+DEADLINE_CS=$((DEADLINE * 100))
+
 # wait_for WHAT STALL_S PROGRESS COND...: polls COND about once a second
 # until it succeeds (0). Fails when PROGRESS (a command printing a token of
 # the emulated system's progress: a record's seq, a workload's status, a
@@ -70,40 +87,47 @@ minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 wait_for() {
   _what=$1 _stall=$2 _prog=$3
   shift 3
-  _t0=$(now)
+  tick
+  _t0=$NOW_CS
   _tok=$($_prog)
   _since=$_t0
   _note=$_t0
   while :; do
-    _t=$(now)
-    if later "$_t" "$DEADLINE"; then
+    tick
+    if [ "$NOW_CS" -gt "$DEADLINE_CS" ]; then
       WHY="the scenario's deadline (${DEADLINE}s of dom0 uptime) passed"
       break
     fi
-    if later "$_t" "$(awk -v a="$_since" -v b="$_stall" 'BEGIN{print a + b}')"; then
+    if [ "$NOW_CS" -gt $((_since + _stall * 100)) ]; then
       WHY="no progress for ${_stall}s (last: $_tok)"
       break
     fi
     "$@"
     _rc=$?
-    WAITED=$(minus "$(now)" "$_t0")
+    tick
+    secs $((NOW_CS - _t0))
+    WAITED=$SECS
     [ $_rc = 0 ] && return 0
     if [ $_rc = 2 ]; then
       WHY="it cannot happen any more (${WHY_NOT:-see log})"
       break
     fi
     _tk=$($_prog)
+    tick
     if [ "$_tk" != "$_tok" ]; then
       _tok=$_tk
-      _since=$(now)
+      _since=$NOW_CS
     fi
-    if later "$(now)" "$(awk -v a="$_note" 'BEGIN{print a + 15}')"; then
-      _note=$(now)
-      log "waiting for $_what: $(minus "$_note" "$_t0")s, progress: $_tok"
+    if [ "$NOW_CS" -gt $((_note + 1500)) ]; then
+      _note=$NOW_CS
+      secs $((_note - _t0))
+      log "waiting for $_what: ${SECS}s, progress: $_tok"
     fi
     sleep 1
   done
-  WAITED=$(minus "$(now)" "$_t0")
+  tick
+  secs $((NOW_CS - _t0))
+  WAITED=$SECS
   log "gave up waiting for $_what after ${WAITED}s: $WHY"
   return 1
 }
