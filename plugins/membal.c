@@ -1077,6 +1077,8 @@ static void mb_round(const char *why) {
   }
   c_release(LOG_NOTICE, &backend_complaint,
             PLUGIN ": backend \"%s\" answers again", conf_backend);
+  /* What the backend's host and domain list took (LogRounds). */
+  double list_ms = CDTIME_T_TO_DOUBLE(cdtime() - started) * 1000.0;
 
   size_t cap = info_num > 0 ? info_num : 1;
   in_doms = calloc(cap, sizeof(*in_doms));
@@ -1277,9 +1279,10 @@ static void mb_round(const char *why) {
   if (conf_log_rounds)
     INFO(PLUGIN ": round %" PRIu64 " on %s: started %.3f, done %.3f; %zu "
                 "guests, sum of targets %" PRIu64 " KiB, pool %" PRIu64
-                " KiB%s",
+                " KiB; host and list %.0f ms%s",
          rstate.rounds, why, CDTIME_T_TO_DOUBLE(started),
-         CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib, act_times);
+         CDTIME_T_TO_DOUBLE(cdtime()), n, sum_kib, pool_kib, list_ms,
+         act_times);
 
 out:
   free(clamps);

@@ -235,8 +235,10 @@ try:
             m = ROUND_RE.search(line)
             if m:
                 calls = re.search(r"; set target (.*)$", line.rstrip())
+                listed = re.search(r"; host and list (\d+) ms", line)
                 rounds.append((int(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4)), pending,
-                               calls.group(1) if calls else ""))
+                               (f"host and list {listed.group(1)} ms, " if listed else "")
+                               + (calls.group(1) if calls else "")))
                 pending = {}
 except OSError:
     pass
