@@ -12,7 +12,7 @@
  * shrinks guests until the hypervisor has SIZE free, and waits for that:
  * exit 0 once the hypervisor has SIZE free, 1 with the shortfall when the
  * timeout (default 120 s) passes first. The reservation stays until the
- * domain NAME appears (it was created) or the timeout passes.
+ * domain NAME holds SIZE (it was created) or the timeout passes.
  *
  * The socket is -s SOCKET, else $MEMBAL_SOCKET, else /run/membal.sock.
  * Exit: 0 done, 1 refused or failed (the reason on stderr), 2 usage.

@@ -212,9 +212,14 @@ uint64_t mb_ops_expire(mb_ops_t *ops, const mb_domain_t *doms, size_t n,
   }
   for (size_t i = 0; i < ops->nresv;) {
     const mb_resv_t *r = &ops->resv[i];
+    /* The domain is listed while it is still being built (xl and libvirt
+     * name it before they populate its memory): the reservation holds
+     * until the domain holds what was reserved for it, give or take 1/64,
+     * so that no round hands the room to other guests mid-build. */
     bool appeared = false;
     for (size_t j = 0; r->name[0] != 0 && j < n && !appeared; j++)
-      appeared = strcmp(doms[j].name, r->name) == 0;
+      appeared = strcmp(doms[j].name, r->name) == 0 &&
+                 doms[j].current_kib + r->kib / 64 >= r->kib;
     if (appeared || r->until_s <= now_s) {
       if (*nev < evmax)
         ev[(*nev)++] = (mb_ops_event_t){.resv = *r, .met = appeared};

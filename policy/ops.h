@@ -7,8 +7,9 @@
  *
  * A hold leaves a domain's target alone: the round makes the target in
  * force both its Min and its Max. A reservation keeps memory out of the
- * pool (the round's pending_kib) until the domain it is for appears in the
- * hypervisor (met) or its time is up (expired).
+ * pool (the round's pending_kib) until the domain it is for is in the
+ * hypervisor holding the reserved size, less 1/64 (met), or its time is up
+ * (expired).
  */
 #ifndef MEMBAL_OPS_H
 #define MEMBAL_OPS_H
@@ -92,14 +93,17 @@ bool mb_ops_held(const mb_ops_t *ops, const char *name, double *until_s);
 /* Sum of the reservations in force. */
 uint64_t mb_ops_reserved_kib(const mb_ops_t *ops);
 
-/* A reservation that ended: met (its domain appeared) or expired. */
+/* A reservation that ended: met (its domain appeared with the reserved
+ * memory) or expired. */
 typedef struct {
   mb_resv_t resv;
   bool met;
 } mb_ops_event_t;
 
 /* Ends the holds whose time is up and the reservations whose domain is in
- * doms (met) or whose time is up (expired), those into ev (at most evmax;
+ * doms with current_kib at least the reserved kib less 1/64 (met: a domain
+ * still being built is listed before its memory is populated) or whose time
+ * is up (expired), those into ev (at most evmax;
  * *nev of them; ends beyond evmax are not reported). Returns the sum of the
  * reservations still in force. Order of the remaining entries may change. */
 uint64_t mb_ops_expire(mb_ops_t *ops, const mb_domain_t *doms, size_t n,

@@ -70,7 +70,9 @@ with open(os.path.join(res, "timeline.tsv")) as f:
             except ValueError:
                 r[k] = None
         rows.append(r)
-names = sorted({r["name"] for r in rows})
+# The scenario's guests: those with a <Domain> block (the reserve phase's
+# 4th guest lives a few seconds and has none).
+names = sorted({r["name"] for r in rows if r["name"] in bounds})
 by = {n: [r for r in rows if r["name"] == n] for n in names}
 if "busy" not in by or len(by["busy"]) < 5:
     check("timeline", False, f"too few samples of the busy guest ({len(by.get('busy', []))})")
@@ -134,7 +136,10 @@ b0 = at_or_before("busy", surge)
 # purpose; its own checks are below).
 surge_end = float(facts.get("phase_storm_s", facts.get("phase_cost_s", facts.get("end_s", "inf"))))
 after = [r for r in by["busy"] if surge < r["t"] < surge_end]
-pool_kib = (min(p for _, p in pool) / 1024) if pool else float("nan")
+# The pool before the storm (the reserve phase keeps 256 MiB out of it
+# later, which would make this check easier).
+pool_pre = [p for t, p in pool if "storm_rt" not in facts or t < float(facts["storm_rt"])] or [p for _, p in pool]
+pool_kib = (min(pool_pre) / 1024) if pool_pre else float("nan")
 start_targets = sum(by[n][0]["target_kib"] or 0 for n in names)
 free_at_start = pool_kib - start_targets
 busy_peak = max((r["actual_kib"] or 0) for r in after) if after else 0
@@ -229,7 +234,11 @@ try:
                 continue
             m = ROUND_RE.search(line)
             if m:
-                rounds.append((int(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4)), pending))
+                calls = re.search(r"; set target (.*)$", line.rstrip())
+                listed = re.search(r"; host and list (\d+) ms", line)
+                rounds.append((int(m.group(1)), m.group(2), float(m.group(3)), float(m.group(4)), pending,
+                               (f"host and list {listed.group(1)} ms, " if listed else "")
+                               + (calls.group(1) if calls else "")))
                 pending = {}
 except OSError:
     pass
@@ -363,13 +372,58 @@ if "storm_rt" in facts:
            f"round wrote {new_kib // 1024} MiB" + ("" if abs(bal_kib - new_kib) <= 1024 else " (a later round had "
                                                    "changed the target before the balloon got there)"))
           if t_bal is not None else "busy's balloon never stood at a target set after the urgent round")
+    if urg_round is not None and urg_round[5]:
+        print(f"INFO the urgent round's backend calls, in order: {urg_round[5]}")
     no_wait = t_urg is not None and grew
     storm_txt = (f"storm {facts.get('storm_mib', '?')}MiB (attempt {facts.get('storm_attempts', '?')}): "
                  f"signal -> target written "
                  + (f"{lat:.2f}s ({'<= 1s goal met' if lat <= 1.0 else '1s goal MISSED'})" if lat is not None else "never")
                  + f" [{steps}]"
+                 + (f" (calls: {urg_round[5]})" if urg_round is not None and urg_round[5] else "")
                  + ("; urgent record + round on an urgent sample: no Period/Interval wait in the chain"
                     if no_wait else "; the chain went through a periodic round or no urgent record"))
+
+# --- pages the busy guest swapped out from the storm's start until its
+# balloon first stood at a target grown after the signal (e2e-stamp's
+# at_target lines count them from the signal monitor's start).
+def swapped_until_grown(prefix):
+    sig = facts.get(prefix + "storm_signal", "").split()
+    ents = [e.split() for e in facts.get(prefix + "storm_balloon", "").split(";") if e.strip()]
+    grown = False
+    for e in ents:
+        if len(e) >= 5 and e[1] == "target" and sig and float(e[0]) >= float(sig[0]) and int(e[2]) > int(e[4]):
+            grown = True
+        elif grown and len(e) >= 5 and e[1] == "at_target" and e[3] == "pswpout":
+            return int(e[4])
+    return None
+
+
+swapped_psi = swapped_until_grown("")
+if swapped_psi is not None:
+    storm_txt += f"; {swapped_psi} pages swapped out until the balloon stood at a grown target"
+# The same storm with guestmem's vmstat polling only (e2e_compare_poll=1).
+if "poll_storm_rt" in facts:
+    psig = facts.get("poll_storm_signal", "").split()
+    t_ps = float(psig[0]) + g_off if psig else None
+    t_pu = next((t for t, p, v in events if t_ps is not None and p.endswith("/data/membal/stats")
+                 and t >= t_ps - 0.05 and re.search(r"(^| )urgent 1( |$)", v)), None)
+    swapped_poll = swapped_until_grown("poll_")
+    check("poll_storm_urgent_record", t_pu is not None,
+          f"vmstat polling: signal ({' '.join(psig[1:])}) -> urgent record {t_pu - t_ps:.2f}s"
+          if t_pu is not None else "vmstat polling: no urgent record after the signal")
+    cmp_txt = (f"pages swapped out until the balloon stood at a grown target: PSI trigger {swapped_psi}, "
+               f"vmstat polling {swapped_poll} (storms {facts.get('storm_mib', '?')} / "
+               f"{facts.get('poll_storm_mib', '?')} MiB)")
+    print(f"INFO compare {cmp_txt}")
+    storm_txt += f"; compare: {cmp_txt}"
+
+# --- what one balloon target costs in dom0 (e2e-setcost, before membal ran)
+try:
+    with open(os.path.join(res, "setcost.txt"), errors="replace") as f:
+        for line in f:
+            print(f"INFO setcost {line.strip()}")
+except OSError:
+    pass
 
 # --- the sampler: every row carries dom0's clock (the checks above use
 # those times, never a row count); how often it wrote is reported.

@@ -9,6 +9,8 @@
  *                                 hypervisor: "X <name> <domid> <KiB>
  *                                 <cpu s>", what `xl list` shows, at a
  *                                 fraction of its cost under emulation
+ *   e2e-stamp free                (in dom0) the hypervisor's free memory,
+ *                                 KiB
  *   e2e-stamp sample FILE STOP    (in dom0) appends one row per guest to
  *                                 FILE about every second until the file
  *                                 STOP exists: dom0 uptime (the clock of
@@ -19,10 +21,11 @@
  *                                 and prints, stamped: the first swap-out,
  *                                 the first memory stall (PSI some total),
  *                                 each balloon target change and the moment
- *                                 the balloon reached it; the first signal
- *                                 also goes to the xenstore node KEY, the
- *                                 balloon events (";"-separated) to
- *                                 KEY-balloon
+ *                                 the balloon reached it (with the pages
+ *                                 swapped out and in since the start);
+ *                                 the first signal also goes to the
+ *                                 xenstore node KEY, the balloon events
+ *                                 (";"-separated) to KEY-balloon
  *
  * Every domain of a Xen host reads CLOCK_REALTIME from the same hypervisor
  * clock, so stamps taken in a guest and in dom0 are comparable; the test
@@ -150,20 +153,23 @@ static int cmd_signals(const char *key) {
   const char *tgt_path = "/sys/devices/system/xen_memory/xen_memory0/target_kb";
   const char *cur_path =
       "/sys/devices/system/xen_memory/xen_memory0/info/current_kb";
-  long long out0 = -1, psi0 = -1, tgt = -1;
+  long long out0 = -1, in0 = -1, psi0 = -1, tgt = -1;
   bool swapped = false, stalled = false, first = false, reached = true;
   char line[256];
   static char blog[3072]; /* the balloon events so far, for KEY-balloon */
   size_t blen = 0;
   for (;;) {
     double t = rt_now();
-    long long out = -1;
-    if (slurp("/proc/vmstat", vm, sizeof(vm)) >= 0)
+    long long out = -1, in = -1;
+    if (slurp("/proc/vmstat", vm, sizeof(vm)) >= 0) {
       out = field(vm, "pswpout");
+      in = field(vm, "pswpin");
+    }
     long long psi = psi_some_total();
     long long tk = file_ll(tgt_path), ck = file_ll(cur_path);
     if (out0 < 0) {
       out0 = out;
+      in0 = in;
       psi0 = psi;
       tgt = tk;
       printf("e2e-stamp: %.3f start pswpout %lld psi_some_us %lld target_kb "
@@ -199,7 +205,9 @@ static int cmd_signals(const char *key) {
     /* The balloon driver stops exactly at its target. */
     if (!reached && ck >= 0 && ck == tgt) {
       reached = true;
-      snprintf(line, sizeof(line), "%.3f at_target %lld", t, ck);
+      snprintf(line, sizeof(line),
+               "%.3f at_target %lld pswpout %lld pswpin %lld", t, ck,
+               out - out0, in - in0);
       printf("e2e-stamp: %s\n", line);
       blen = blog_add(blog, sizeof(blog), blen, line);
       put(xs, bkey, blog);
@@ -235,6 +243,18 @@ static int cmd_domains(void) {
     free(name);
   }
   xs_close(xs);
+  xc_interface_close(xch);
+  return 0;
+}
+
+static int cmd_free(void) {
+  xc_interface *xch = xc_interface_open(NULL, NULL, 0);
+  xc_physinfo_t pi = {0};
+  if (xch == NULL || xc_physinfo(xch, &pi) != 0) {
+    fprintf(stderr, "e2e-stamp: cannot read the hypervisor's physinfo\n");
+    return 1;
+  }
+  printf("%llu\n", (unsigned long long)pi.free_pages * 4);
   xc_interface_close(xch);
   return 0;
 }
@@ -321,12 +341,14 @@ int main(int argc, char **argv) {
     return cmd_sample(argv[2], argv[3]);
   if (argc == 2 && strcmp(argv[1], "domains") == 0)
     return cmd_domains();
+  if (argc == 2 && strcmp(argv[1], "free") == 0)
+    return cmd_free();
   if (argc >= 3 && strcmp(argv[1], "watch") == 0)
     return cmd_watch(argc - 2, argv + 2);
   if (argc == 3 && strcmp(argv[1], "signals") == 0)
     return cmd_signals(argv[2]);
-  fprintf(stderr,
-          "usage: e2e-stamp now | domains | sample FILE STOP | watch PATH... | "
-          "signals KEY\n");
+  fprintf(stderr, "usage: e2e-stamp now | domains | free | sample FILE STOP | "
+                  "watch PATH... | "
+                  "signals KEY\n");
   return 2;
 }

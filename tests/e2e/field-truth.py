@@ -64,8 +64,10 @@ def num(v):
 
 
 t0 = num(facts.get("collectd_started_s")) or num(rows[0]["t"])
-t_end = num(facts.get("phase_cost_s")) or num(facts.get("end_s")) or num(rows[-1]["t"])
-names = sorted({r["name"] for r in rows})
+# Up to the reserve phase (its 4th guest is not part of the replayed shape).
+t_end = (num(facts.get("phase_reserve_s")) or num(facts.get("phase_cost_s")) or num(facts.get("end_s"))
+         or num(rows[-1]["t"]))
+names = sorted({r["name"] for r in rows if t0 <= num(r["t"]) <= t_end})
 by = {n: [r for r in rows if r["name"] == n and t0 <= num(r["t"]) <= t_end] for n in names}
 if "busy" not in by or len(by["busy"]) < 10:
     print("FIELD-TRUTH skipped: too few samples of the busy guest")

@@ -53,6 +53,8 @@ xenstore-write data/e2e/ready "$(cut -d' ' -f1 /proc/uptime)"
 #   fill MIB       write MIB MiB to a tmpfs at once (a memory burst)
 #   signals KEY    start e2e-stamp signals KEY (first swap/stall, balloon)
 #   stop           stop what memload and signals started
+#   agent nopsi    restart collectd, guestmem on vmstat polling only (no
+#                  PSI trigger: PressurePath "")
 # The ack carries the guest's uptime so dom0 can line up both clocks.
 run_cmd() {
   seq=${1%% *}
@@ -75,7 +77,11 @@ run_cmd() {
       # says "<MIB> static" once written.
       mkdir -p /run/storm
       grep -q ' /run/storm ' /proc/mounts || mount -t tmpfs -o size=2g storm /run/storm
-      (dd if=/dev/zero of=/run/storm/fill bs=1M count="$args" 2> /dev/null
+      # fallocate: the pages are allocated and zeroed in one pass, no copy
+      # from a user buffer (dd's two passes let membal's periodic rounds
+      # keep up under a loaded host: run 3 never swapped).
+      (fallocate -l "${args}M" /run/storm/fill 2> /dev/null ||
+        dd if=/dev/zero of=/run/storm/fill bs=1M count="$args" 2> /dev/null
         xenstore-write data/e2e/load "$args static") &
       echo $! >> /run/memload.pids ;;
     signals)
@@ -84,6 +90,15 @@ run_cmd() {
     stop)
       [ -f /run/memload.pids ] && kill $(cat /run/memload.pids) 2> /dev/null
       rm -f /run/memload.pids /run/storm/fill ;;
+    agent)
+      if [ -f /run/collectd.pid ]; then
+        cpid=$(cat /run/collectd.pid)
+        kill "$cpid"
+        while kill -0 "$cpid" 2> /dev/null; do sleep 0.2; done
+      fi
+      cp /etc/collectd/collectd.conf /run/collectd-agent.conf
+      [ "$args" = nopsi ] && printf '<Plugin guestmem>\n  PressurePath ""\n</Plugin>\n' >> /run/collectd-agent.conf
+      collectd -C /run/collectd-agent.conf -P /run/collectd.pid || log "collectd ($args) failed" ;;
     *) log "cmd $seq: unknown verb '$verb'" ;;
   esac
   xenstore-write data/e2e/ack "$seq $(cut -d' ' -f1 /proc/uptime)"

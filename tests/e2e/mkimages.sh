@@ -28,6 +28,7 @@ cp "$bz" "$out/vmlinuz"
 # it lacked.
 plugin() { find "$build" -name "$1.so" -type f 2> /dev/null | head -n1; }
 memload=$(find "$build" -name membal-memload -type f -perm -u+x 2> /dev/null | head -n1)
+mbcmd=$(find "$build" -name membal -type f -perm -u+x 2> /dev/null | head -n1)
 # The test's own time stamper (built by xen-qemu.sh): required.
 stamp=$build/e2e-stamp
 [ -x "$stamp" ] || { echo "mkimages: $stamp missing" >&2; exit 1; }
@@ -75,6 +76,7 @@ done
 img_elf "$droot" /usr/bin/xenstore
 for a in read write rm ls list exists chmod watch; do ln -sf xenstore "$droot/usr/bin/xenstore-$a"; done
 img_elf "$droot" "$stamp" /usr/bin/e2e-stamp
+[ -x "$build/e2e-setcost" ] && img_elf "$droot" "$build/e2e-setcost" /usr/bin/e2e-setcost
 mkdir -p "$droot/etc/xen"
 echo 'autoballoon="off"' > "$droot/etc/xen/xl.conf"
 vm=$(plugin vmmem)
@@ -83,6 +85,11 @@ if [ -n "$vm" ]; then
   add_collectd "$droot" logfile rrdtool unixsock csv
   img_elf "$droot" "$vm" /usr/lib/collectd/vmmem.so
   [ -n "$mb" ] && img_elf "$droot" "$mb" /usr/lib/collectd/membal.so
+  # The operator's command and the xl create wrapper (making room for a VM).
+  if [ -n "$mbcmd" ]; then
+    img_elf "$droot" "$mbcmd" /usr/bin/membal
+    install -m 0755 "$src/contrib/membal-xl-create" "$droot/usr/bin/membal-xl-create"
+  fi
   mkdir -p "$droot/etc/collectd"
   cp "$here/collectd-dom0.conf" "$droot/etc/collectd/collectd.conf"
   [ -n "$mb" ] || sed -i '/#membal-begin/,/#membal-end/d' "$droot/etc/collectd/collectd.conf"
@@ -101,6 +108,7 @@ install -m 0755 "$here/dom0-init.sh" "$droot/init"
   echo "vmmem=${vm:+yes}"
   echo "membal=${mb:+yes}"
   echo "memload=${memload:+yes}"
+  echo "membalcmd=${mbcmd:+yes}"
 } > "$droot/e2e/components"
 cp "$droot/e2e/components" "$out/components"
 img_pack "$droot" "$out/dom0.cpio.gz" 1

@@ -72,7 +72,7 @@ if [ "${MEMBAL_E2E_NOBUILD:-0}" != 1 ]; then
   # Only the targets that exist yet; the images report what was missing.
   help=$(cmake --build "$bdir" --target help 2> /dev/null || true)
   targets=()
-  for t in guestmem vmmem membal membal-memload membal-sim; do
+  for t in guestmem vmmem membal membal-cmd membal-memload membal-sim; do
     if grep -q "^\.\.\. $t\$" <<< "$help"; then
       targets+=("$t")
     fi
@@ -85,7 +85,11 @@ if [ "${MEMBAL_E2E_NOBUILD:-0}" != 1 ]; then
   cc -O2 -Wall -Wextra -o "$bdir/e2e-stamp" "$here/e2e-stamp.c" \
     $(pkg-config --cflags --libs xenstore xencontrol) >> "$out/build.log" 2>&1 ||
     { tail -n 30 "$out/build.log"; fail "build of e2e-stamp failed"; }
-  say "built: ${targets[*]:-nothing} e2e-stamp ($(elapsed)s)"
+  # What a balloon target costs in dom0 (libxl's call and its parts).
+  cc -O2 -Wall -Wextra -o "$bdir/e2e-setcost" "$here/e2e-setcost.c" \
+    $(pkg-config --cflags --libs xenstore xencontrol xenlight xentoollog) >> "$out/build.log" 2>&1 ||
+    { tail -n 30 "$out/build.log"; fail "build of e2e-setcost failed"; }
+  say "built: ${targets[*]:-nothing} e2e-stamp e2e-setcost ($(elapsed)s)"
 fi
 
 # ------------------------------------------------------------------- images
