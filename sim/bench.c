@@ -696,15 +696,17 @@ static void summary(FILE *f, const scn_run_t *runs, size_t nr) {
 
 static int write_doc(const char *path, int argc, char **argv,
                      const scn_run_t *runs, size_t nr, double seed) {
-  FILE *f = fopen(path, "w");
   char commit[64], dirty[64];
+  /* Asked before the document is opened: opening truncates it, and a
+   * tracked document would make every tree look modified. */
+  cmd_line("git rev-parse --short=12 HEAD 2>/dev/null", commit, sizeof(commit));
+  cmd_line("git status --porcelain --untracked-files=no 2>/dev/null | head -1",
+           dirty, sizeof(dirty));
+  FILE *f = fopen(path, "w");
   if (!f) {
     fprintf(stderr, "membal-bench: %s: %s\n", path, strerror(errno));
     return -1;
   }
-  cmd_line("git rev-parse --short=12 HEAD 2>/dev/null", commit, sizeof(commit));
-  cmd_line("git status --porcelain --untracked-files=no 2>/dev/null | head -1",
-           dirty, sizeof(dirty));
   fprintf(f, "# membal benchmark results\n\n");
   char seedtxt[64];
   if (seed >= 0)
