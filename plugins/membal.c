@@ -100,6 +100,7 @@ static bool conf_reserve_auto = true;
 static uint64_t conf_reserve_kib;
 static double conf_period_s; /* 0 = 3 x interval */
 static double conf_urgent_interval_s = MB_DEFAULT_URGENT_INTERVAL_S;
+static double conf_surge_half_life_s = -1; /* < 0: the round module's default */
 static bool conf_dry_run;
 static bool conf_log_rounds;    /* one INFO line per round (trigger, times) */
 static mb_domconf_t *conf_doms; /* owned */
@@ -421,6 +422,17 @@ static int mb_conf_option(const oconfig_item_t *c) {
       return -1;
     }
     conf_urgent_interval_s = d;
+    return 0;
+  }
+  if (strcasecmp("SurgeHalfLife", c->key) == 0) {
+    if (mb_conf_number(c, &d) != 0)
+      return -1;
+    if (!(d >= 0 && d <= 86400)) {
+      ERROR(PLUGIN ": SurgeHalfLife must be between 0 (off) and 86400 "
+                   "seconds");
+      return -1;
+    }
+    conf_surge_half_life_s = d;
     return 0;
   }
   if (strcasecmp("DryRun", c->key) == 0)
@@ -1391,6 +1403,8 @@ static int mb_init(void) {
   rconf.nclamps = conf_doms_num;
   rconf.reserve_auto = conf_reserve_auto;
   rconf.reserve_kib = conf_reserve_kib;
+  if (conf_surge_half_life_s >= 0)
+    rconf.surge_half_life_s = conf_surge_half_life_s;
   if (mb_round_state_init(&rstate, &rconf, MB_MAX_DOMAINS) != 0) {
     ERROR(PLUGIN ": round state: configuration refused or out of memory");
     return -1;

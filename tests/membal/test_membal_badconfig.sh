@@ -55,6 +55,7 @@ refused "negative stale" 'StaleAfter' '  StaleAfter -3'
 refused "negative forecast" 'ForecastHorizon must be in \[0,600\]' '  ForecastHorizon -1'
 refused "reserve unit" 'Reserve: unknown unit "XB"' '  Reserve "12XB"'
 refused "urgent interval 0" 'UrgentInterval must be between 0.1 and 3600' '  UrgentInterval 0'
+refused "surge half-life < 0" 'SurgeHalfLife must be between 0 \(off\) and 86400' '  SurgeHalfLife -1'
 refused "unknown backend" 'Backend "qemu" unknown' '  Backend "qemu"'
 refused "min above max" 'Domain "vm1".*Min .* is above Max' \
   '  <Domain "vm1">
