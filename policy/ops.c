@@ -202,6 +202,7 @@ uint64_t mb_ops_reserved_kib(const mb_ops_t *ops) {
 uint64_t mb_ops_expire(mb_ops_t *ops, const mb_domain_t *doms, size_t n,
                        double now_s, mb_ops_event_t *ev, size_t evmax,
                        size_t *nev) {
+  uint64_t pending = 0;
   *nev = 0;
   for (size_t i = 0; i < ops->nholds;) {
     if (ops->holds[i].until_s != 0 && ops->holds[i].until_s <= now_s) {
@@ -217,16 +218,26 @@ uint64_t mb_ops_expire(mb_ops_t *ops, const mb_domain_t *doms, size_t n,
      * until the domain holds what was reserved for it, give or take 1/64,
      * so that no round hands the room to other guests mid-build. */
     bool appeared = false;
-    for (size_t j = 0; r->name[0] != 0 && j < n && !appeared; j++)
-      appeared = strcmp(doms[j].name, r->name) == 0 &&
-                 doms[j].current_kib + r->kib / 64 >= r->kib;
+    uint64_t held_kib = 0; /* what the named domain holds already */
+    for (size_t j = 0; r->name[0] != 0 && j < n; j++) {
+      if (strcmp(doms[j].name, r->name) != 0)
+        continue;
+      held_kib = doms[j].current_kib;
+      appeared = doms[j].current_kib + r->kib / 64 >= r->kib;
+      break;
+    }
     if (appeared || r->until_s <= now_s) {
       if (*nev < evmax)
         ev[(*nev)++] = (mb_ops_event_t){.resv = *r, .met = appeared};
       ops->resv[i] = ops->resv[--ops->nresv];
       continue;
     }
+    /* A domain being built is balanced like any other: what it holds
+     * is in its target already, and counting it in the reservation too
+     * would count it twice (the targets would have to fit a pool short
+     * of it). */
+    pending += r->kib > held_kib ? r->kib - held_kib : 0;
     i++;
   }
-  return mb_ops_reserved_kib(ops);
+  return pending;
 }

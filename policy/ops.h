@@ -104,8 +104,10 @@ typedef struct {
  * doms with current_kib at least the reserved kib less 1/64 (met: a domain
  * still being built is listed before its memory is populated) or whose time
  * is up (expired), those into ev (at most evmax;
- * *nev of them; ends beyond evmax are not reported). Returns the sum of the
- * reservations still in force. Order of the remaining entries may change. */
+ * *nev of them; ends beyond evmax are not reported). Returns what the
+ * reservations still in force keep out of the pool: each one's kib less
+ * what its domain, listed while being built, holds already (that is in
+ * its target). Order of the remaining entries may change. */
 uint64_t mb_ops_expire(mb_ops_t *ops, const mb_domain_t *doms, size_t n,
                        double now_s, mb_ops_event_t *ev, size_t evmax,
                        size_t *nev);
