@@ -255,10 +255,18 @@ static bool apply_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
   return any;
 }
 
-/* A fresh guest that is not held, cut by the pool below its CMA: the
- * holds are keeping memory it is guaranteed. */
+/* The holds keep memory the pool needs: a fresh guest that is not held is
+ * cut by the pool below its CMA (the holds keep memory it is guaranteed),
+ * or the floors with the holds exceed the pool (a reservation or a larger
+ * Reserve took the room the holds kept: a hold is a preference, the pool
+ * is not). */
 static bool holds_hurt(const mb_round_config_t *cfg, mb_round_state_t *st,
                        const mb_round_plan_t *plan, double now) {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < plan->n; i++)
+    sum += plan->dec[i].target_kib;
+  if (sum > plan->pool_kib)
+    return true;
   for (size_t i = 0; i < plan->n; i++) {
     const mb_decision_t *o = &plan->dec[i];
     if (o->stale || hold_active(cfg, history(st, &plan->doms[i]), now))

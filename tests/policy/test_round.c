@@ -333,6 +333,50 @@ static void test_hold_gives_way(void) {
   mb_round_state_dispose(&f.st);
 }
 
+/* Holds give way to the pool: vm1 is held at its grant when a reservation
+ * takes so much of the pool that the floors with the hold exceed it (the
+ * real-Xen e2e: 15 rounds with the sum of targets above the pool). The
+ * hold is released and the targets fit the pool. */
+static void test_hold_gives_way_to_pool(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  /* vm2 and vm3 idle: their CMAs below their Min, so the pool does not
+   * cut them below their CMA (the test of holds_hurt's first rule) */
+  static const mb_round_clamp_t mins[] = {{.name = "vm2", .min_kib = M(512)},
+                                          {.name = "vm3", .min_kib = M(512)}};
+  f.cfg.clamps = mins;
+  f.cfg.nclamps = 2;
+  set_demand(&d[1], M(100));
+  set_demand(&d[2], M(100));
+  storm(&d[0], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  settle(&f, d, 3);
+  uint64_t granted = d[0].current_kib;
+  CU_ASSERT_FATAL(granted > G(1) + M(256));
+  in.now_s = 10; /* within the hold */
+  storm(&d[0], false);
+  /* a pool that fits vm2's and vm3's Min and vm1's floor, not its hold */
+  uint64_t pool = granted + G(1) - M(64);
+  in.pending_kib = in.host.total_kib - f.cfg.reserve_kib - pool;
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  ASSERT_U64(f.plan.pool_kib, pool);
+  CU_ASSERT_EQUAL(f.plan.audit, MB_ROUND_SUM_OK);
+  CU_ASSERT(f.plan.sum_kib <= pool);
+  CU_ASSERT(f.dec[0].target_kib < granted);
+  CU_ASSERT(f.dec[1].cma_kib < M(512) && f.dec[2].cma_kib < M(512));
+  CU_ASSERT(f.dec[1].target_kib >= M(512) && f.dec[2].target_kib >= M(512));
+  /* the balloons move; the next round, still within the hold's time,
+   * keeps to the pool */
+  settle(&f, d, 3);
+  in.now_s = 20;
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  CU_ASSERT_EQUAL(f.plan.audit, MB_ROUND_SUM_OK);
+  CU_ASSERT(f.plan.sum_kib <= pool);
+  mb_round_state_dispose(&f.st);
+}
+
 /* ---- a guest toggling its demand (anti-oscillation) ------------------ */
 
 static uint64_t jitter_rng = 1;
@@ -618,6 +662,7 @@ int main(void) {
       {"emergency grants bounded per window", test_grant_bounded},
       {"a grant is held, then given back", test_grant_held},
       {"holds give way to another guest's CMA", test_hold_gives_way},
+      {"holds give way to the pool", test_hold_gives_way_to_pool},
       {"surge headroom learned per guest", test_surge_headroom},
       {"plans on random hosts", test_random_plans},
       CU_TEST_INFO_NULL,
