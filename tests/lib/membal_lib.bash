@@ -211,13 +211,14 @@ mbt_collectd_start_preload() {
 mbt_round() { vmt_round; }
 mbt__round_after() { vmt__round_after "$@"; }
 
-# mbt_flush_round: `collectdctl flush plugin=membal` and wait (3 s at most)
-# until a new round's decisions are in force.
+# mbt_flush_round: `collectdctl flush plugin=membal` and wait until a new
+# round's decisions are in force (30 s at most: a limit for a hung plugin,
+# not a speed check; a flush round takes milliseconds).
 mbt_flush_round() {
   local before
   before=$(mbt_round)
   mb_collectdctl flush plugin=membal
-  mb_wait_for 3 mbt__round_after "$before" || mb_fail "flush: no round within 3 s (round still $before)"
+  mb_wait_for 30 mbt__round_after "$before" || mb_fail "flush: no round within 30 s (round still $before)"
 }
 
 # mbt_round_values <identifier...>: collectd's cache holds these values
