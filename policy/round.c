@@ -206,9 +206,9 @@ static uint64_t reserve_of(const mb_round_config_t *cfg,
   return mb_min_u64(r, in->host.total_kib);
 }
 
-/* The guests of the input (dom0 left out) into plan->doms, clamped.
- * Returns their number; *dom0_kib and *guests_kib what dom0 and the
- * guests hold. */
+/* The guests of the input (dom0 and domains being built left out) into
+ * plan->doms, clamped. Returns their number; *dom0_kib and *guests_kib
+ * what dom0 and the guests hold. */
 static size_t fill_guests(const mb_round_config_t *cfg,
                           const mb_round_input_t *in, mb_round_plan_t *plan,
                           uint64_t *dom0_kib, uint64_t *guests_kib) {
@@ -221,6 +221,10 @@ static size_t fill_guests(const mb_round_config_t *cfg,
       *dom0_kib = mb_min_u64(d->current_kib, MB_KIB_MAX);
       continue;
     }
+    /* Being built (round.h): a target set now would fight the toolstack's
+     * (real Xen: membal set the Min of a 256 MiB guest xl was building). */
+    if (d->current_kib == 0)
+      continue;
     clamp_domain(cfg, d, &plan->doms[n]);
     *guests_kib += mb_min_u64(d->current_kib, MB_KIB_MAX);
     n++;

@@ -110,7 +110,12 @@ typedef struct {
    * domid, name, current_kib, target_kib (0 = unknown: taken as current),
    * max_kib (the hypervisor's maximum), node_mask, and the sample part
    * (has_sample, sample, rates, sample_age_s). min_kib and weight are
-   * ignored: the clamps set them. */
+   * ignored: the clamps set them. A guest that holds nothing
+   * (current_kib 0) is being built: xl and libvirt list a domain before
+   * they populate it, and write its target before its memory and its
+   * maximum exist. It is left out of the round (no decision, no step):
+   * its room is the operator's reservation, or the free memory the
+   * toolstack finds. */
   const mb_domain_t *doms;
   size_t n;
 } mb_round_input_t;

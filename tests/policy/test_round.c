@@ -105,6 +105,47 @@ static void test_clamps_and_reserve(void) {
   mb_round_state_dispose(&f.st);
 }
 
+/* A domain being built (listed, holding nothing yet, its target written by
+ * the toolstack) is left out: no decision, no step, the others' round is
+ * the one they would have without it (the real-Xen e2e: membal set the Min
+ * of a 256 MiB guest xl was building). */
+static void test_domain_being_built(void) {
+  fixture_t f, g;
+  fx_init(&f);
+  fx_init(&g);
+  mb_domain_t in_doms[3];
+  guest(&in_doms[0], 1, G(1), M(900));
+  guest(&in_doms[1], 2, G(1), M(100));
+  guest(&in_doms[2], 3, 0, 0);
+  in_doms[2].has_sample = false;
+  in_doms[2].target_kib = M(256);
+  in_doms[2].max_kib = M(256);
+  mb_round_input_t in = {.now_s = 100, .doms = in_doms, .n = 3};
+  in.host.total_kib = G(3);
+  in.host.free_kib = M(512);
+  in.pending_kib = M(256); /* its reservation */
+  CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+  ASSERT_U64(f.plan.n, 2);
+  for (size_t k = 0; k < f.plan.nsteps; k++)
+    CU_ASSERT(f.doms[f.steps[k].dom].domid != 3);
+  /* the same host without it */
+  in.n = 2;
+  CU_ASSERT_EQUAL_FATAL(fx_round(&g, &in), 0);
+  ASSERT_U64(f.plan.pool_kib, g.plan.pool_kib);
+  ASSERT_U64(f.plan.nsteps, g.plan.nsteps);
+  for (size_t i = 0; i < 2; i++)
+    ASSERT_U64(f.dec[i].target_kib, g.dec[i].target_kib);
+  /* once it holds memory it is balanced like any other (stale: not
+   * shrunk below what it holds) */
+  in.n = 3;
+  in_doms[2].current_kib = M(256);
+  CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+  ASSERT_U64(f.plan.n, 3);
+  CU_ASSERT(f.dec[2].target_kib >= M(256));
+  mb_round_state_dispose(&f.st);
+  mb_round_state_dispose(&g.st);
+}
+
 /* One busy guest, two idle ones: the idle ones shrink first, the busy one
  * grows by what they free; a failed shrink holds the grow back. */
 static void busy_host(fixture_t *f, mb_domain_t *in_doms,
@@ -654,6 +695,7 @@ static void test_random_plans(void) {
 int main(void) {
   static CU_TestInfo tests[] = {
       {"clamps and reserve", test_clamps_and_reserve},
+      {"a domain being built is left out", test_domain_being_built},
       {"plan: shrinks first, grows get what they free", test_plan_order},
       {"plan: a failed shrink holds the grow", test_failed_shrink_holds_grow},
       {"D4: a stuck balloon counts what it holds", test_stuck_balloon},
