@@ -472,6 +472,19 @@ for p in [os.path.join(res, "dom0-dmesg.txt")] + sorted(glob.glob(os.path.join(r
         crashes.append(f"{os.path.basename(p)}: {n}")
 check("no_crashes", not crashes, "; ".join(crashes) if crashes else "no crash in dom0's dmesg nor the guests' consoles")
 
+# --- every target membal set was accepted: a failure means it acted on a
+# domain it should not have (one being built: its static-max not written
+# yet) or the backend broke
+failed_sets = []
+try:
+    with open(os.path.join(res, "collectd.log"), errors="replace") as f:
+        failed_sets = [line.strip() for line in f if re.search(r"membal: setting the target of .* failed", line)]
+except OSError:
+    pass
+check("targets_accepted", not failed_sets,
+      f"{len(failed_sets)} failed: {failed_sets[0][:200]}" if failed_sets
+      else "no failed set-target call in collectd.log")
+
 total_s = facts.get("end_s", "?")
 status = "PASS" if not fails else "FAIL(" + ",".join(fails) + ")"
 
