@@ -340,6 +340,18 @@ static void test_grant_held(void) {
   mb_round_state_dispose(&f.st);
 }
 
+/* vm1 storms and is granted memory (balloons settle), then calms down
+ * 10 s later, within its hold. Returns what it was granted (holds). */
+static uint64_t grant_then_calm(fixture_t *f, mb_domain_t *d,
+                                mb_round_input_t *in) {
+  storm(&d[0], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f->cfg, &f->st, in, &f->plan), 0);
+  settle(f, d, 3);
+  in->now_s += 10;
+  storm(&d[0], false);
+  return d[0].current_kib;
+}
+
 /* Holds give way to another guest's CMA: vm1 is held at its grant; then
  * vm2's working set grows beyond what the host can give without vm1's
  * held memory. vm1's hold is released, vm2 and vm3 lose nothing. */
@@ -348,12 +360,7 @@ static void test_hold_gives_way(void) {
   mb_domain_t d[3];
   mb_round_input_t in;
   grant_host(&f, d, &in);
-  storm(&d[0], true);
-  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
-  settle(&f, d, 3);
-  uint64_t granted = d[0].current_kib;
-  in.now_s = 10;
-  storm(&d[0], false);
+  uint64_t granted = grant_then_calm(&f, d, &in);
   /* vm2 (its balloon grown to 3.3 GiB) and vm3 now need nearly all they
    * hold: their CMAs and vm1's hold exceed the host */
   d[1].current_kib = d[1].target_kib = G(3) + M(300);
@@ -391,13 +398,8 @@ static void test_hold_gives_way_to_pool(void) {
   f.cfg.nclamps = 2;
   set_demand(&d[1], M(100));
   set_demand(&d[2], M(100));
-  storm(&d[0], true);
-  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
-  settle(&f, d, 3);
-  uint64_t granted = d[0].current_kib;
+  uint64_t granted = grant_then_calm(&f, d, &in);
   CU_ASSERT_FATAL(granted > G(1) + M(256));
-  in.now_s = 10; /* within the hold */
-  storm(&d[0], false);
   /* a pool that fits vm2's and vm3's Min and vm1's floor, not its hold */
   uint64_t pool = granted + G(1) - M(64);
   in.pending_kib = in.host.total_kib - f.cfg.reserve_kib - pool;
