@@ -293,12 +293,20 @@ static int lx_list(void *priv, mb_dominfo_t **out, size_t *n, char *err,
       snprintf(path, sizeof(path), "/local/domain/%u/memory/static-max",
                d->domid);
       char *m = mb_xs_read(&b->xs, path, 20, &len); /* owned */
-      if (m != NULL && mb_xs_parse_u64(m, len, &static_max_kib)) {
-        names[nd].static_max_kib = static_max_kib;
-        if (static_max_kib > d->max_kib)
-          d->max_kib = static_max_kib;
-      }
+      bool built = m != NULL && mb_xs_parse_u64(m, len, &static_max_kib);
       free(m);
+      /* Being built: libxl writes memory/static-max (and the target) once
+       * it has populated the domain's memory. Until then the domain is
+       * the toolstack's: no target of ours may reach it, and what it
+       * holds already counts as memory neither the guests nor the free
+       * pool hold (the automatic reserve). */
+      if (!built) {
+        memset(d, 0, sizeof(*d));
+        continue;
+      }
+      names[nd].static_max_kib = static_max_kib;
+      if (static_max_kib > d->max_kib)
+        d->max_kib = static_max_kib;
     }
     names[nd].pv = di->domain_type == LIBXL_DOMAIN_TYPE_PV;
 
