@@ -32,7 +32,7 @@ recovers() {
   s=$(gm_field seq)
   gm_meminfo "$total" 500000
   gm_vmstat 10 20 30 40
-  mb_wait_for 5 gm_seq_above "$s" || mb_fail "records did not resume after $1"
+  mb_wait_for 30 gm_seq_above "$s" || mb_fail "records did not resume after $1"
   mb_log "ok: records resume after $1"
 }
 

@@ -47,7 +47,7 @@ mb_assert "the outage was logged ($lost lines incl. the first one), not every in
 # goes on from where guestmem was rather than back to 1
 mb_xenstored_start
 mb_guest_domain "$GM_DOMID"
-mb_wait_for 5 gm_field seq || mb_fail "records did not resume after the restart"
+mb_wait_for 30 gm_field seq || mb_fail "records did not resume after the restart"
 seq3=$(gm_field seq)
 mb_assert "seq $seq3 after the restart is above $seq1 from before" test "$seq3" -gt "$seq1"
 mb_assert_eq 400000 "$(gm_field MemFree)" "record after the restart holds the current file"
@@ -57,7 +57,7 @@ mb_assert_eq 400000 "$(xenstore-read "$GM_DOM/data/meminfo_free")" "meminfo_free
 for i in 1 2; do
   s=$(gm_field seq)
   mb_xenstored_restart
-  mb_wait_for 5 gm_seq_above "$s" || mb_fail "records did not resume after restart $i"
+  mb_wait_for 30 gm_seq_above "$s" || mb_fail "records did not resume after restart $i"
   mb_log "ok: records resume after restart $i (seq now $(gm_field seq))"
 done
 mb_assert "collectd alive at the end" mb_collectd_alive

@@ -228,6 +228,21 @@ mb__cleanup() {
 trap mb__cleanup EXIT
 trap 'exit 130' INT TERM
 
+# A command that stops the test through set -e says which, and where
+# (otherwise only "test failed (exit 1)" is logged). The same conditions as
+# set -e: a command tested by if, while, && or || never triggers it.
+set -E
+mb__on_err() {
+  local rc=$1 cmd=$2 i where=""
+  # only where set -e is on and stops the test (not in a subshell)
+  [[ $- == *e* ]] && [ "$BASH_SUBSHELL" -eq 0 ] || return 0
+  for ((i = 1; i < ${#FUNCNAME[@]}; i++)); do
+    where+=" ${FUNCNAME[$i]}@${BASH_SOURCE[$i]##*/}:${BASH_LINENO[$((i - 1))]}"
+  done
+  mb_log "command failed (exit $rc): $cmd; at$where"
+}
+trap 'mb__on_err $? "$BASH_COMMAND"' ERR
+
 # ---------------------------------------------------------------- xenstored
 
 # mb_xenstored_start: start a private xenstored and point every xenstore

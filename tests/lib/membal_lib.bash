@@ -48,11 +48,11 @@ mbt_three_guests() {
 }
 
 # mbt_wait_samples <domid...>: vmmem has dispatched a guest sample of each
-# (10 s at most).
+# (60 s at most: a hang limit).
 mbt_wait_samples() {
   local id
   for id in "$@"; do
-    mb_wait_for 10 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
+    mb_wait_for 60 mb_getval "$MB_HOSTNAME/vmmem-vm$id/memory-guest_MemTotal" ||
       mb_fail "vmmem dispatched no guest sample for vm$id"
   done
 }

@@ -117,7 +117,7 @@ mb_log "ok: /api/state matches collectd's values of round $round"
 
 # ---- the page in headless Chromium ----
 chrome() {
-  timeout -k 5 120 chromium --headless --no-sandbox --disable-gpu --disable-quic \
+  timeout -k 5 300 chromium --headless --no-sandbox --disable-gpu --disable-quic \
     --no-first-run --disable-background-networking --disable-component-update \
     --disable-sync --user-data-dir="$MB_DIR/chrome" --window-size=1000,1100 \
     --virtual-time-budget=5000 "$@" 2>>"$MB_DIR/chrome.log"
