@@ -381,6 +381,52 @@ static void test_hold_gives_way(void) {
   mb_round_state_dispose(&f.st);
 }
 
+/* Holds give way to a held guest too (membal-bench dacapo): vm1 is held
+ * at an earlier grant, vm2 at a later one; vm2's demand falls while vm1's
+ * rises again above what it holds, and the host has nothing free. vm1's
+ * growth is cut by the pool only because of vm2's hold, so the holds give
+ * way: vm2 is asked back toward its CMA and vm1 grows. (Before, a held
+ * guest was not counted: both kept their holds and vm1 stayed below its
+ * CMA, swapping, for the rest of vm2's hold.) */
+static void test_hold_gives_way_to_held(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  storm(&d[0], true); /* t = 0: vm1's grant */
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  settle(&f, d, 3);
+  CU_ASSERT_FATAL(d[0].current_kib > G(1) + M(256));
+  in.now_s = 10; /* vm1 calm, using what it was given; vm2's storm */
+  storm(&d[0], false);
+  set_demand(&d[0], d[0].current_kib - M(200));
+  storm(&d[1], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  CU_ASSERT(f.dec[1].emergency);
+  settle(&f, d, 3);
+  uint64_t vm2_given = d[1].current_kib;
+  CU_ASSERT_FATAL(vm2_given > G(3));
+  /* nothing free any more: the pool is what the guests hold */
+  in.host.total_kib = d[0].current_kib + d[1].current_kib + d[2].current_kib;
+  in.now_s = 20; /* within both holds */
+  storm(&d[1], false);
+  set_demand(&d[1], G(1)); /* vm2's demand fell */
+  storm(&d[0], false);
+  set_demand(&d[0], d[0].current_kib); /* vm1 needs more than it holds */
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  CU_ASSERT_FATAL(f.dec[0].cma_kib > d[0].current_kib + M(64));
+  if (f.dec[0].target_kib < f.dec[0].cma_kib)
+    fprintf(stderr, "\n  vm1 below its CMA: %llu < %llu (vm2 at %llu)",
+            (unsigned long long)f.dec[0].target_kib,
+            (unsigned long long)f.dec[0].cma_kib,
+            (unsigned long long)f.dec[1].target_kib);
+  CU_ASSERT(f.dec[0].target_kib >= f.dec[0].cma_kib);
+  CU_ASSERT(f.dec[1].target_kib < vm2_given);
+  CU_ASSERT_EQUAL(f.plan.audit, MB_ROUND_SUM_OK);
+  CU_ASSERT(f.plan.sum_kib <= f.plan.pool_kib);
+  mb_round_state_dispose(&f.st);
+}
+
 /* Holds give way to the pool: vm1 is held at its grant when a reservation
  * takes so much of the pool that the floors with the hold exceed it (the
  * real-Xen e2e: 15 rounds with the sum of targets above the pool). The
@@ -707,6 +753,7 @@ int main(void) {
       {"a grant is held, then given back", test_grant_held},
       {"holds give way to another guest's CMA", test_hold_gives_way},
       {"holds give way to the pool", test_hold_gives_way_to_pool},
+      {"holds give way to a held guest", test_hold_gives_way_to_held},
       {"surge headroom learned per guest", test_surge_headroom},
       {"plans on random hosts", test_random_plans},
       CU_TEST_INFO_NULL,
