@@ -238,17 +238,31 @@ static bool hold_active(const mb_round_config_t *cfg,
          h->held_kib > 0;
 }
 
+/* cagma's emergency signal on a fresh sample. */
+static bool under_pressure(const mb_round_config_t *cfg, const mb_domain_t *d) {
+  return cfg->policy.kind == MB_POLICY_CAGMA && d->has_sample &&
+         mb_est_pressure(&cfg->policy, d);
+}
+
 /* Raises the floor of every held guest to what it was given (never above
- * what it holds nor its maximum). Returns whether any guest is held. */
+ * what it holds nor its maximum), and of every guest under pressure to its
+ * target in force. Returns whether any floor was raised (the holds_hurt
+ * check then releases them all). */
 static bool apply_holds(const mb_round_config_t *cfg, mb_round_state_t *st,
                         mb_round_plan_t *plan, double now) {
   bool any = false;
   for (size_t i = 0; i < plan->n; i++) {
     mb_domain_t *d = &plan->doms[i];
     struct mb_round_dom *h = history(st, d);
-    if (!hold_active(cfg, h, now))
-      continue;
-    uint64_t keep = mb_min_u64(h->held_kib, d->current_kib);
+    uint64_t keep = 0;
+    if (hold_active(cfg, h, now))
+      keep = mb_min_u64(h->held_kib, d->current_kib);
+    /* A guest under pressure keeps the target in force: its balloon is on
+     * its way there, and what it asks is counted from what it holds (real
+     * Xen under load: an urgent round gave busy 1024 MiB, the next one,
+     * 4 s later, cut it to 624 MiB: the balloon had reached 553). */
+    if (under_pressure(cfg, d))
+      keep = mb_max_u64(keep, d->target_kib);
     if (d->max_kib != 0)
       keep = mb_min_u64(keep, d->max_kib);
     if (keep > d->min_kib) {
@@ -317,9 +331,11 @@ static void limit_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
       h->grant_start_s = now;
       h->granted_kib = 0;
     }
-    /* growth up to the CMA is the guarantee, not a grant */
-    uint64_t base = mb_max_u64(mb_min_u64(d->current_kib, MB_KIB_MAX),
-                               mb_cagma_cma_kib(&cfg->policy, d));
+    /* growth up to the CMA is the guarantee, not a grant; a target in
+     * force was counted when it was granted */
+    uint64_t base = mb_max_u64(
+        mb_max_u64(mb_min_u64(d->current_kib, MB_KIB_MAX), d->target_kib),
+        mb_cagma_cma_kib(&cfg->policy, d));
     uint64_t cap = base + mb_sub_sat(cfg->grant_max_kib, h->granted_kib);
     if (d->max_kib == 0 || cap < d->max_kib)
       d->max_kib = cap;
@@ -336,8 +352,9 @@ static void count_grants(const mb_round_config_t *cfg, mb_round_state_t *st,
     struct mb_round_dom *h = history(st, d);
     const mb_decision_t *o = &plan->dec[i];
     if (h != NULL && d->has_sample && mb_est_pressure(&cfg->policy, d))
-      h->granted_kib +=
-          mb_sub_sat(o->target_kib, mb_max_u64(o->from_kib, o->cma_kib));
+      h->granted_kib += mb_sub_sat(
+          o->target_kib,
+          mb_max_u64(mb_max_u64(o->from_kib, d->target_kib), o->cma_kib));
   }
 }
 

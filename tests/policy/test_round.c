@@ -310,6 +310,48 @@ static void test_grant_bounded(void) {
   mb_round_state_dispose(&f.st);
 }
 
+/* A guest under pressure keeps the target in force while its balloon is
+ * on the way (real Xen under load: an urgent round gave busy 1024 MiB, the
+ * next one, 4 s later and still under pressure, cut it to 624 MiB because
+ * the balloon had reached 553). The grant is counted once. */
+static void test_grant_on_its_way(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  uint64_t start = d[0].current_kib;
+  storm(&d[0], true);
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  uint64_t given = f.dec[0].target_kib;
+  CU_ASSERT_FATAL(given > start + M(256));
+  for (size_t k = 0; k < f.plan.nsteps; k++)
+    mb_round_step_done(&f.plan, k, true);
+  /* the targets are in force; vm1's balloon has moved 64 MiB, the donors'
+   * not at all */
+  for (int i = 0; i < 3; i++)
+    d[i].target_kib = f.dec[i].target_kib;
+  d[0].current_kib = start + M(64);
+  for (int r = 1; r <= 3; r++) {
+    in.now_s = r;
+    storm(&d[0], true);
+    CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+    if (f.dec[0].target_kib < given)
+      fprintf(stderr, "\n  round %d: vm1 cut to %llu KiB, was given %llu", r,
+              (unsigned long long)f.dec[0].target_kib,
+              (unsigned long long)given);
+    CU_ASSERT(f.dec[0].target_kib >= given);
+    CU_ASSERT(f.plan.sum_kib <= f.plan.pool_kib);
+    /* within one window the grants add up to at most grant_max_kib */
+    CU_ASSERT(f.dec[0].target_kib <=
+              max_u64(start, f.dec[0].cma_kib) + f.cfg.grant_max_kib);
+    for (size_t k = 0; k < f.plan.nsteps; k++)
+      mb_round_step_done(&f.plan, k, true);
+    for (int i = 0; i < 3; i++)
+      d[i].target_kib = f.dec[i].target_kib;
+  }
+  mb_round_state_dispose(&f.st);
+}
+
 /* A grant is held: the storm calms, the guest keeps what it was given for
  * GrantHold (45 s) while the donors would regrow; then it gives it back. */
 static void test_grant_held(void) {
@@ -751,6 +793,7 @@ int main(void) {
       {"a toggling guest: honest balloons move <= 2x", test_toggling_guest},
       {"emergency grants bounded per window", test_grant_bounded},
       {"a grant is held, then given back", test_grant_held},
+      {"a grant on its way is not taken back", test_grant_on_its_way},
       {"holds give way to another guest's CMA", test_hold_gives_way},
       {"holds give way to the pool", test_hold_gives_way_to_pool},
       {"holds give way to a held guest", test_hold_gives_way_to_held},
