@@ -292,6 +292,11 @@ static bool holds_hurt(const mb_round_plan_t *plan) {
     return true;
   for (size_t i = 0; i < plan->n; i++) {
     const mb_decision_t *o = &plan->dec[i];
+    /* a stale guest shrunk to make room for raised floors (a guest under
+     * pressure whose balloon never reaches its target keeps a floor there:
+     * it may hurt itself, never its neighbours) */
+    if (o->stale && o->target_kib < o->from_kib)
+      return true;
     if (o->stale)
       continue;
     uint64_t ask =

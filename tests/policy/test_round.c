@@ -352,6 +352,31 @@ static void test_grant_on_its_way(void) {
   mb_round_state_dispose(&f.st);
 }
 
+/* A guest under pressure whose balloon never reaches its target (or that
+ * fakes its storm) keeps a floor at its target in force only while no
+ * stale neighbour has to be shrunk for it (membal.restarts: after a
+ * restart the two honest guests were stale and were cut to 768 MiB). */
+static void test_pressure_floor_spares_stale(void) {
+  fixture_t f;
+  mb_domain_t d[3];
+  mb_round_input_t in;
+  grant_host(&f, d, &in);
+  d[0].target_kib = G(4); /* granted before; its balloon stuck at 1 GiB */
+  d[1].has_sample = d[2].has_sample = false;
+  storm(&d[0], true);
+  in.now_s = 100;
+  CU_ASSERT_EQUAL_FATAL(mb_round_compute(&f.cfg, &f.st, &in, &f.plan), 0);
+  for (int i = 1; i < 3; i++) {
+    if (f.dec[i].target_kib < d[i].current_kib)
+      fprintf(stderr, "\n  stale vm%d cut to %llu KiB from %llu", i + 1,
+              (unsigned long long)f.dec[i].target_kib,
+              (unsigned long long)d[i].current_kib);
+    CU_ASSERT(f.dec[i].target_kib >= d[i].current_kib);
+  }
+  CU_ASSERT(f.plan.sum_kib <= f.plan.pool_kib);
+  mb_round_state_dispose(&f.st);
+}
+
 /* A grant is held: the storm calms, the guest keeps what it was given for
  * GrantHold (45 s) while the donors would regrow; then it gives it back. */
 static void test_grant_held(void) {
@@ -794,6 +819,8 @@ int main(void) {
       {"emergency grants bounded per window", test_grant_bounded},
       {"a grant is held, then given back", test_grant_held},
       {"a grant on its way is not taken back", test_grant_on_its_way},
+      {"a pressure floor spares stale guests",
+       test_pressure_floor_spares_stale},
       {"holds give way to another guest's CMA", test_hold_gives_way},
       {"holds give way to the pool", test_hold_gives_way_to_pool},
       {"holds give way to a held guest", test_hold_gives_way_to_held},
