@@ -76,4 +76,7 @@ mb_assert "csv writer got guestmem values" \
   bash -c "ls $MB_DIR/csv/$MB_HOSTNAME/guestmem/memory-MemTotal-* >/dev/null"
 mb_assert "collectd still running" mb_collectd_alive
 mb_collectd_stop
-mb_assert "no error in collectd log" bash -c "! grep -E '\\[error\\]' $MB_CD_LOG"
+# collectd's unixsock names each connection's thread after it started; a
+# collectdctl that has already hung up makes that fail ("set_thread_name
+# (\"unixsock conn\"): No such process"): collectd's race, not guestmem's
+mb_assert "no error in collectd log" bash -c "! grep -E '\\[error\\]' $MB_CD_LOG | grep -v 'set_thread_name(\"unixsock conn\"): No such process'"
