@@ -295,10 +295,11 @@ static bool holds_hurt(const mb_round_plan_t *plan) {
     /* a stale guest shrunk to make room for raised floors (a guest under
      * pressure whose balloon never reaches its target keeps a floor there:
      * it may hurt itself, never its neighbours) */
-    if (o->stale && o->target_kib < o->from_kib)
-      return true;
-    if (o->stale)
+    if (o->stale) {
+      if (o->target_kib < o->from_kib)
+        return true;
       continue;
+    }
     uint64_t ask =
         o->emergency ? mb_max_u64(o->cma_kib, o->want_kib) : o->cma_kib;
     if (o->reason == MB_R_POOL_LIMIT && o->target_kib < ask)
