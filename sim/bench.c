@@ -257,6 +257,8 @@ static int cfg_load(const char *path, cfg_row_t *row) {
                             .interval_s = period,
                             .urgent = true,
                             .urgent_gap_s = SIM_MEMBAL_URGENT_GAP_S,
+                            .boot_requests = true,
+                            .boot_reserve = true,
                             .agent = agent,
                             .create_arg = sim_membal_create_arg,
                             .arg = &row->cfg,

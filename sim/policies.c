@@ -20,6 +20,7 @@
  * the round's fixed reserve. membal-bench --config FILE adds rows for other
  * settings (sim/bench.c).
  */
+#include "ops.h"
 #include "round.h"
 #include "sim.h"
 
@@ -34,8 +35,13 @@ typedef struct {
   mb_domain_t doms[SIM_MAX_VMS];
   mb_decision_t out[SIM_MAX_VMS];
   mb_round_step_t steps[SIM_MAX_VMS];
+  mb_ops_t ops;                /* the boots' reservations */
+  bool reserved[SIM_MAX_VMS];  /* VM i's start asked `membal reserve` */
   bool trace;
 } membal_st_t;
+
+/* membal-xl-create's default --timeout, seconds */
+#define SIM_RESERVE_TIMEOUT_S 120
 
 static void *membal_create_cfg(const mb_config_t *cfg) {
   membal_st_t *s = calloc(1, sizeof(*s)); /* owned by the runner */
@@ -44,6 +50,7 @@ static void *membal_create_cfg(const mb_config_t *cfg) {
   mb_round_config_default(&s->cfg);
   s->cfg.policy = *cfg;
   s->cfg.reserve_auto = false;
+  mb_ops_init(&s->ops);
   if (mb_round_state_init(&s->st, &s->cfg, SIM_MAX_VMS) != 0) {
     free(s);
     return NULL;
@@ -86,7 +93,31 @@ int sim_membal_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
   membal_st_t *s = st;
   if (n > SIM_MAX_VMS)
     return -1;
-  mb_round_input_t in = {.now_s = ctx->t, .host = *host, .doms = doms, .n = n};
+  /* A VM due to start: membal-xl-create (or the libvirt hook) reserves
+   * its memory for its name, and xl creates it once the room is free (the
+   * model boots it then); the reservation ends as the plugin's does. */
+  const sim_model_t *m = ctx->model;
+  for (size_t j = 0; ctx->boot_requests && j < m->scn->nvms && j < SIM_MAX_VMS;
+       j++) {
+    const sim_vm_spec_t *vs = &m->scn->vm[j];
+    if (s->reserved[j] || m->vm[j].ever || vs->start_s > ctx->t)
+      continue;
+    char err[128];
+    uint64_t id;
+    if (mb_ops_reserve(&s->ops, vs->name, vs->mem_kib, SIM_RESERVE_TIMEOUT_S,
+                       ctx->t, &id, err, sizeof(err)) != 0)
+      return -1;
+    s->reserved[j] = true;
+  }
+  mb_ops_event_t ev[MB_OPS_MAX_RESV];
+  size_t nev;
+  uint64_t pending_kib =
+      mb_ops_expire(&s->ops, doms, n, ctx->t, ev, MB_OPS_MAX_RESV, &nev);
+  mb_round_input_t in = {.now_s = ctx->t,
+                         .host = *host,
+                         .pending_kib = pending_kib,
+                         .doms = doms,
+                         .n = n};
   mb_round_plan_t plan = {
       .doms = s->doms, .dec = s->out, .steps = s->steps, .cap = SIM_MAX_VMS};
   s->cfg.reserve_kib = host->reserve_kib;
@@ -120,6 +151,8 @@ const sim_policy_t sim_policy_cagma = {
     .interval_s = SIM_MEMBAL_PERIOD_S,
     .urgent = true,
     .urgent_gap_s = SIM_MEMBAL_URGENT_GAP_S,
+    .boot_requests = true,
+    .boot_reserve = true,
     .agent = SIM_MEMBAL_AGENT,
     .create = cagma_create,
     .destroy = sim_membal_destroy,
@@ -130,6 +163,8 @@ const sim_policy_t sim_policy_tax = {
     .interval_s = SIM_MEMBAL_PERIOD_S,
     .urgent = true,
     .urgent_gap_s = SIM_MEMBAL_URGENT_GAP_S,
+    .boot_requests = true,
+    .boot_reserve = true,
     .agent = SIM_MEMBAL_AGENT,
     .create = tax_create,
     .destroy = sim_membal_destroy,
@@ -140,6 +175,8 @@ const sim_policy_t sim_policy_selfballoon = {
     .interval_s = SIM_MEMBAL_PERIOD_S,
     .urgent = true,
     .urgent_gap_s = SIM_MEMBAL_URGENT_GAP_S,
+    .boot_requests = true,
+    .boot_reserve = true,
     .agent = SIM_MEMBAL_AGENT,
     .create = self_create,
     .destroy = sim_membal_destroy,

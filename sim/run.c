@@ -146,6 +146,7 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   double next_round = interval;
   double last_round = -1e9; /* no round yet */
   bool urgent_pending = false;
+  double prev_claims = 0;
   double disk_sum = 0, idle_sum = 0, iops_sum = 0, iops_free_sum = 0;
   bool seen[SIM_MAX_VMS] = {false};
   double prev_cur[SIM_MAX_VMS] = {0};
@@ -194,10 +195,18 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
         urgent_arrived = true;
     }
 
+    /* a VM due to start asks a balancer told of boots for its memory: a
+     * round at once (membal's operator request waits for no gap) */
+    bool asked = false;
+    if (pol->boot_requests) {
+      double claims = sim_model_claims_kib(m);
+      asked = claims > prev_claims;
+      prev_claims = claims;
+    }
     bool periodic = t >= next_round - 1e-9;
     if (pol->urgent && urgent_arrived)
       urgent_pending = true;
-    bool round = periodic ||
+    bool round = periodic || asked ||
                  (urgent_pending && t >= last_round + pol->urgent_gap_s - 1e-9);
     if (round) {
       /* a round serves every urgent sample that came before it */
@@ -216,10 +225,11 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
       memset(&host, 0, sizeof(host));
       host.total_kib = scn->total_kib;
       /* A domain being built is known only to a balancer the toolstack
-       * asks for its memory (qmemman); membal has no such request, the
-       * others neither: they see the memory it holds once it runs. */
+       * asks for its memory: qmemman (the claim is reserved here) and
+       * membal (the policy reserves it, as `membal reserve` does); the
+       * others see the memory it holds once it runs. */
       host.reserve_kib = scn->reserve_kib;
-      if (pol->boot_requests)
+      if (pol->boot_requests && !pol->boot_reserve)
         host.reserve_kib += (uint64_t)sim_model_claims_kib(m);
       host.free_kib = (uint64_t)sim_model_host_free(m);
       for (size_t i = 0; i < n; i++) {
@@ -247,7 +257,7 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
         }
         map[nd++] = i;
       }
-      sim_ctx_t ctx = {m, t};
+      sim_ctx_t ctx = {m, t, pol->boot_requests};
       if (pol->decide(pst, &ctx, &host, doms, nd, targets) < 0) {
         snprintf(err, errlen, "%s: policy failed at t=%.1f", pol->name, t);
         goto out;

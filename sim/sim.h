@@ -203,8 +203,9 @@ bool sim_model_publish_due(sim_model_t *m, size_t i, bool *urgent);
 /* ---- policies --------------------------------------------------------- */
 
 typedef struct {
-  const sim_model_t *model; /* only the oracle looks at it */
+  const sim_model_t *model; /* the oracle, and membal for boots */
   double t;
+  bool boot_requests; /* the policy's boot_requests */
 } sim_ctx_t;
 
 typedef struct {
@@ -221,8 +222,13 @@ typedef struct {
   sim_agent_t agent;  /* guest agent and collector (zeros: scenario's) */
   bool guest_local;   /* runs inside each guest: sees its sample at once */
   bool no_delay;      /* sees the truth at once (oracle) */
-  bool boot_requests; /* the toolstack asks it for a booting VM's memory
-                         (qmemman's request); others learn nothing */
+  /* The toolstack asks it for a booting VM's memory, and it balances at
+   * once: qmemman's request_memory (the claim counts in the round's
+   * reserve), or `membal reserve` from membal-xl-create and the libvirt
+   * hook (boot_reserve: the round's reservations, policy/ops.h). The
+   * others learn of a VM once it runs. */
+  bool boot_requests;
+  bool boot_reserve;
   void *(*create)(const sim_scenario_t *scn);
   /* instead of create when set: a policy built from arg (--config rows) */
   void *(*create_arg)(const sim_scenario_t *scn, const void *arg);
