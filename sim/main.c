@@ -60,7 +60,8 @@ static void print_result(const sim_scenario_t *scn, const sim_policy_t *pol,
          "reaction_decide_max_s %.1f\nreaction_events %u\n",
          r->react_cover_max_s, r->react_cover_mean_s, r->react_decide_max_s,
          r->react_events);
-  printf("boot_wait_s %.1f\n", r->boot_wait_s);
+  printf("boot_wait_s %.1f\nboot_failed %llu\n", r->boot_wait_s,
+         (unsigned long long)r->boot_failed);
   printf("oom_mib %llu\nclamped_targets %llu\n", (unsigned long long)r->oom_mib,
          (unsigned long long)r->clamped);
 }
