@@ -453,7 +453,9 @@ const sim_policy_t sim_base_proxmox = {
  * guest's meminfo-writer (run as "meminfo-writer 30000 100000") checks
  * every 0.1 s and writes used = MemTotal - MemFree - Cached - Buffers +
  * swap in use when it moved by more than 30000 KiB; each write makes
- * qmemman balance (do_balance), nothing else does. pref = max(1.3 x used,
+ * qmemman balance (do_balance), and so does a domain appearing or going
+ * (qubes/tools/qmemmand.py: the @introduceDomain and @releaseDomain
+ * watches run domain_list_changed, which balances). pref = max(1.3 x used,
  * 200 MiB), at most the maximum; actual = max(current, last target); Xen's
  * free memory counts targets not yet reached as used, and 50 MiB stays
  * free. Enough memory: everyone gets pref plus a share of the surplus
@@ -461,10 +463,69 @@ const sim_policy_t sim_base_proxmox = {
  * donors (actual above pref by 10 MiB or more) go to pref and acceptors
  * share what that frees, in proportion to pref. A balance that moves less
  * than 150 MiB in all is not made, unless a guest below pref would grow
- * by more than 15 MiB or Xen's free memory is 15 MiB short of the slack. */
+ * by more than 15 MiB or Xen's free memory is 15 MiB short of the slack.
+ *
+ * A VM's start (qubes/vm/qubesvm.py, request_mem): qubesd asks qmemman for
+ * the VM's memory before it builds the domain, and keeps the connection
+ * open until the domain exists. qmemmand's request handler holds
+ * GLOBAL_LOCK all that time, so no balance runs (meminfo writes and domain
+ * watches wait for the lock, and run when it is released); one request at
+ * a time, in the order the VMs became due (the simulator asks for the
+ * VM's boot memory: it has no per-domain overhead). The request is
+ * SystemState.do_balloon (systemstate.py), a loop every BALLOON_DELAY
+ * (0.1 s; the runner polls at request_poll_s): Xen's free memory (as
+ * above) at least the request + 25 MiB: granted, the domain is built.
+ * Else it fails when free memory grew by less than 300 MiB over the last
+ * 3 s (CHECK_MB_S 100 over CHECK_PERIOD_S 3), donors whose actual did not
+ * move since the last iteration's memset are marked no_progress, and
+ * algo.py's balloon(request + 50 MiB - free) runs: donors are the domains
+ * with a meminfo whose actual exceeds pref and not marked; each gives its
+ * excess scaled by (what is asked / the donors' whole excess) x 1.05
+ * (REQ_SAFETY_NET_FACTOR); target = actual - that. The donors' whole
+ * excess short of what is asked: it fails. A failed request releases the
+ * lock (and qubesd refuses the start: see sim/README.md for what the
+ * simulated toolstack does then). do_balance clears a no_progress mark
+ * when the domain's actual came within 25 MiB of its last target or is
+ * below pref (clear_outdated_error_markers), and leaves marked domains
+ * out. */
 #define QM_CACHE_FACTOR 1.3
 #define QM_MIN_PREF_KIB (200 * MIB)
 #define QM_FREE_LEFT_KIB (50 * MIB)
+#define QM_FREE_MIN_KIB (25 * MIB)
+#define QM_REQ_SAFETY 1.05
+/* CHECK_PERIOD: do_balloon iterations in CHECK_PERIOD_S (3 s / 0.1 s) */
+#define QM_CHECK_PERIOD 30
+#define QM_CHECK_DELTA_KIB (3 * 100 * MIB)
+#define QM_BALLOON_DELAY_S 0.1
+
+typedef struct {
+  uint32_t domid;
+  bool seen;          /* has had a sample */
+  uint64_t seq;       /* of the last meminfo write seen */
+  bool no_progress;   /* did not move on a request's memset */
+  bool memset;        /* the last request iteration set its target */
+  double prev_actual; /* its actual then */
+} qm_dom_t;
+
+typedef struct {
+  qm_dom_t dom[SIM_MAX_VMS];
+  size_t ndom;
+  int req;        /* model index of the VM whose request runs; -1: none */
+  bool granted;   /* do_balloon returned OK: the domain is being built */
+  unsigned niter; /* do_balloon iterations */
+  double ring[QM_CHECK_PERIOD]; /* free memory, CHECK_PERIOD iterations ago */
+  bool failed[SIM_MAX_VMS];     /* model index: its request failed */
+  bool queued;                  /* meminfo writes waited for the lock */
+} qm_state_t;
+
+static void *qubes_create(const sim_scenario_t *scn) {
+  qm_state_t *s = calloc(1, sizeof(*s));
+  if (s)
+    s->req = -1;
+  return s;
+}
+
+static void qubes_free(void *st) { free(st); }
 
 static double qm_used(const mb_domain_t *d) {
   double tot = field(d, MB_F_MEMTOTAL), fr = field(d, MB_F_MEMFREE);
@@ -482,18 +543,24 @@ static double qm_pref(double used, double mx) {
   return fmax(fmin(used * QM_CACHE_FACTOR, mx), QM_MIN_PREF_KIB);
 }
 
-static int qubes_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
-                        const mb_domain_t *d, size_t n, uint64_t *t) {
+static double qm_actual(const mb_domain_t *d) {
+  return fmax((double)d->current_kib, (double)d->target_kib);
+}
+
+/* Xen's free memory as qmemman counts it (get_free_xen_mem). */
+static double qm_xenfree(const mb_host_t *h, const mb_domain_t *d, size_t n) {
+  double unreached = 0;
+  for (size_t i = 0; i < n; i++)
+    unreached += fmax(0, (double)d[i].target_kib - (double)d[i].current_kib);
+  return (double)h->free_kib - unreached;
+}
+
+/* do_balance: targets in t (left as they are when it makes none). */
+static void qm_balance(qm_dom_t *qd, const mb_host_t *h, const mb_domain_t *d,
+                       size_t n, uint64_t *t) {
   double pref[SIM_MAX_VMS], act[SIM_MAX_VMS], tgt[SIM_MAX_VMS];
   bool in[SIM_MAX_VMS];
-  if (n > SIM_MAX_VMS)
-    return -1;
-  double unreached = 0;
-  for (size_t i = 0; i < n; i++) {
-    unreached += fmax(0, (double)d[i].target_kib - (double)d[i].current_kib);
-    t[i] = d[i].target_kib;
-  }
-  double xenfree = (double)h->free_kib - unreached;
+  double xenfree = qm_xenfree(h, d, n);
   double avail_free = xenfree - QM_FREE_LEFT_KIB;
   double need_sum = 0, pref_sum = 0, pref_acc = 0;
   for (size_t i = 0; i < n; i++) {
@@ -502,8 +569,16 @@ static int qubes_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
     if (!in[i])
       continue;
     pref[i] = qm_pref(used, (double)d[i].max_kib);
-    act[i] = fmax((double)d[i].current_kib, (double)d[i].target_kib);
+    act[i] = qm_actual(&d[i]);
     tgt[i] = -1;
+    /* clear_outdated_error_markers */
+    if (act[i] <= (double)d[i].target_kib + QM_FREE_LEFT_KIB / 2 ||
+        act[i] < pref[i])
+      qd[i].no_progress = false;
+    if (qd[i].no_progress) {
+      in[i] = false;
+      continue;
+    }
     double need = pref[i] - act[i];
     if (!(need < 0 || act[i] >= (double)d[i].max_kib))
       pref_acc += pref[i];
@@ -579,26 +654,162 @@ static int qubes_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
       significant = true;
   }
   if (!significant && moved + fabs(xenfree - QM_FREE_LEFT_KIB) <= 150 * MIB)
-    return 0;
+    return;
   for (size_t i = 0; i < n; i++)
     if (in[i] && tgt[i] >= 0)
       t[i] = to_kib(tgt[i]);
+}
+
+/* One iteration of do_balloon for mem_kib: 0 on going on or granted
+ * (s->granted), -1 on failure. */
+static int qm_request_step(qm_state_t *s, qm_dom_t *qd, const mb_host_t *h,
+                           const mb_domain_t *d, size_t n, double mem_kib,
+                           uint64_t *t) {
+  double xenfree = qm_xenfree(h, d, n);
+  if (xenfree >= mem_kib + QM_FREE_MIN_KIB) {
+    s->granted = true;
+    return 0;
+  }
+  unsigned slot = s->niter % QM_CHECK_PERIOD;
+  if (s->niter >= QM_CHECK_PERIOD &&
+      xenfree < s->ring[slot] + QM_CHECK_DELTA_KIB)
+    return -1; /* less than 100 MB/s over the last 3 s */
+  s->ring[slot] = xenfree;
+  for (size_t i = 0; i < n; i++)
+    if (qd[i].memset && qd[i].prev_actual == qm_actual(&d[i]))
+      qd[i].no_progress = true;
+  /* algo.py balloon() */
+  double ask = mem_kib + QM_FREE_LEFT_KIB - xenfree, avail = 0;
+  double excess[SIM_MAX_VMS];
+  for (size_t i = 0; i < n; i++) {
+    excess[i] = 0;
+    double used = qm_used(&d[i]);
+    if (used < 0 || qd[i].no_progress)
+      continue;
+    double need = qm_pref(used, (double)d[i].max_kib) - qm_actual(&d[i]);
+    if (need < 0) {
+      excess[i] = -need;
+      avail += -need;
+    }
+  }
+  if (avail < ask)
+    return -1; /* the donors cannot give it */
+  for (size_t i = 0; i < n; i++) {
+    qd[i].memset = excess[i] > 0;
+    if (!qd[i].memset)
+      continue;
+    double act = qm_actual(&d[i]);
+    qd[i].prev_actual = act;
+    t[i] = to_kib(act - excess[i] * ask / avail * QM_REQ_SAFETY);
+  }
+  s->niter++;
   return 0;
+}
+
+/* The next VM due to start whose request has not failed, earliest due
+ * first; -1 when none. */
+static int qm_next_request(const qm_state_t *s, const sim_model_t *m) {
+  int best = -1;
+  for (size_t i = 0; i < m->scn->nvms && i < SIM_MAX_VMS; i++) {
+    const sim_vm_spec_t *vs = &m->scn->vm[i];
+    if (m->vm[i].ever || m->t < vs->start_s || s->failed[i])
+      continue;
+    if (best < 0 || vs->start_s < m->scn->vm[best].start_s)
+      best = (int)i;
+  }
+  return best;
+}
+
+static int qubes_decide(void *st, const sim_ctx_t *ctx, const mb_host_t *h,
+                        const mb_domain_t *d, size_t n, uint64_t *t) {
+  qm_state_t *s = st;
+  qm_dom_t qd[SIM_MAX_VMS];
+  if (n > SIM_MAX_VMS)
+    return -1;
+  /* per-domain state, by domid; what happened since the last call */
+  bool changed = n != s->ndom, written = false;
+  for (size_t i = 0; i < n; i++) {
+    t[i] = d[i].target_kib;
+    size_t k = 0;
+    while (k < s->ndom && s->dom[k].domid != d[i].domid)
+      k++;
+    if (k < s->ndom) {
+      qd[i] = s->dom[k];
+    } else {
+      memset(&qd[i], 0, sizeof(qd[i]));
+      qd[i].domid = d[i].domid;
+      changed = true;
+    }
+    if (d[i].has_sample && (!qd[i].seen || qd[i].seq != d[i].sample.seq)) {
+      written = true;
+      qd[i].seen = true;
+      qd[i].seq = d[i].sample.seq;
+    }
+  }
+  const sim_model_t *m = ctx->boot_requests ? ctx->model : NULL;
+  bool balance = changed || written;
+  int rc = 0;
+  if (s->req >= 0 && m && m->vm[s->req].ever) {
+    /* the domain is built: qubesd lets go, the lock is released and the
+     * watches that waited balance */
+    s->req = -1;
+    balance = true;
+  } else if (s->req < 0 && m) {
+    s->req = qm_next_request(s, m);
+    if (s->req >= 0) {
+      s->granted = false;
+      s->niter = 0;
+      for (size_t i = 0; i < n; i++)
+        qd[i].no_progress = qd[i].memset = false;
+    }
+  }
+  if (s->req >= 0) {
+    if (balance)
+      s->queued = true; /* waits for GLOBAL_LOCK */
+    double mem_kib = (double)m->scn->vm[s->req].mem_kib;
+    /* granted, but another VM due took the memory first (the simulated
+     * toolstack boots any VM whose memory is free; qubesd would not):
+     * ask again */
+    if (s->granted && qm_xenfree(h, d, n) < mem_kib + QM_FREE_MIN_KIB) {
+      s->granted = false;
+      s->niter = 0;
+    }
+    if (s->granted) {
+      rc = 1;
+    } else if (qm_request_step(s, qd, h, d, n, mem_kib, t) < 0) {
+      /* the request failed: the lock is released */
+      s->failed[s->req] = true;
+      s->req = -1;
+      if (s->queued)
+        qm_balance(qd, h, d, n, t);
+      s->queued = false;
+    }
+  } else if (balance || s->queued) {
+    qm_balance(qd, h, d, n, t);
+    s->queued = false;
+  } else {
+    rc = 1;
+  }
+  memcpy(s->dom, qd, n * sizeof(qd[0]));
+  s->ndom = n;
+  return rc;
 }
 
 const sim_policy_t sim_base_qubes = {
     .name = "qubes",
     .desc = "Qubes qmemman (pref 1.3 x used, donors/acceptors), on each "
-            "meminfo write",
+            "meminfo write; frees a starting VM's memory (request_mem)",
     .interval_s = -1,
     .urgent = true,
     .boot_requests = true,
+    .request_poll_s = QM_BALLOON_DELAY_S,
+    .domain_watch = true,
     .agent = {.publish_s = 1e9,
               .read_s = 0,
               .poll_s = 0.1,
               .urgent_min_s = -1,
               .urgent_pps = 1e12,
               .change_kib = 30000},
-    .create = no_state,
-    .destroy = no_free,
+    .create = qubes_create,
+    .destroy = qubes_free,
     .decide = qubes_decide};

@@ -147,6 +147,7 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   double last_round = -1e9; /* no round yet */
   bool urgent_pending = false;
   double prev_claims = 0;
+  double next_poll = 0; /* request_poll_s */
   double disk_sum = 0, idle_sum = 0, iops_sum = 0, iops_free_sum = 0;
   bool seen[SIM_MAX_VMS] = {false};
   double prev_cur[SIM_MAX_VMS] = {0};
@@ -159,18 +160,21 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
     sim_model_step(m, dt);
     double t = m->t;
     bool urgent_arrived = false;
+    bool dom_changed = false; /* a domain appeared or went */
     for (size_t i = 0; i < n; i++) {
       view_t *v = &r->v[i];
       if (!m->vm[i].present) {
         if (seen[i]) { /* destroyed: forget everything about it */
           memset(v, 0, sizeof(*v));
           v->ev_decided = -1;
+          dom_changed = true;
         }
         seen[i] = false;
         continue;
       }
       if (!seen[i]) {
         seen[i] = true;
+        dom_changed = true;
         v->last_target = (uint64_t)m->vm[i].target_kib;
         v->work_mark = m->vm[i].work;
         prev_cur[i] = m->vm[i].current_kib;
@@ -197,16 +201,22 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
 
     /* a VM due to start asks a balancer told of boots for its memory: a
      * round at once (membal's operator request waits for no gap) */
-    bool asked = false;
+    bool asked = false, poll = false;
     if (pol->boot_requests) {
       double claims = sim_model_claims_kib(m);
       asked = claims > prev_claims;
       prev_claims = claims;
+      /* qmemman's request loop runs while the VM waits */
+      if (pol->request_poll_s > 0 && claims > 0 && t >= next_poll - 1e-9) {
+        poll = true;
+        next_poll = t + pol->request_poll_s;
+      }
     }
     bool periodic = t >= next_round - 1e-9;
     if (pol->urgent && urgent_arrived)
       urgent_pending = true;
-    bool round = periodic || asked ||
+    bool round = periodic || asked || poll ||
+                 (pol->domain_watch && dom_changed) ||
                  (urgent_pending && t >= last_round + pol->urgent_gap_s - 1e-9);
     if (round) {
       /* a round serves every urgent sample that came before it */
@@ -258,11 +268,13 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
         map[nd++] = i;
       }
       sim_ctx_t ctx = {m, t, pol->boot_requests};
-      if (pol->decide(pst, &ctx, &host, doms, nd, targets) < 0) {
+      int drc = pol->decide(pst, &ctx, &host, doms, nd, targets);
+      if (drc < 0) {
         snprintf(err, errlen, "%s: policy failed at t=%.1f", pol->name, t);
         goto out;
       }
-      res->rounds++;
+      if (drc == 0)
+        res->rounds++;
       for (size_t k = 0; k < nd; k++) {
         size_t i = map[k];
         view_t *v = &r->v[i];

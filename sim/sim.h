@@ -219,9 +219,9 @@ typedef struct {
    * any kind, not on a fixed grid. 0: every urgent record at once, a fixed
    * grid (the baselines'). */
   double urgent_gap_s;
-  sim_agent_t agent;  /* guest agent and collector (zeros: scenario's) */
-  bool guest_local;   /* runs inside each guest: sees its sample at once */
-  bool no_delay;      /* sees the truth at once (oracle) */
+  sim_agent_t agent; /* guest agent and collector (zeros: scenario's) */
+  bool guest_local;  /* runs inside each guest: sees its sample at once */
+  bool no_delay;     /* sees the truth at once (oracle) */
   /* The toolstack asks it for a booting VM's memory, and it balances at
    * once: qmemman's request_memory (the claim counts in the round's
    * reserve), or `membal reserve` from membal-xl-create and the libvirt
@@ -229,12 +229,20 @@ typedef struct {
    * others learn of a VM once it runs. */
   bool boot_requests;
   bool boot_reserve;
+  /* While a VM due to start waits (a boot request in progress), a round
+   * every request_poll_s at least: qmemman's do_balloon loop, which sets
+   * the donors' targets again every BALLOON_DELAY (0.1 s). 0: none. */
+  double request_poll_s;
+  /* A round when a domain appears or goes: qmemman's @introduceDomain and
+   * @releaseDomain watches, which balance at once. */
+  bool domain_watch;
   void *(*create)(const sim_scenario_t *scn);
   /* instead of create when set: a policy built from arg (--config rows) */
   void *(*create_arg)(const sim_scenario_t *scn, const void *arg);
   const void *arg;
   void (*destroy)(void *st);
-  /* targets[i] for doms[i]; return < 0 on error */
+  /* targets[i] for doms[i]; return < 0 on error, 1 when the call was no
+   * round (nothing to decide: targets left as they are, not counted) */
   int (*decide)(void *st, const sim_ctx_t *ctx, const mb_host_t *host,
                 const mb_domain_t *doms, size_t n, uint64_t *targets);
 } sim_policy_t;

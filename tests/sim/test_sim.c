@@ -555,6 +555,86 @@ static void test_boot_reserve(void) {
   free(s);
 }
 
+/* Qubes: qubesd asks qmemman for a starting VM's memory (request_mem) and
+ * qmemman balloons the donors down for it (do_balloon, algo.py balloon()).
+ * Three guests hold the whole pool; the fourth, due at 30 s, boots with all
+ * its memory once the donors have given it: 1024 MiB at 3 x 45 MiB/s (the
+ * model's shrink speed) is ~7.6 s, 135 MiB/s is above qmemman's 100 MiB/s
+ * floor, so the request succeeds. The old rule, blind to the request, left
+ * it waiting for the toolstack's 60 s patience. */
+static void test_qubes_boot_request(void) {
+  char err[256];
+  sim_scenario_t *s = parse(
+      "name t\nduration 100\nhost total=4096M reserve=512M\ndisk iops=100\n"
+      "vm a mem=1024M max=2048M\nvm b mem=1024M max=2048M\n"
+      "vm c mem=1024M max=2048M\nvm d mem=1024M max=2048M start=30\n"
+      "ws a 0:300M\nws b 0:300M\nws c 0:300M\nws d 0:300M\n",
+      err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  sim_result_t r;
+  CU_ASSERT_EQUAL_FATAL(
+      sim_run(s, &sim_base_qubes, 1, NULL, NULL, &r, err, sizeof(err)), 0);
+  if (r.boot_wait_s >= 12 || r.boot_failed != 0)
+    fprintf(stderr, "\n  qubes: boot wait %.1f s (%d failed)", r.boot_wait_s,
+            (int)r.boot_failed);
+  CU_ASSERT_EQUAL(r.boot_failed, 0);
+  CU_ASSERT(r.boot_wait_s < 12);
+  CU_ASSERT(r.boot_wait_s > 5); /* the balloons' speed bounds it below */
+  CU_ASSERT_EQUAL(r.swap_pages, 0);
+  free(s);
+}
+
+/* a's target and whether b runs, each second (observer) */
+typedef struct {
+  double a_target_mib[128];
+  bool b_up[128];
+} qubes_trace_t;
+
+static void qubes_observe(void *arg, const sim_model_t *m) {
+  qubes_trace_t *tr = arg;
+  long sec = lround(m->t);
+  if (sec >= 0 && sec < 128) {
+    tr->a_target_mib[sec] = m->vm[0].target_kib / 1024;
+    tr->b_up[sec] = m->vm[1].present;
+  }
+}
+
+/* qmemman gives a request up when Xen's free memory grew by less than
+ * 300 MiB over 3 s (100 MB/s): one donor at the model's 45 MiB/s frees
+ * 135 MiB in 3 s, so the request for b (due at 20 s) sets a's target
+ * every 0.1 s until 23 s, then stops; the target stays where the last
+ * iteration left it (qmemman does not undo it) and the balance stays
+ * quiet (nothing moves a's meminfo) until b runs: the simulated toolstack
+ * boots b once the memory is free, ~1024 MiB / 45 MiB/s = 23 s later. */
+static void test_qubes_request_gives_up(void) {
+  char err[256];
+  sim_scenario_t *s =
+      parse(BASE_SCN "vm a mem=1024M max=1536M\nvm b mem=1024M start=20\n"
+                     "ws a 0:200M\nws b 0:300M\n",
+            err, sizeof(err));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  qubes_trace_t tr;
+  memset(&tr, 0, sizeof(tr));
+  sim_result_t r;
+  CU_ASSERT_EQUAL_FATAL(
+      sim_run(s, &sim_base_qubes, 1, qubes_observe, &tr, &r, err, sizeof(err)),
+      0);
+  /* before the request a holds the pool; the request lowers its target,
+   * and again at each iteration (the 5 % safety factor on what is left) */
+  CU_ASSERT(tr.a_target_mib[19] > 1400);
+  CU_ASSERT(tr.a_target_mib[21] < 500);
+  CU_ASSERT(tr.a_target_mib[22] != tr.a_target_mib[21]);
+  /* given up at 23 s: no memset after, until b runs */
+  int up = 0;
+  while (up < 100 && !tr.b_up[up])
+    up++;
+  CU_ASSERT(up > 35 && up < 50);
+  for (int k = 24; k < up; k++)
+    CU_ASSERT_EQUAL(tr.a_target_mib[k], tr.a_target_mib[24]);
+  CU_ASSERT_EQUAL(r.boot_failed, 0);
+  free(s);
+}
+
 /* The oracle's search is never worse than its first (greedy) rule. */
 static void test_oracle_search(void) {
   sim_scenario_t *s = load("cagma");
@@ -598,6 +678,10 @@ int main(int argc, char **argv) {
   CU_add_test(s, "urgent rate limit", test_urgent_rate_limit);
   CU_add_test(s, "oracle search", test_oracle_search);
   CU_add_test(s, "a VM's start reserves its memory", test_boot_reserve);
+  CU_add_test(s, "qmemman frees a starting VM's memory",
+              test_qubes_boot_request);
+  CU_add_test(s, "qmemman gives a slow request up",
+              test_qubes_request_gives_up);
   CU_basic_set_mode(CU_BRM_VERBOSE);
   CU_basic_run_tests();
   unsigned fails = CU_get_number_of_failures();
