@@ -12,7 +12,8 @@
  *               xenmm-0.75 the same with the static tax rate 0.75
  *   mom         oVirt MoM with vdsm's 02-balloon.policy and mom.conf
  *   proxmox     Proxmox VE auto-ballooning (pvestatd + PVE::AutoBalloon)
- *   qubes       Qubes qmemman (algo.py + systemstate.py), event-driven
+ *   qubes       Qubes qmemman (algo.py + systemstate.py), event-driven,
+ *               and its request for a starting VM's memory
  */
 #include "sim.h"
 
