@@ -35,8 +35,8 @@ typedef struct {
   mb_domain_t doms[SIM_MAX_VMS];
   mb_decision_t out[SIM_MAX_VMS];
   mb_round_step_t steps[SIM_MAX_VMS];
-  mb_ops_t ops;                /* the boots' reservations */
-  bool reserved[SIM_MAX_VMS];  /* VM i's start asked `membal reserve` */
+  mb_ops_t ops;               /* the boots' reservations */
+  bool reserved[SIM_MAX_VMS]; /* VM i's start asked `membal reserve` */
   bool trace;
 } membal_st_t;
 
