@@ -13,7 +13,6 @@
 #define MB_PF_ACTIVE 0x1u    /* takes part in the policy's water-filling */
 #define MB_PF_STALE 0x2u     /* sample missing or stale */
 #define MB_PF_EMERGENCY 0x4u /* cagma emergency: growth cut last */
-#define MB_PF_DONOR 0x8u     /* cagma: left out of the surplus this round */
 
 /* Writes a message to err (may be NULL / 0 long). Always returns -1. */
 int mb_fail(char *err, size_t errlen, const char *fmt, ...)

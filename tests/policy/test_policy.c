@@ -437,38 +437,48 @@ static void test_cagma(void) {
              DOM(G(1), G(8), M(64), 0, M(512), 0)},
        .want = {{M(1536), MB_R_GROW_PRESSURE}, {M(2560), MB_R_GROW_PRESSURE}}},
       /* min clamp: A's 2G minimum replaces its 576716 CMA as its base.
-       * A holds 1G, so it is in deficit (base 2G > 1G + dead band): B, the
-       * donor, is asked for its CMA 576716 only and A gets the whole
-       * surplus: 3G - 576716 = 2569012 (before donors were asked for their
-       * CMA under deficit, the surplus 471860 was split by weight:
-       * A 2G + 235930, B 576716 + 235930) */
+       * A holds 1G, so it is in deficit (base 2G > 1G + dead band), but
+       * the 1G free covers what it waits for: B gives nothing, and the
+       * surplus 3G - 2G - 576716 = 471860 is split by weight: A 2G +
+       * 235930, B 576716 + 235930 (B shrinks by the split, not for A) */
       {.name = "cagma min clamp",
        .kind = MB_POLICY_CAGMA,
        .total = G(3),
        .n = 2,
        .d = {DOM(G(1), G(8), G(2), 0, M(512), 0),
              DOM(G(1), G(8), M(64), 0, M(512), 0)},
-       .want = {{G(3) - 576716, MB_R_GROW_PRESSURE},
-                {576716, MB_R_SHRINK_IDLE}}},
+       .want = {{G(2) + 235930, MB_R_GROW_PRESSURE},
+                {576716 + 235930, MB_R_SHRINK_IDLE}}},
       /* deficit: A holds 512M, its CMA is 600M + 10 % = 675840: it waits
-       * for memory, so B gives up its surplus at once (its CMA, 256M +
-       * 32M = 294912) and A gets all of it: 2G - 294912 = 1802240. Split
-       * by weight it would be A 1239040, B 858112: B would shrink by
-       * 190464 instead of 753664. */
-      {.name = "cagma deficit: donors give their surplus",
+       * for 151552 and nothing is free (A and B hold the 2G pool). B, the
+       * donor (CMA 256M + 32M = 294912), gives exactly that at once: A
+       * 675840, B 1572864 - 151552 = 1421312. (Before, B was asked for its
+       * CMA and A got the whole surplus, 1802240; split by weight it would
+       * be A 1239040, B 858112.) */
+      {.name = "cagma deficit: donors give what it waits for",
+       .kind = MB_POLICY_CAGMA,
+       .total = G(2),
+       .n = 2,
+       .d = {DOM(M(512), G(8), M(64), 0, M(600), 0),
+             DOM(M(1536), G(8), M(64), M(700), M(256), 0)},
+       .want = {{675840, MB_R_GROW_PRESSURE}, {1421312, MB_R_SHRINK_IDLE}}},
+      /* the same with free memory: B holds 1G, 512M is free and covers
+       * A's 151552: B gives nothing, the surplus 2G - 675840 - 294912 =
+       * 1126400 is split by weight, A 1239040, B 858112 */
+      {.name = "cagma deficit covered by free memory",
        .kind = MB_POLICY_CAGMA,
        .total = G(2),
        .n = 2,
        .d = {DOM(M(512), G(8), M(64), 0, M(600), 0),
              DOM(G(1), G(8), M(64), M(700), M(256), 0)},
-       .want = {{G(2) - 294912, MB_R_GROW_PRESSURE},
-                {294912, MB_R_SHRINK_IDLE}}},
+       .want = {{1239040, MB_R_GROW_PRESSURE}, {858112, MB_R_SHRINK_IDLE}}},
       /* stuck balloons: A was told 512M and holds 1G, B was told 1G and
-       * holds 512M. Both want 786432 (CMA 576716 + half the surplus);
-       * the 128M step cap counts from what they hold: 917504, 655360. */
+       * holds 512M, below its CMA 576716: B waits for 52428, nothing is
+       * free, and A gives it: A 996148, B 576716. The 32M step cap counts
+       * from what they hold: 1015808, 557056. */
       {.name = "cagma stuck balloons, step cap",
        .kind = MB_POLICY_CAGMA,
-       .step_cap = M(128),
+       .step_cap = M(32),
        .total = M(1536),
        .n = 2,
        .d = {{.cur = G(1),
@@ -485,7 +495,7 @@ static void test_cagma(void) {
               .memtotal = M(512),
               .anon = M(512),
               .last_target = G(1)}},
-       .want = {{917504, MB_R_STEP_CAPPED}, {655360, MB_R_STEP_CAPPED}}},
+       .want = {{1015808, MB_R_STEP_CAPPED}, {557056, MB_R_STEP_CAPPED}}},
       /* stale: frozen at what it holds; the fresh one gets the rest */
       {.name = "cagma stale frozen",
        .kind = MB_POLICY_CAGMA,
@@ -870,8 +880,9 @@ static void test_cagma_pressure_signal(void) {
  * 52428 = 576716. B: 1G, anon 256M: CMA 294912. Pool 3G.
  *  - A's anonymous memory grows 100 MiB/s (102400 KiB/s > its 52428
  *    margin per second): forecast 102400 x 10 s = 1024000, CMA 1600716,
- *    above what A holds: A is in deficit and gets the whole surplus,
- *    3145728 - 294912 = 2850816; B is asked for its CMA;
+ *    above what A holds: A is in deficit, and the 1G free covers it (B
+ *    gives nothing); the surplus 3145728 - 1600716 - 294912 = 1250100 is
+ *    split, 625050 each: A 2225766, B 919962;
  *  - growth 50000 KiB/s (within the margin), or no growth figure, or
  *    negative growth, or ForecastHorizon 0 (even with an infinite
  *    growth: inf x 0 is NaN): no forecast; the surplus
@@ -914,8 +925,8 @@ static void test_cagma_forecast(void) {
     ASSERT_U64(out[1].cma_kib, 294912);
     if (t[k].forecast) {
       ASSERT_U64(out[0].cma_kib, 1600716);
-      ASSERT_U64(out[0].target_kib, 2850816);
-      ASSERT_U64(out[1].target_kib, 294912);
+      ASSERT_U64(out[0].target_kib, 2225766);
+      ASSERT_U64(out[1].target_kib, 919962);
       CU_ASSERT_EQUAL(out[1].reason, MB_R_SHRINK_IDLE);
     } else {
       ASSERT_U64(out[0].cma_kib, 576716);
@@ -1092,40 +1103,47 @@ static void test_cagma_stall_signal(void) {
  * (1572864), Active(anon) 600M, Inactive(anon) 900M: the LRU is 1 GiB
  * (integer GiB), ratio isqrt(10) = 3, so the kernel keeps 600M / 3 = 200M
  * inactive even when all is in use: cold = 900M - 200M = 716800 KiB. B's
- * CMA: 1572864 + 10 % = 1730150. A: 1G, anon 512M, 16M available, CMA
- * 576716; swapping out 1000 pages/s it asks 1G + 40000 = 1088576 (in
- * deficit). Pool 1088576 + 1730150 + 100000 = 2918726.
- *  - B quiet (PSI and refault figures, no stall, refault or swap): B, a
- *    donor, is asked for 1730150 - 716800 = 1013350; A gets the rest,
- *    1905376;
- *  - B stalls 5 %, or lacks the PSI figures: its cold pages count: B
- *    1730150, A 1188576;
- *  - A not in emergency (no deficit): the surplus 2918726 - 576716 -
- *    1730150 = 611860 is split, 305930 each: A 882646, B 2036080, quiet
- *    or not. */
+ * CMA: 1572864 + 10 % = 1730150. C is B without the anon split (no cold
+ * figure): CMA 1730150. A: 1G, anon 512M, 16M available, CMA 576716;
+ * swapping out 1000 pages/s it asks 1G + 40000 = 1088576 (in deficit).
+ * Pool 5G, all held: the donors give A's 40000, in proportion to what each
+ * holds above its donor floor:
+ *  - B quiet (PSI and refault figures, no stall, refault or swap): its
+ *    floor is its CMA less its cold memory, 1013350, so it has 1083802 to
+ *    give against C's 367002: B gives 40000 x 1083802 / 1450804 = 29882,
+ *    C 10118 (each rounded up; the KiB over goes back by weight);
+ *  - B stalls 5 %, or lacks the PSI figures: its cold pages count, its
+ *    floor is its CMA, and B and C give 20000 each;
+ *  - A not in emergency (no deficit): the surplus 5G - 576716 - 2 x
+ *    1730150 = 1205864 is split by weight, 401955 each, quiet or not. */
 static void test_cagma_cold_donor(void) {
   static const struct {
     const char *what;
     bool quiet_figures;
     double some;
     bool a_swaps;
-    uint64_t a, b;
+    uint64_t a, b, c;
   } t[] = {
-      {"quiet donor gives its cold memory", true, 0, true, 1905376, 1013350},
-      {"stalled donor keeps it", true, 0.05, true, 1188576, 1730150},
-      {"donor without PSI keeps it", false, 0, true, 1188576, 1730150},
-      {"no deficit: shared by weight", true, 0, false, 882646, 2036080},
+      {"quiet donor gives its cold memory", true, 0, true, 1088576,
+       G(2) - 29882, G(2) - 10118},
+      {"stalled donor keeps it", true, 0.05, true, 1088576, G(2) - 20000,
+       G(2) - 20000},
+      {"donor without PSI keeps it", false, 0, true, 1088576, G(2) - 20000,
+       G(2) - 20000},
+      {"no deficit: shared by weight", true, 0, false, 576716 + 401955,
+       1730150 + 401955, 1730150 + 401955},
   };
   mb_config_t cfg;
   mb_config_default(&cfg);
-  mb_host_t host = {.total_kib = 2918726};
+  mb_host_t host = {.total_kib = G(5)};
   for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
     dspec_t a = DOM(G(1), G(8), M(64), M(16), M(512), 0);
     dspec_t b = DOM(G(2), G(8), M(64), M(400), 1572864, 0);
-    mb_domain_t doms[2];
-    mb_decision_t out[2];
+    mb_domain_t doms[3];
+    mb_decision_t out[3];
     build_dom(&doms[0], &a, 0);
     build_dom(&doms[1], &b, 1);
+    build_dom(&doms[2], &b, 2);
     if (t[k].a_swaps) {
       doms[0].rates.valid = true;
       doms[0].rates.swapout_pps = 1000;
@@ -1135,19 +1153,30 @@ static void test_cagma_cold_donor(void) {
     s->v[MB_F_INACTIVE_ANON] = M(900);
     s->have |=
         (UINT64_C(1) << MB_F_ACTIVE_ANON) | (UINT64_C(1) << MB_F_INACTIVE_ANON);
-    doms[1].rates.valid = true;
-    doms[1].rates.stall_valid = t[k].quiet_figures;
-    doms[1].rates.refault_valid = t[k].quiet_figures;
-    doms[1].rates.some_stall_share = t[k].some;
-    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out),
+    for (int i = 1; i < 3; i++) {
+      doms[i].rates.valid = true;
+      doms[i].rates.stall_valid = t[k].quiet_figures;
+      doms[i].rates.refault_valid = t[k].quiet_figures;
+      doms[i].rates.some_stall_share = t[k].some;
+    }
+    CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 3, out),
                           0);
-    if (out[0].target_kib != t[k].a || out[1].target_kib != t[k].b)
-      fprintf(stderr, "\n  %s: A %llu B %llu", t[k].what,
-              (unsigned long long)out[0].target_kib,
-              (unsigned long long)out[1].target_kib);
+    uint64_t want[3] = {t[k].a, t[k].b, t[k].c}, sum = 0;
+    for (int i = 0; i < 3; i++) {
+      uint64_t d = out[i].target_kib > want[i] ? out[i].target_kib - want[i]
+                                               : want[i] - out[i].target_kib;
+      if (d > 2)
+        fprintf(stderr, "\n  %s: dom %d target %llu, want %llu (+-2)",
+                t[k].what, i, (unsigned long long)out[i].target_kib,
+                (unsigned long long)want[i]);
+      CU_ASSERT(d <= 2); /* rounding: a KiB or two go back by weight */
+      sum += out[i].target_kib;
+    }
+    ASSERT_U64(sum, G(5));
     ASSERT_U64(out[1].cma_kib, 1730150);
-    ASSERT_U64(out[0].target_kib, t[k].a);
-    ASSERT_U64(out[1].target_kib, t[k].b);
+    ASSERT_U64(out[2].cma_kib, 1730150);
+    if (t[k].a_swaps) /* A gets exactly its ask, or a KiB or two above */
+      CU_ASSERT(out[0].target_kib >= 1088576);
   }
 }
 
