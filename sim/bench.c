@@ -419,14 +419,28 @@ static int rrd_row(const char *rrdf, const char *line) {
       goto out;                                                                \
   } while (0)
 
+/* A policy's name as rrdtool takes it: a file name without ':' (DEF
+ * splits on it) and a legend with ':' escaped ("cfg:interval1"). */
+static void rrd_safe(char *dst, size_t n, const char *name, bool legend) {
+  size_t o = 0;
+  for (; *name && o + 3 < n; name++) {
+    if (*name == ':' && legend)
+      dst[o++] = '\\';
+    dst[o++] = *name == ':' && !legend ? '_' : *name;
+  }
+  dst[o] = '\0';
+}
+
 /* Feeds the series into an RRD (step 1 s) and graphs it. */
 static int plot(const char *dir, const sim_scenario_t *scn,
                 const sim_policy_t *pol, const series_t *s) {
   char rrdf[1024], png[1024], title[256];
   rrd_args_t args = {0}; /* owned */
   int rc = -1;
-  snprintf(rrdf, sizeof(rrdf), "%s/%s-%s.rrd", dir, scn->name, pol->name);
-  snprintf(png, sizeof(png), "%s/%s-%s.png", dir, scn->name, pol->name);
+  char fname[128];
+  rrd_safe(fname, sizeof(fname), pol->name, false);
+  snprintf(rrdf, sizeof(rrdf), "%s/%s-%s.rrd", dir, scn->name, fname);
+  snprintf(png, sizeof(png), "%s/%s-%s.png", dir, scn->name, fname);
   size_t nvm = s->nvm < 10 ? s->nvm : 10; /* ten lines stay readable */
   for (size_t i = 0; i < nvm; i++) {
     ADD("DS:c%zu:GAUGE:5:0:U", i);
@@ -513,8 +527,10 @@ static int plot_swap(const char *dir, const sim_scenario_t *scn,
   for (int p = 0; pols[p]; p++) {
     if (!swap[p])
       continue;
+    char legend[128];
+    rrd_safe(legend, sizeof(legend), pols[p]->name, true);
     ADD("DEF:p%d=%s:p%d:AVERAGE", p, rrdf, p);
-    ADD("LINE%d:p%d#%s:%s", p == 0 ? 3 : 1, p, cols[p % 12], pols[p]->name);
+    ADD("LINE%d:p%d#%s:%s", p == 0 ? 3 : 1, p, cols[p % 12], legend);
   }
   if (graph_finish(&args, png) != 0)
     goto out;
