@@ -52,7 +52,15 @@
  * Demand forecast (beyond the seed systems, which only react): a guest's
  * anonymous memory, resident or swapped (AnonPages + SwapTotal - SwapFree,
  * mb_rates_t.anon_growth_kibps), that grows by more than its margin per
- * second is ramping; the CMA then adds growth x ForecastHorizon. Memory
+ * second is ramping; the CMA then adds growth x min(ForecastHorizon, the
+ * ramp's age so far, mb_domain_t.ramp_s): a ramp is extrapolated no
+ * further ahead than it has already run. A step seen in one sample (a
+ * burst that doubled a guest within a second) is growth over one sample
+ * interval, not a ramp that will last the whole horizon; extrapolating it
+ * ten seconds asked for several times the step, up to the guest's
+ * maximum, and the donors swapped for it (measured on the held-out sets,
+ * docs/policies.md). A ramp that keeps going earns the whole horizon
+ * within a few samples. Memory
  * reaches a growing guest only as fast as donors' balloons shrink, and a
  * ramp seen now continues while that happens: asking for it at once puts
  * the guest in deficit earlier, so every donor starts shrinking (below)
@@ -101,8 +109,8 @@
  * deliver it. A growth of the anonymous memory (resident + swapped) of at
  * most the margin per second is the ordinary movement the margin covers
  * (and jitter); beyond that it is a ramp, extrapolated ForecastHorizon
- * seconds. It fades the moment the growth stops: the next sample's rate
- * is 0. */
+ * seconds, or as long as it has run when that is shorter (ramp_s). It
+ * fades the moment the growth stops: the next sample's rate is 0. */
 static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
                              uint64_t margin_kib) {
   double g = d->rates.anon_growth_kibps;
@@ -110,7 +118,10 @@ static uint64_t forecast_kib(const mb_config_t *cfg, const mb_domain_t *d,
       !(cfg->cagma.forecast_s > 0))
     return 0; /* also for NaN; and horizon 0 is off even for an infinite
                  growth (inf x 0 is NaN) */
-  double f = g * cfg->cagma.forecast_s;
+  double horizon_s = cfg->cagma.forecast_s;
+  if (d->ramp_s > 0 && d->ramp_s < horizon_s) /* false for NaN */
+    horizon_s = d->ramp_s;
+  double f = g * horizon_s;
   return !(f < (double)MB_KIB_MAX) ? MB_KIB_MAX : (uint64_t)f;
 }
 

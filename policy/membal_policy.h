@@ -75,6 +75,13 @@ typedef struct {
    * which overwrites whatever the caller put here. Surplus goes to it
    * first; it is never guaranteed (nobody is shrunk for it). 0 = none. */
   uint64_t headroom_kib;
+  /* Ramp age (cagma's demand forecast): seconds the guest's anonymous
+   * memory has been growing, counted from the sample before the first that
+   * showed the growth; set by the round module from the sample history
+   * (round.h), which overwrites whatever the caller put here. 0: unknown
+   * (no history, or samples without a sequence number): the forecast then
+   * extrapolates the whole ForecastHorizon. */
+  double ramp_s;
 } mb_domain_t;
 
 typedef enum {

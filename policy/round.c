@@ -44,6 +44,12 @@ struct mb_round_dom {
   /* surge record (cagma): the recent peak of the CMA, decaying toward
    * the CMA; learn_s the round it was last updated (< 0: never) */
   double peak_kib, learn_s;
+  /* ramp age (cagma's forecast): the sample last seen (seq) and the round
+   * time it was first seen; ramp_start_s when the growth began (the time
+   * of the sample before the first that grew), valid while ramping */
+  uint64_t sample_seq;
+  double sample_s, ramp_start_s;
+  bool ramping;
 };
 
 void mb_round_config_default(mb_round_config_t *cfg) {
@@ -435,6 +441,39 @@ static void set_headrooms(const mb_round_config_t *cfg, mb_round_state_t *st,
   }
 }
 
+/* Ramp ages (mb_domain_t.ramp_s). A new sample (its seq advanced) that
+ * shows the anonymous memory growing starts a ramp at the time the
+ * previous sample was seen, or continues one; any other new sample ends
+ * it. Between samples the age keeps counting: the ramp is that old by now.
+ * Without a sequence number, or before a previous sample was seen, the
+ * age is unknown (0). Idempotent within a round. */
+static void set_ramps(const mb_round_config_t *cfg, mb_round_state_t *st,
+                      mb_round_plan_t *plan, double now) {
+  for (size_t i = 0; i < plan->n; i++) {
+    mb_domain_t *d = &plan->doms[i];
+    d->ramp_s = 0;
+    if (cfg->policy.kind != MB_POLICY_CAGMA || !d->has_sample ||
+        d->sample.seq == 0)
+      continue;
+    struct mb_round_dom *h = history(st, d);
+    if (h == NULL)
+      continue;
+    if (d->sample.seq != h->sample_seq) {
+      bool grows = d->rates.growth_valid && d->rates.anon_growth_kibps > 0;
+      if (!grows)
+        h->ramping = false;
+      else if (!h->ramping && h->sample_seq != 0) {
+        h->ramping = true;
+        h->ramp_start_s = h->sample_s;
+      }
+      h->sample_seq = d->sample.seq;
+      h->sample_s = now;
+    }
+    if (h->ramping && now > h->ramp_start_s)
+      d->ramp_s = now - h->ramp_start_s;
+  }
+}
+
 /* Updates each fresh guest's surge record with the CMA of this round. */
 static void learn_surges(const mb_round_config_t *cfg, mb_round_state_t *st,
                          const mb_round_plan_t *plan, double now) {
@@ -528,6 +567,7 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
   double now = in->now_s;
   mb_state_t policy_before = st->policy;
   limit_grants(cfg, st, plan, now);
+  set_ramps(cfg, st, plan, now);
   set_headrooms(cfg, st, plan);
   bool held = apply_holds(cfg, st, plan, now);
   if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,
@@ -537,6 +577,7 @@ int mb_round_compute(const mb_round_config_t *cfg, mb_round_state_t *st,
     release_holds(st, plan);
     fill_guests(cfg, in, plan, &dom0_kib, &guests_kib);
     limit_grants(cfg, st, plan, now);
+    set_ramps(cfg, st, plan, now);
     set_headrooms(cfg, st, plan);
     st->policy = policy_before;
     if (mb_policy_compute(&cfg->policy, &st->policy, &plan->host, plan->doms, n,

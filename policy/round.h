@@ -15,8 +15,10 @@
  *      guest's latest whole sample, the host's memory and the memory
  *      reserved for domains being built (pending_kib);
  *   2. mb_round_compute() applies the configured clamps (<Domain> Min, Max,
- *      Weight), computes the reserve and the pool, runs
- *      mb_policy_compute(), audits the sum and orders the actuation:
+ *      Weight), computes the reserve and the pool, sets what each guest's
+ *      history says (cagma: surge headroom, ramp age, emergency grants,
+ *      holds), runs mb_policy_compute(), audits the sum and orders the
+ *      actuation:
  *      shrinks first, then grows held to what the shrinks really free;
  *   3. the caller actuates plan->steps in order, reading steps[k].to_kib
  *      just before acting (an earlier failure may have lowered it), and

@@ -690,6 +690,58 @@ static void test_surge_headroom(void) {
   }
 }
 
+/* Ramp age: cagma extrapolates a ramp no further than it has run. vm1
+ * holds 2G with 200M anon (bare 200M + 16M the guest does not see = 221184,
+ * margin 32768) and reports growth of 100 MiB/s (102400 KiB/s, above its
+ * margin per second) from its second sample on. The ramp starts at the
+ * previous sample (t = 0): at t = 2 it is 2 s old, the forecast 204800 and
+ * the CMA 458752; at t = 3 (a round between samples) 3 s; at t = 12 it is
+ * 12 s old and the forecast takes the whole horizon (10 s, 1024000). A sample
+ * without growth ends it; the next growth starts a new ramp at that sample. vm2
+ * sends samples without a sequence number: its ramp age is unknown and its
+ * forecast the whole horizon at once (as before ramp ages). */
+static void test_ramp_age(void) {
+  static const struct {
+    double t;
+    uint64_t seq;
+    bool growth;
+    double ramp_s;
+    uint64_t cma;
+  } step[] = {
+      {0, 1, false, 0, 253952},   {2, 2, true, 2, 458752},
+      {3, 2, true, 3, 561152},    {4, 3, true, 4, 663552},
+      {12, 4, true, 12, 1277952}, {14, 5, false, 0, 253952},
+      {16, 6, true, 2, 458752},
+  };
+  fixture_t f;
+  fx_init(&f);
+  f.cfg.reserve_auto = false;
+  f.cfg.reserve_kib = 0;
+  for (size_t k = 0; k < sizeof(step) / sizeof(step[0]); k++) {
+    mb_domain_t d[2];
+    guest(&d[0], 1, G(2), M(200));
+    guest(&d[1], 2, G(2), M(200));
+    d[0].sample.seq = step[k].seq;
+    d[1].sample.seq = 0;
+    for (int i = 0; i < 2; i++) {
+      d[i].rates.growth_valid = step[k].growth;
+      d[i].rates.anon_growth_kibps = step[k].growth ? 102400 : 0;
+    }
+    mb_round_input_t in = {.now_s = step[k].t, .doms = d, .n = 2};
+    in.host.total_kib = G(8);
+    CU_ASSERT_EQUAL_FATAL(fx_round(&f, &in), 0);
+    if (fabs(f.doms[0].ramp_s - step[k].ramp_s) > 1e-9 ||
+        f.dec[0].cma_kib != step[k].cma)
+      fprintf(stderr, "\n  t=%.0f: ramp %.1f s, CMA %llu", step[k].t,
+              f.doms[0].ramp_s, (unsigned long long)f.dec[0].cma_kib);
+    CU_ASSERT(fabs(f.doms[0].ramp_s - step[k].ramp_s) <= 1e-9);
+    ASSERT_U64(f.dec[0].cma_kib, step[k].cma);
+    CU_ASSERT(f.doms[1].ramp_s == 0);
+    ASSERT_U64(f.dec[1].cma_kib, step[k].growth ? 1277952 : 253952);
+  }
+  mb_round_state_dispose(&f.st);
+}
+
 static void test_refused(void) {
   fixture_t f;
   fx_init(&f);
@@ -833,6 +885,7 @@ int main(void) {
       {"holds give way to the pool", test_hold_gives_way_to_pool},
       {"holds give way to a held guest", test_hold_gives_way_to_held},
       {"surge headroom learned per guest", test_surge_headroom},
+      {"a ramp is extrapolated no further than it has run", test_ramp_age},
       {"plans on random hosts", test_random_plans},
       CU_TEST_INFO_NULL,
   };
