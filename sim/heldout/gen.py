@@ -75,7 +75,7 @@ def trace(rng, shape, dur, lo, hi):
     return " ".join(f"{t}:{int(v)}M" for t, v in out)
 
 
-def scenario(idx, seed):
+def scenario(idx, seed, starts=False):
     rng = random.Random(seed)
     n = rng.randint(3, 14)
     dur = rng.choice([600, 900])
@@ -115,19 +115,46 @@ def scenario(idx, seed):
         if rng.random() < 0.5:
             extra.append(f"cache {name} 0:{rng.randint(50, 400)}M")
         extra.append(f"intensity {name} 0:{rng.choice([500, 1000, 2000, 4000])}")
-    return "\n".join(lines + ws + extra) + "\n"
+    text = "\n".join(lines + ws + extra) + "\n"
+    return with_starts(text, seed, dur, n) if starts else text
+
+
+def with_starts(text, seed, dur, n):
+    """The same scenario with one to three of its VMs started mid-run (and
+    some stopped again), as a toolstack would: membal-xl-create's
+    reservation, qubesd's request. A separate random stream, so that the
+    scenario without starts stays what it was for every seed."""
+    rng = random.Random(seed * 7919 + 1)
+    k = min(n - 1, rng.randint(1, 3))
+    late = set(rng.sample(range(n), k)) if k > 0 else set()
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        if line.startswith("title "):
+            line += f", {k} started mid-run"
+        elif f and f[0] == "vm" and int(f[1][1:]) in late:
+            start = rng.randint(60, dur // 2)
+            line += f" start={start}"
+            if rng.random() < 0.5:
+                line += f" stop={rng.randint(start + 60, dur - 30)}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def main():
-    # gen.py [OUT [FIRST_SEED]]: eight scenarios from FIRST_SEED on (the
-    # repository's set: 1401); other seeds make fresh sets that nothing was
-    # developed on (docs/policies.md uses 1501 and 2601).
-    out = sys.argv[1] if len(sys.argv) > 1 else "sim/heldout/scenarios"
-    first = int(sys.argv[2]) if len(sys.argv) > 2 else 1401
+    # gen.py [--starts] [OUT [FIRST_SEED]]: eight scenarios from FIRST_SEED
+    # on (the repository's set: 1401); other seeds make fresh sets that
+    # nothing was developed on (docs/policies.md). --starts: the same
+    # scenarios with VMs started (and stopped) mid-run.
+    args = sys.argv[1:]
+    starts = "--starts" in args
+    args = [a for a in args if a != "--starts"]
+    out = args[0] if len(args) > 0 else "sim/heldout/scenarios"
+    first = int(args[1]) if len(args) > 1 else 1401
     os.makedirs(out, exist_ok=True)
     for idx, seed in enumerate(range(first, first + 8)):
         with open(os.path.join(out, f"ho{idx}.scn"), "w") as f:
-            f.write(scenario(idx, seed))
+            f.write(scenario(idx, seed, starts))
 
 
 if __name__ == "__main__":
