@@ -60,11 +60,11 @@
  * ten seconds asked for several times the step, up to the guest's
  * maximum, and the donors swapped for it (measured on the held-out sets,
  * docs/policies.md). A ramp that keeps going earns the whole horizon
- * within a few samples. Memory
- * reaches a growing guest only as fast as donors' balloons shrink, and a
- * ramp seen now continues while that happens: asking for it at once puts
- * the guest in deficit earlier, so every donor starts shrinking (below)
- * seconds before the guest would have run out. Growth within the margin
+ * within a few samples. Memory reaches a growing guest only as fast as
+ * donors' balloons shrink, and a ramp seen now continues while that
+ * happens: asking for it at once puts the guest in deficit earlier, so
+ * every donor starts shrinking (below) seconds before the guest would have
+ * run out. Growth within the margin
  * is ordinary movement (and sampling jitter) that the margin already
  * covers. The forecast fades the moment growth stops (the next sample's
  * rate). 10 s: the time the balloons need to move a ramp's worth (45 MiB/s
