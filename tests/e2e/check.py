@@ -14,6 +14,9 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import storm_chain  # noqa: E402
+
 res, conf_path = sys.argv[1], sys.argv[2]
 fails = []
 
@@ -264,23 +267,12 @@ if "storm_rt" in facts:
     bal = [e.split() for e in facts.get("storm_balloon", "").split(";") if e.strip()]
     # The guest's CLOCK_REALTIME is not dom0's: a real run's guest stood
     # 2.7-2.9 s behind (each domain reads the wall clock at its own boot).
-    # Every target dom0 wrote (its watch stamp) the guest saw later (its
-    # balloon's target_kb): the smallest dom0 - guest difference over the
-    # targets seen on both sides is added to the guest's stamps. The true
-    # offset is at least that (the guest sees a write after dom0 does), so
-    # the corrected signal is never later than the real one: the chain
-    # measured from it is never shorter than the real chain.
+    # storm_chain.guest_offset() says how it is corrected, and why the
+    # chain measured from the corrected signal is never shorter than real.
     dom0_tg = [(t, int(v)) for t, p, v in events if p == tpath and v.strip().isdigit()]
-    diffs = []
-    for e in bal:
-        if len(e) >= 3 and e[1] == "target":
-            tg, v = float(e[0]), int(e[2])
-            near = [td for td, vd in dom0_tg if abs(vd - v) <= 4 and abs(td - tg) < 30]
-            if near:
-                diffs.append(min(near, key=lambda td: abs(td - tg)) - tg)
-    g_off = min(diffs) if diffs else 0.0
-    print(f"INFO clocks: guest stamps + {g_off:.3f}s = dom0's clock (smallest of {len(diffs)} dom0 write -> "
-          f"guest sighting differences of busy's targets" + ("" if diffs else "; none: uncorrected") + ")")
+    g_off, n_diffs = storm_chain.guest_offset(bal, dom0_tg)
+    print(f"INFO clocks: guest stamps + {g_off:.3f}s = dom0's clock (smallest of {n_diffs} dom0 write -> "
+          f"guest sighting differences of busy's targets" + ("" if n_diffs else "; none: uncorrected") + ")")
     if sig:
         sig[0] = f"{float(sig[0]) + g_off:.3f}"
     bal = [[f"{float(e[0]) + g_off:.3f}"] + e[1:] for e in bal]
@@ -309,22 +301,11 @@ if "storm_rt" in facts:
         new_kib = round(urg_round[4]["busy"][1] * 1024)
         t_tgt = next((t for t, p, v in events if p == tpath and t >= urg_round[2] - 0.05
                       and v.strip().isdigit() and abs(int(v) - new_kib) <= 1024), None)
-    # The guest's balloon reaching that target, or the one a later round
-    # set before it got there (membal may lower an emergency ask once the
-    # next sample shows what the guest needs): the first time the balloon
-    # stood at the target in force.
+    # The guest's balloon at the target in force after the urgent round's
+    # write: storm_chain.balloon_at_target() says how it is found.
     t_bal = bal_kib = None
     if t_tgt is not None:
-        seen, cur_tgt = False, None
-        for e in bal:
-            # Its sighting by the guest, on the corrected clock, may come a
-            # little before dom0's watch stamp: bounded by the round's start.
-            if len(e) >= 3 and e[1] == "target" and float(e[0]) >= urg_round[2] - 0.05:
-                if seen or abs(int(e[2]) - new_kib) <= 1024:
-                    seen, cur_tgt = True, int(e[2])
-            elif seen and len(e) >= 3 and e[1] == "at_target" and int(e[2]) == cur_tgt:
-                t_bal, bal_kib = float(e[0]), cur_tgt
-                break
+        t_bal, bal_kib = storm_chain.balloon_at_target(bal, dom0_tg, t_sig, t_tgt)
     chain = {"signal": t_sig, "urgent record": t_urg, "round start": urg_round[2] if urg_round else None,
              "target written": t_tgt, "balloon at target": t_bal}
 
