@@ -293,10 +293,14 @@ sampler &
 sampler_pid=$!
 # Every change of the busy guest's record and of every guest's target, with
 # the time dom0 saw it (epoch, ms): the reaction chain is measured on these.
+# And the busy guest's own writes of its stamped events (signal, balloon):
+# dom0 sees each after the guest stamped it, which bounds the guest's clock
+# offset from above (check.py; the targets bound it from below).
 watch_paths=""
 for g in $GUESTS; do watch_paths="$watch_paths /local/domain/$(domid $g)/memory/target"; done
 bid=$(domid busy)
-e2e-stamp watch /local/domain/$bid/data/membal/stats $watch_paths > $R/watch.log 2> $R/watch.err &
+e2e-stamp watch /local/domain/$bid/data/membal/stats $watch_paths \
+  /local/domain/$bid/data/e2e/signal /local/domain/$bid/data/e2e/signal-balloon > $R/watch.log 2> $R/watch.err &
 watch_pid=$!
 
 # guestmem records reach dom0: every guest's seq advances

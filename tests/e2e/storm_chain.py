@@ -76,3 +76,28 @@ def balloon_at_target(bal, dom0_tg, t_sig, t_tgt):
         elif seen and e[1] == "at_target" and int(e[2]) == cur_kib and cur_td is not None:
             return cur_td + max(0.0, float(e[0]) - cur_tg), cur_kib
     return None, None
+
+
+def guest_offset_upper(seen):
+    """An upper bound on the same offset, from the other direction.
+
+    seen: [(t, value)], dom0's watch stamps of the guest's data/e2e/signal
+    and data/e2e/signal-balloon writes. e2e-stamp stamps an event, then
+    writes it (the balloon node holds every event so far, ';'-separated,
+    the newest last); dom0 sees the write later. So for each write the true
+    offset is at most dom0's stamp - the guest's stamp of its newest event,
+    with no assumption about either side's delays, but one: dom0's watcher
+    stamps the event, then reads the node, and a newer write landing in
+    between (milliseconds) lowers the bound by that gap. Returns (bound,
+    number of writes) or (None, 0).
+    """
+    bounds = []
+    for t, value in seen:
+        last = value.strip().split(";")[-1].split()
+        if not last:
+            continue
+        try:
+            bounds.append(t - float(last[0]))
+        except ValueError:
+            continue
+    return (min(bounds), len(bounds)) if bounds else (None, 0)

@@ -107,5 +107,24 @@ class BalloonAtTarget(unittest.TestCase):
         self.assertEqual(self.at(early), (None, None))
 
 
+class GuestOffsetUpper(unittest.TestCase):
+    def test_smallest_write_delay(self):
+        # Two balloon writes seen 0.08 s and 0.30 s after their stamps, the
+        # signal's 0.12 s after: the bound is OFF + 0.08.
+        g = guest(PROMPT)
+        seen = [(float(g[0][0]) + OFF + 0.30, " ".join(g[0])),
+                (float(g[1][0]) + OFF + 0.08, ";".join(" ".join(e) for e in g[:2])),
+                (T_SIG + OFF + 0.12, f"{T_SIG:.3f} stall psi_some_us 3780")]
+        up, n = storm_chain.guest_offset_upper(seen)
+        self.assertEqual(n, 3)
+        self.assertAlmostEqual(up, OFF + 0.08, places=3)
+        lo, _ = storm_chain.guest_offset(g, DOM0)
+        self.assertLessEqual(lo, up)
+
+    def test_empty_and_garbage(self):
+        self.assertEqual(storm_chain.guest_offset_upper([]), (None, 0))
+        self.assertEqual(storm_chain.guest_offset_upper([(5.0, ""), (6.0, "x y")]), (None, 0))
+
+
 if __name__ == "__main__":
     unittest.main()
