@@ -274,7 +274,7 @@ if "storm_rt" in facts:
     print(f"INFO clocks: guest stamps + {g_off:.3f}s = dom0's clock (smallest of {n_diffs} dom0 write -> "
           f"guest sighting differences of busy's targets" + ("" if n_diffs else "; none: uncorrected") + ")")
     # And from the other direction, when dom0 watched the guest's own
-    # writes of its events (scenario.sh, since 825bfa0): an upper bound.
+    # writes of its events (runs from 2347a8d on): an upper bound.
     spaths = (f"/local/domain/{bid}/data/e2e/signal", f"/local/domain/{bid}/data/e2e/signal-balloon")
     g_up, n_up = storm_chain.guest_offset_upper([(t, v) for t, p, v in events if p in spaths])
     if g_up is not None:
