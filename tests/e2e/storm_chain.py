@@ -93,7 +93,8 @@ def guest_offset_upper(seen):
     """
     bounds = []
     for t, value in seen:
-        last = value.strip().split(";")[-1].split()
+        entries = [e for e in value.split(";") if e.strip()]  # ends in ";"
+        last = entries[-1].split() if entries else []
         if not last:
             continue
         try:
