@@ -80,5 +80,5 @@ mb_collectd_stop
 # collectdctl that has already hung up, its thread gone, makes that fail:
 # "set_thread_name(\"unixsock conn\"): No such process" (ESRCH) or, when
 # glibc finds no /proc/self/task/<tid>/comm, "No such file or directory"
-# (CI clone of 6e84bd2). collectd's race, not guestmem's: any errno.
+# (CI clone of 26ff789). collectd's race, not guestmem's: any errno.
 mb_assert "no error in collectd log" bash -c "! grep -E '\\[error\\]' $MB_CD_LOG | grep -v 'set_thread_name(\"unixsock conn\"): '"
