@@ -433,10 +433,10 @@ urgent_round_grew() { # urgent_round_grew EPOCH
 # storm_run PREFIX: one storm (again, at most STORM_ATTEMPTS in all, when a
 # periodic round came between signal and urgent round); facts and checks
 # named PREFIXstorm_*. Five: under a CPU hog the fill can outlast a Period,
-# and membal's forecast lets a periodic round grow busy first: 12 of 52
-# attempts over 40 hog runs were spoiled so (3 runs needed a third). Three
-# spoiled in a row (about 1 run in 80) failed the run on the experiment,
-# not on membal; five, about 1 in 1500.
+# and membal's forecast lets a periodic round grow busy first: 9 of 41
+# attempts over the 32 hog runs on record were spoiled so (2 runs needed a
+# third). Three spoiled in a row (about 1 run in 90) failed the run on the
+# experiment, not on membal; five, about 1 in 2000.
 STORM_ATTEMPTS=5
 storm_run() {
   P=$1
