@@ -22,7 +22,10 @@
  *                                 the first memory stall (PSI some total),
  *                                 each balloon target change and the moment
  *                                 the balloon reached it (with the pages
- *                                 swapped out and in since the start);
+ *                                 swapped out and in since the start), and
+ *                                 the first time stall reached guestmem's
+ *                                 default PSI trigger (150 ms of "some" in
+ *                                 the last 1 s, "stall150");
  *                                 the first signal also goes to the
  *                                 xenstore node KEY, the balloon events
  *                                 (";"-separated) to KEY-balloon
@@ -155,6 +158,15 @@ static int cmd_signals(const char *key) {
       "/sys/devices/system/xen_memory/xen_memory0/info/current_kb";
   long long out0 = -1, in0 = -1, psi0 = -1, tgt = -1;
   bool swapped = false, stalled = false, first = false, reached = true;
+  /* The last second of PSI totals, one per poll: stall150 is the first
+   * poll whose total exceeds the one about 1 s before by 150 ms, what
+   * guestmem's default trigger (GM_STALL_THRESHOLD_US within
+   * GM_STALL_WINDOW_US) waits for, seen at this poll's 50 ms grain. */
+  enum { RING = 64 };
+  double ring_t[RING];
+  long long ring_psi[RING];
+  unsigned ring_n = 0;
+  bool stall150 = false;
   char line[256];
   static char blog[3072]; /* the balloon events so far, for KEY-balloon */
   size_t blen = 0;
@@ -192,6 +204,23 @@ static int cmd_signals(const char *key) {
       if (!first)
         put(xs, key, line);
       first = true;
+    }
+    if (psi >= 0) {
+      ring_t[ring_n % RING] = t;
+      ring_psi[ring_n % RING] = psi;
+      ring_n++;
+      /* The oldest poll within the last second (or the oldest kept). */
+      unsigned kept = ring_n < RING ? ring_n : RING, j = ring_n - kept;
+      while (j + 1 < ring_n && t - ring_t[(j + 1) % RING] >= 1.0)
+        j++;
+      if (!stall150 && psi - ring_psi[j % RING] >= 150000) {
+        stall150 = true;
+        snprintf(line, sizeof(line), "%.3f stall150 psi_some_us %lld in %.2fs",
+                 t, psi - ring_psi[j % RING], t - ring_t[j % RING]);
+        printf("e2e-stamp: %s\n", line);
+        blen = blog_add(blog, sizeof(blog), blen, line);
+        put(xs, bkey, blog);
+      }
     }
     if (tk >= 0 && tk != tgt) {
       snprintf(line, sizeof(line), "%.3f target %lld from %lld current %lld", t,
