@@ -209,7 +209,8 @@ static int cmd_signals(const char *key) {
       ring_t[ring_n % RING] = t;
       ring_psi[ring_n % RING] = psi;
       ring_n++;
-      /* The oldest poll within the last second (or the oldest kept). */
+      /* The newest poll at least 1 s old (or the oldest kept): the window
+       * is never shorter than 1 s, so stall150 errs early. */
       unsigned kept = ring_n < RING ? ring_n : RING, j = ring_n - kept;
       while (j + 1 < ring_n && t - ring_t[(j + 1) % RING] >= 1.0)
         j++;
