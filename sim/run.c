@@ -6,8 +6,9 @@
  * samples, as in the membal plugin. Policies marked urgent (membal's) also
  * run a round as soon as an urgent sample arrives, as the plugin does on
  * vmmem's urgent sample (membal's: at most one round per UrgentInterval, 1
- * s by default, its period counted from the last round, as the plugin's
- * thread does: urgent_gap_s).
+ * s by default, counted from the last round that served an urgent sample,
+ * and its Period counted from the last round, as the plugin's thread does:
+ * urgent_gap_s).
  */
 #include "sim.h"
 
@@ -144,7 +145,7 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
   long steps = lround(scn->duration_s / dt);
   long per_sec = lround(1.0 / dt);
   double next_round = interval;
-  double last_round = -1e9; /* no round yet */
+  double last_urgent = -1e9; /* the last round that served an urgent sample */
   bool urgent_pending = false;
   double prev_claims = 0;
   double next_poll = 0; /* request_poll_s */
@@ -217,11 +218,12 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
       urgent_pending = true;
     bool round = periodic || asked || poll ||
                  (pol->domain_watch && dom_changed) ||
-                 (urgent_pending && t >= last_round + pol->urgent_gap_s - 1e-9);
+                 (urgent_pending && t >= last_urgent + pol->urgent_gap_s - 1e-9);
     if (round) {
       /* a round serves every urgent sample that came before it */
+      if (urgent_pending)
+        last_urgent = t;
       urgent_pending = false;
-      last_round = t;
       if (pol->urgent_gap_s > 0)
         next_round = t + interval; /* membal: Period from the last round */
       else if (periodic)
