@@ -216,9 +216,9 @@ int sim_run(const sim_scenario_t *scn, const sim_policy_t *pol, uint64_t seed,
     bool periodic = t >= next_round - 1e-9;
     if (pol->urgent && urgent_arrived)
       urgent_pending = true;
-    bool round = periodic || asked || poll ||
-                 (pol->domain_watch && dom_changed) ||
-                 (urgent_pending && t >= last_urgent + pol->urgent_gap_s - 1e-9);
+    bool round =
+        periodic || asked || poll || (pol->domain_watch && dom_changed) ||
+        (urgent_pending && t >= last_urgent + pol->urgent_gap_s - 1e-9);
     if (round) {
       /* a round serves every urgent sample that came before it */
       if (urgent_pending)
