@@ -876,6 +876,48 @@ static void test_cagma_pressure_signal(void) {
   }
 }
 
+/* An emergency never lowers the target in force of a guest whose balloon is
+ * still growing toward it (real-Xen e2e, hog run 43: 796 -> 711 MiB). Pool
+ * 2G, full: A holds 1G on its way to 1.25G (1310720), swapping out at 100
+ * pages/s (need 32 MiB; CMA 576716); B holds 768M at its target, anon
+ * 640M: CMA 655360 + 65536 = 720896.
+ *  - now: A asks 1310720 + 32768 = 1343488; B gives what A waits for
+ *    beyond the free 262144 (2097152 - 1048576 - 786432): 1343488 +
+ *    786432 - 2097152 = 32768, to 753664; nothing is left to share: A
+ *    1343488, B 753664;
+ *  - asked from A's current size (the old rule) A would ask 1081344, the
+ *    free memory would cover it, and the surplus 2097152 - 1081344 -
+ *    720896 = 294912 split in halves: A 1228800 (below its target in
+ *    force), B 868352 (grown with memory promised to A). */
+static void test_cagma_emergency_from_target(void) {
+  mb_config_t cfg;
+  mb_config_default(&cfg);
+  mb_host_t host = {.total_kib = G(2)};
+  dspec_t a = DOM(G(1), G(8), M(64), M(400), M(512), 0);
+  a.last_target = G(1) + M(256);
+  dspec_t b = DOM(M(768), G(8), M(64), M(100), M(640), 0);
+  mb_domain_t doms[2];
+  mb_decision_t out[2];
+  build_dom(&doms[0], &a, 0);
+  build_dom(&doms[1], &b, 1);
+  doms[0].rates.valid = true;
+  doms[0].rates.swapout_pps = 100;
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out), 0);
+  CU_ASSERT(out[0].emergency);
+  ASSERT_U64(out[0].cma_kib, 576716);
+  ASSERT_U64(out[1].cma_kib, 720896);
+  ASSERT_U64(out[0].target_kib, 1343488);
+  CU_ASSERT_EQUAL(out[0].reason, MB_R_EMERGENCY);
+  ASSERT_U64(out[1].target_kib, 753664);
+  CU_ASSERT_EQUAL(out[1].reason, MB_R_SHRINK_IDLE);
+  /* a guest being shrunk (target below what it holds) asks from what it
+   * holds, as before: A at 1G with a target of 900M */
+  doms[0].target_kib = M(900);
+  CU_ASSERT_EQUAL_FATAL(mb_policy_compute(&cfg, NULL, &host, doms, 2, out), 0);
+  ASSERT_U64(out[0].target_kib, 1228800);
+  ASSERT_U64(out[1].target_kib, 868352);
+}
+
 /* Demand forecast. A: 1G, anon 512M, 400M available: CMA 524288 + margin
  * 52428 = 576716. B: 1G, anon 256M: CMA 294912. Pool 3G.
  *  - A's anonymous memory grows 100 MiB/s (102400 KiB/s > its 52428
@@ -1340,6 +1382,8 @@ int main(void) {
       {"cagma", test_cagma},
       {"cagma on a 2.6.18 sample", test_cagma_old_kernel},
       {"cagma pressure signal", test_cagma_pressure_signal},
+      {"cagma: an emergency counts from the target in force",
+       test_cagma_emergency_from_target},
       {"cagma demand forecast", test_cagma_forecast},
       {"cagma forecast capped at Max", test_cagma_forecast_capped},
       {"cagma: CMA guaranteed during another's emergency",
