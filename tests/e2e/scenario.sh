@@ -455,7 +455,30 @@ storm_run() {
     # membal's periodic growth under emulation: a memload ramp never made
     # the guest swap): its slack cannot absorb it, it swaps until membal
     # grows it. At most 800 MiB, which the guest holds at its Max (1 GiB).
+    # A retry waits until membal has taken back what the spoiled attempt
+    # grew busy to: a storm must exceed what busy has available by 320 MiB
+    # within the 800 MiB it can hold, and on a loaded host the 3 rounds
+    # after an attempt are not enough (hog run 43: attempts 3 and 4 began
+    # at 887 MiB available, allocated 800 MiB, and could not stall busy).
+    # Back to 32 MiB above what it had before the first attempt, or 30
+    # rounds; then it storms anyway.
+    if [ $attempt -gt 1 ] && [ -n "${avail_first:-}" ]; then
+      r_room=$(prog_rounds)
+      room_back() {
+        a=$(record_field $bid MemAvailable)
+        [ -n "$a" ] && [ "$a" -le $((avail_first + 32768)) ] && return 0
+        if [ "$(prog_rounds)" -ge $((r_room + 30)) ]; then
+          WHY_NOT="busy has ${a:-?} KiB available after 30 rounds, ${avail_first} KiB before the first storm"
+          return 2
+        fi
+        return 1
+      }
+      wait_for "busy back to what it had available before the first storm" \
+        $STALL_S prog_rounds room_back ||
+        log "storm attempt $attempt: $WHY; storming anyway"
+    fi
     avail=$(record_field $bid MemAvailable)
+    [ $attempt -eq 1 ] && avail_first=$avail
     STORM_MIB=$((${avail:-262144} / 1024 + 320))
     [ $STORM_MIB -gt 800 ] && STORM_MIB=800
     fact ${P}storm_mib "$STORM_MIB"
