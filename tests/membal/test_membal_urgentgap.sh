@@ -38,13 +38,14 @@ mb_assert_eq "period" "$(round_trigger "$r")" "round $r's trigger"
 r0=$(vmt_round)
 vmt_record 1 2 $((1024 * MiB)) $((100 * MiB)) 1
 vmt_expect 30 2 vm1 count-sample_seq
-urgent_round_after() { grep -E "membal: round [0-9]+ on urgent sample" "$MB_CD_LOG" |
-  awk -v r="$1" '{ for (i = 1; i < NF; i++) if ($i == "round") n = $(i + 1) + 0 } n > r { ok = 1 } END { exit !ok }'; }
+# urgent_rounds: the numbers of the rounds run on an urgent sample, in order
+urgent_rounds() { sed -nE 's/.* membal: round ([0-9]+) on urgent sample: .*/\1/p' "$MB_CD_LOG"; }
+urgent_round_after() { [ "$(urgent_rounds | tail -n 1)" -gt "$1" ] 2>/dev/null; }
 # a hang limit, not a speed check: the periodic rounds come every 2 s
 # whatever the rule, so only the trigger named tells the rules apart
 mb_wait_for 30 urgent_round_after "$r0" ||
   mb_fail "no round on the urgent sample after round $r0 (rounds since: $(grep -E 'membal: round' "$MB_CD_LOG" | tail -3))"
-ru=$(grep -E "membal: round [0-9]+ on urgent sample" "$MB_CD_LOG" | tail -1 | sed -E 's/.* round ([0-9]+) on .*/\1/')
+ru=$(urgent_rounds | tail -n 1)
 mb_log "ok: round $ru ran on the urgent sample (after periodic round $r0)"
 
 # 2. a second urgent sample within UrgentInterval of that round: no round
@@ -55,7 +56,7 @@ vmt_expect 30 3 vm1 count-sample_seq
 r1=$(vmt_round)
 mb_wait_for 30 vmt__round_after $((r1 + 1)) || mb_fail "no periodic rounds after the second urgent sample"
 mb_wait_for 30 round_line $((r1 + 2)) || mb_fail "no LogRounds line for round $((r1 + 2))"
-n_urgent=$(grep -cE "membal: round [0-9]+ on urgent sample" "$MB_CD_LOG")
+n_urgent=$(urgent_rounds | wc -l)
 mb_assert_eq 1 "$n_urgent" "rounds on an urgent sample (the second is within UrgentInterval 1 h)"
 for ((k = r1 + 1; k <= r1 + 2; k++)); do
   mb_assert_eq "period" "$(round_trigger "$k")" "round $k's trigger"
